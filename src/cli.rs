@@ -1,0 +1,289 @@
+//! The command line (DESIGN §2): `serve`, `migrate`, `reseller create`, `org create`,
+//! `token issue`, `token revoke`. Every command takes `--database-url` / `--data-dir` and works
+//! whether or not a server runs on the same data dir. Admin commands print one JSON line (or,
+//! for `token issue`, the token alone) on stdout; errors are one line on stderr, exit code 1.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::admin::{self, TokenFor};
+use crate::auth::Scope;
+use crate::db::{Database, DbConfig, DbTarget};
+use crate::http::HttpConfig;
+use crate::server::{self, ServeOptions};
+
+/// Baton: self-hosted AI-to-human handoff server.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, about, long_about = None)]
+pub struct Cli {
+    /// Where the data lives.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Database selection, shared by every command.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// PostgreSQL URL. When set, Baton uses it and starts no PostgreSQL of its own.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Data dir of the embedded PostgreSQL cluster (used when no database URL is given).
+    #[arg(
+        long,
+        env = "BATON_DATA_DIR",
+        default_value = "baton-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+}
+
+impl DbArgs {
+    /// The database these arguments select.
+    pub fn target(&self) -> DbTarget {
+        match &self.database_url {
+            Some(url) if !url.trim().is_empty() => DbTarget::Url(url.clone()),
+            _ => DbTarget::Embedded(self.data_dir.clone()),
+        }
+    }
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (migrations run at start).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage resellers.
+    Reseller {
+        /// What to do.
+        #[command(subcommand)]
+        command: ResellerCommand,
+    },
+    /// Manage organizations.
+    Org {
+        /// What to do.
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Issue and revoke API tokens.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// `baton serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BATON_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Create the `demo` organization with about 90 days of data, and print a token and curl lines.
+    #[arg(long)]
+    pub demo: bool,
+    /// Most database connections the server opens.
+    #[arg(long, env = "BATON_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Seconds a request may take before it is answered 503.
+    #[arg(long, env = "BATON_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Seconds a single SQL statement may take (PostgreSQL `statement_timeout`).
+    #[arg(long, env = "BATON_STATEMENT_TIMEOUT_SECS", default_value_t = 15)]
+    pub statement_timeout_secs: u64,
+}
+
+/// `baton reseller …`
+#[derive(Debug, Subcommand)]
+pub enum ResellerCommand {
+    /// Create a reseller; prints `{"id":…,"slug":…}`.
+    Create {
+        /// Unique slug (lowercase letters, digits, `-`, `_`).
+        slug: String,
+        /// Display name (default: the slug).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// `baton org …`
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization; prints `{"id":…,"slug":…}`.
+    Create {
+        /// Unique slug (lowercase letters, digits, `-`, `_`).
+        slug: String,
+        /// Display name (default: the slug).
+        #[arg(long)]
+        name: Option<String>,
+        /// Slug of the reseller it belongs to.
+        #[arg(long)]
+        reseller: Option<String>,
+        /// IANA time zone for day and hour buckets (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+    },
+}
+
+/// `baton token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; prints the JWT alone.
+    Issue(TokenIssueArgs),
+    /// Revoke a token by its id (`jti`) or by the token itself.
+    Revoke {
+        /// The token's `jti`, or the whole token.
+        jti: String,
+    },
+}
+
+/// `baton token issue` options.
+#[derive(Debug, Args)]
+pub struct TokenIssueArgs {
+    /// Whom the token speaks for.
+    #[command(flatten)]
+    pub target: TokenTarget,
+    /// A scope to grant (repeat for several): `read_all`, `write_all` (implies `read_all`).
+    #[arg(long = "scope", value_enum, required = true)]
+    pub scopes: Vec<Scope>,
+    /// Days until the token expires.
+    #[arg(long, default_value_t = 90)]
+    pub ttl_days: i64,
+}
+
+/// Exactly one of `--org` or `--reseller`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct TokenTarget {
+    /// Organization slug.
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Reseller slug (the token reads all the reseller's organizations).
+    #[arg(long)]
+    pub reseller: Option<String>,
+}
+
+/// Runs a parsed command line; errors are printed as one line.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let target = cli.db.target();
+    match cli.command {
+        Command::Serve(args) => {
+            server::run(ServeOptions {
+                addr: args.addr,
+                target,
+                db: DbConfig {
+                    max_connections: args.db_max_connections.max(1),
+                    statement_timeout: Duration::from_secs(args.statement_timeout_secs.max(1)),
+                    ..DbConfig::default()
+                },
+                http: HttpConfig {
+                    request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+                    ..HttpConfig::default()
+                },
+                demo: args.demo,
+            })
+            .await
+        }
+        command => {
+            let db = Database::open(&target, &admin_db_config()).await?;
+            let result = admin_command(&db, command).await;
+            db.close().await?;
+            result
+        }
+    }
+}
+
+/// Admin commands need one connection and no long statements.
+fn admin_db_config() -> DbConfig {
+    DbConfig {
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(10),
+        ..DbConfig::default()
+    }
+}
+
+async fn admin_command(db: &Database, command: Command) -> anyhow::Result<()> {
+    let pool = &db.pool;
+    match command {
+        Command::Serve(_) => unreachable!("serve is dispatched before"),
+        Command::Migrate => {
+            eprintln!("migrations applied");
+        }
+        Command::Reseller {
+            command: ResellerCommand::Create { slug, name },
+        } => {
+            let r = admin::create_reseller(pool, &slug, name.as_deref()).await?;
+            println!("{}", json!({"id": r.id, "slug": r.slug}));
+        }
+        Command::Org {
+            command:
+                OrgCommand::Create {
+                    slug,
+                    name,
+                    reseller,
+                    timezone,
+                },
+        } => {
+            let o = admin::create_org(
+                pool,
+                &slug,
+                name.as_deref(),
+                reseller.as_deref(),
+                timezone.as_deref(),
+            )
+            .await?;
+            println!("{}", json!({"id": o.id, "slug": o.slug}));
+        }
+        Command::Token {
+            command: TokenCommand::Issue(args),
+        } => {
+            let keys = admin::signing_keys(pool).await?;
+            let target = match (&args.target.org, &args.target.reseller) {
+                (Some(org), _) => TokenFor::Org(org),
+                (None, Some(reseller)) => TokenFor::Reseller(reseller),
+                (None, None) => anyhow::bail!("one of --org or --reseller is required"),
+            };
+            let ttl = chrono::Duration::try_days(args.ttl_days)
+                .filter(|_| args.ttl_days <= 3650)
+                .ok_or_else(|| anyhow::anyhow!("--ttl-days must be between 1 and 3650"))?;
+            let issued = admin::issue_token(pool, &keys, target, &args.scopes, ttl).await?;
+            println!("{}", issued.token);
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { jti },
+        } => {
+            let (jti, at) = admin::revoke_token(pool, &jti).await?;
+            println!("{}", json!({"jti": jti, "revoked_at": at}));
+        }
+    }
+    Ok(())
+}

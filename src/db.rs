@@ -1,0 +1,162 @@
+//! Where the data lives: a PostgreSQL given by URL, or the embedded cluster under the data dir.
+//!
+//! Policy: every pool waits at most 2 s for a connection and every statement at most
+//! [`DbConfig::statement_timeout`], so that a database outage turns into quick 503s rather than
+//! hanging requests. Migrations run on every open (they are idempotent and take an advisory lock,
+//! so a server and an admin command may open the same database at once).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::pg::{Cluster, ClusterOptions};
+
+/// The embedded cluster's database.
+pub const DATABASE_NAME: &str = "baton";
+
+/// The migrations in `migrations/`, compiled in.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Which PostgreSQL to use.
+#[derive(Debug, Clone)]
+pub enum DbTarget {
+    /// An existing server (`DATABASE_URL`); nothing is started or stopped.
+    Url(String),
+    /// The embedded cluster under this data dir.
+    Embedded(PathBuf),
+}
+
+/// Pool and timeout settings.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before it gets a 503.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for every session of the pool.
+    pub statement_timeout: Duration,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// An open database: the pool, and the embedded cluster when Baton runs its own.
+pub struct Database {
+    /// The connection pool (cheap to clone).
+    pub pool: PgPool,
+    /// The connect options the pool uses (handy for dedicated connections).
+    pub connect_options: PgConnectOptions,
+    cluster: Option<Cluster>,
+}
+
+impl Database {
+    /// Opens the database (starting or joining the embedded cluster when needed), runs the
+    /// migrations and returns a ready pool.
+    pub async fn open(target: &DbTarget, config: &DbConfig) -> Result<Database> {
+        let (base, cluster) = match target {
+            DbTarget::Url(url) => (
+                PgConnectOptions::from_str(url)
+                    .context("DATABASE_URL is not a valid PostgreSQL URL")?,
+                None,
+            ),
+            DbTarget::Embedded(dir) => {
+                let dir = dir.clone();
+                let cluster = tokio::task::spawn_blocking(move || {
+                    Cluster::ensure_running(&dir, ClusterOptions::default())
+                })
+                .await??;
+                let options = embedded_options(&cluster, DATABASE_NAME);
+                create_database_if_missing(&embedded_options(&cluster, "postgres"), DATABASE_NAME)
+                    .await?;
+                (options, Some(cluster))
+            }
+        };
+        let connect_options = with_session_settings(base, config);
+        let pool = pool_options(config)
+            .connect_with(connect_options.clone())
+            .await
+            .context("cannot connect to PostgreSQL")?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .context("cannot apply database migrations")?;
+        Ok(Database {
+            pool,
+            connect_options,
+            cluster,
+        })
+    }
+
+    /// The embedded cluster, when Baton runs its own.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    /// Closes the pool, then stops the embedded cluster if this process started it.
+    pub async fn close(self) -> Result<()> {
+        self.pool.close().await;
+        if let Some(cluster) = self.cluster {
+            tokio::task::spawn_blocking(move || cluster.stop()).await??;
+        }
+        Ok(())
+    }
+}
+
+/// Connect options for a database of the embedded cluster, over its Unix socket.
+pub fn embedded_options(cluster: &Cluster, database: &str) -> PgConnectOptions {
+    PgConnectOptions::new()
+        .socket(cluster.socket_dir())
+        .port(cluster.port())
+        .username(crate::pg::SUPERUSER)
+        .database(database)
+}
+
+/// Adds the per-session settings every Baton connection carries.
+pub fn with_session_settings(options: PgConnectOptions, config: &DbConfig) -> PgConnectOptions {
+    let ms = config.statement_timeout.as_millis().to_string();
+    options
+        .application_name("baton")
+        .options([("statement_timeout", ms.as_str())])
+}
+
+/// The pool options for a config.
+pub fn pool_options(config: &DbConfig) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .min_connections(0)
+        .acquire_timeout(config.acquire_timeout)
+}
+
+/// Creates `name` on the server reached by `admin` unless it exists.
+pub async fn create_database_if_missing(admin: &PgConnectOptions, name: &str) -> Result<()> {
+    let mut conn = PgConnection::connect_with(admin)
+        .await
+        .context("cannot connect to the embedded PostgreSQL")?;
+    let exists: bool =
+        sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        let sql = format!("create database \"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(&sql).execute(&mut conn).await {
+            Ok(_) => {}
+            // Another process created it between our check and our create.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    conn.close().await?;
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The error envelope: every error on every endpoint is OpenCX's `ErrorDto`.
+//!
+//! Policy: client errors carry a message a person can act on (naming the parameter or field);
+//! 5xx bodies never carry internal text, and the cause is logged once, inside the request span.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `Result` with [`ApiError`] as the error.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// The body of every error response (OpenCX's `ErrorDto`, plus optional `details`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"statusCode": 400, "message": "start_date: not an ISO 8601 date-time", "error": "Bad Request"}))]
+pub struct ErrorDto {
+    /// The HTTP status code, repeated.
+    pub status_code: u16,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The status's reason phrase (`Bad Request`, `Not Found`, …).
+    pub error: String,
+    /// Per-field problems of a rejected body, each with the field's JSON path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<FieldError>>,
+}
+
+/// One problem with one field of a request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FieldError {
+    /// JSON path of the field (`settings.question_message`, `events[3].reasons`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or fails validation.
+    #[error("{message}")]
+    BadRequest {
+        /// Summary.
+        message: String,
+        /// Per-field problems (empty when the message says it all).
+        details: Vec<FieldError>,
+    },
+    /// 401: no usable token. Sent with `WWW-Authenticate: Bearer`.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the token lacks a scope or may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such resource, or one of another tenant.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request conflicts with stored state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 412: an `If-Match` precondition no longer holds.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// 413: the body is too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: the body's content type is not accepted.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 503: the database is unreachable or too slow; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected database error; details are logged, never sent.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 400 with a message only.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    /// A 400 listing field problems.
+    pub fn invalid(message: impl Into<String>, details: Vec<FieldError>) -> ApiError {
+        ApiError::BadRequest {
+            message: message.into(),
+            details,
+        }
+    }
+
+    /// The status code this error is sent with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    /// `RowNotFound` is a 404; an unreachable, saturated or too-slow database is a 503; anything
+    /// else is a 500.
+    fn from(e: sqlx::Error) -> ApiError {
+        match &e {
+            sqlx::Error::RowNotFound => ApiError::NotFound("not found".to_owned()),
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable("database unavailable, retry later".to_owned())
+            }
+            sqlx::Error::Database(db)
+                if matches!(
+                    db.code().as_deref(),
+                    // query_canceled (statement_timeout), admin_shutdown, crash_shutdown,
+                    // cannot_connect_now, too_many_connections, serialization/deadlock are
+                    // transient too but callers retry those themselves.
+                    Some("57014" | "57P01" | "57P02" | "57P03" | "53300")
+                ) =>
+            {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable("database unavailable or too slow, retry later".to_owned())
+            }
+            _ => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+/// Builds an envelope response.
+pub fn envelope(status: StatusCode, message: String, details: Option<Vec<FieldError>>) -> Response {
+    let body = ErrorDto {
+        status_code: status.as_u16(),
+        message,
+        error: status.canonical_reason().unwrap_or("Error").to_owned(),
+        details,
+    };
+    let mut response = (status, Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                envelope(status, "internal server error".to_owned(), None)
+            }
+            ApiError::BadRequest { message, details } => {
+                envelope(status, message, (!details.is_empty()).then_some(details))
+            }
+            other => envelope(status, other.to_string(), None),
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The HTTP API: state, router, layers and the OpenAPI document.
+//!
+//! Each resource module returns its own `OpenApiRouter`; [`router`] merges them, splits out the
+//! OpenAPI document (served at `/openapi.json`), and adds the layers in the order commented there.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod me;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sqlx::PgPool;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::Keys;
+use error::{ApiError, envelope};
+
+/// Everything a handler can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// The database pool.
+    pub pool: PgPool,
+    /// Token signing and verification keys.
+    pub keys: Arc<Keys>,
+}
+
+/// Limits applied to every request.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout: Duration,
+    /// Largest request body, in bytes (413 beyond).
+    pub body_limit: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            request_timeout: Duration::from_secs(30),
+            body_limit: 10 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Baton",
+        description = "Self-hosted AI-to-human handoff server. Speaks the OpenCX handoff analytics, Quickchat handoff configuration, Telzino call metrics and PolyAI handoff state APIs. Every error body is OpenCX's `ErrorDto`.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&SecuritySchemes),
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    components(schemas(error::ErrorDto, error::FieldError)),
+    tags(
+        (name = "operations", description = "Probes and the API description"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A Baton token (`baton token issue`) as `Authorization: Bearer <token>`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-api-key",
+                "The same token as an `x-api-key` header, as PolyAI clients send it.",
+            ))),
+        );
+    }
+}
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(me::router())
+}
+
+/// The OpenAPI document of the whole API (what `/openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+/// The OpenAPI document as committed in `openapi/openapi.json` (pretty, with a final newline).
+pub fn openapi_json() -> String {
+    let mut text = openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| unreachable!("the OpenAPI document always serializes: {e}"));
+    text.push('\n');
+    text
+}
+
+/// The application: every route with its layers.
+pub fn router(state: AppState, config: &HttpConfig) -> Router {
+    let (routes, api) = api_router().split_for_parts();
+    let api_json = Arc::new(api.to_json().unwrap_or_default());
+    let routes = routes.route(
+        "/openapi.json",
+        get(move || {
+            let body = api_json.clone();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    body.as_str().to_owned(),
+                )
+            }
+        }),
+    );
+    routes
+        .fallback(not_found)
+        .with_state(state)
+        // Outermost first: every request gets an id, then a span carrying it; panics, bare
+        // error statuses and timeouts all end in the envelope inside that span; bodies are
+        // limited before any extractor reads them; responses are compressed last.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(make_span)
+                        .on_request(())
+                        .on_response(on_response)
+                        .on_failure(()),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(middleware::from_fn(ensure_envelope))
+                .layer(middleware::from_fn_with_state(
+                    config.request_timeout,
+                    timeout,
+                ))
+                .layer(DefaultBodyLimit::max(config.body_limit))
+                .layer(CompressionLayer::new()),
+        )
+}
+
+fn make_span(req: &Request<Body>) -> Span {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %path,
+        request_id = %request_id,
+        org = tracing::field::Empty,
+        reseller = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    )
+}
+
+fn on_response<B>(res: &axum::http::Response<B>, latency: Duration, span: &Span) {
+    span.record("status", res.status().as_u16());
+    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+    tracing::info!("response");
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+}
+
+/// A JSON 404 for every path no route matches.
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// Turns any error response without a JSON body (axum's 405, a layer's 413, …) into the envelope.
+async fn ensure_envelope(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => format!("method {method} is not allowed on {path}"),
+        StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".to_owned(),
+        other => other.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let mut out = envelope(status, message, None);
+    for name in [header::ALLOW, header::WWW_AUTHENTICATE, header::RETRY_AFTER] {
+        if let Some(v) = res.headers().get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
+async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "request timed out"
+            );
+            ApiError::Unavailable(format!("request timed out after {} s", limit.as_secs_f64()))
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The embedded PostgreSQL cluster: Baton's default store when no `DATABASE_URL` is given.
+//!
+//! Policy: use the machine's own PostgreSQL server binaries (never download anything), keep the
+//! cluster under Baton's data dir, listen on a Unix socket inside that dir only (no TCP port that
+//! could collide), and reuse whatever is already there: an existing cluster is started, a running
+//! one (a server, or another admin command, on the same data dir) is joined, and a `postmaster.pid`
+//! left by an unclean stop is cleared. PostgreSQL refuses to run as root, so when Baton runs as root
+//! the cluster belongs to, and runs as, the `postgres` system user. Local connections use `trust`:
+//! the socket lives in a directory that only the cluster's owner (and root) can enter.
+//!
+//! Everything here is synchronous (`std::process`): it runs once at start and once at stop.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::fcntl::{Flock, FlockArg};
+use nix::unistd::{Gid, Uid, User};
+
+/// The database superuser that `initdb` creates; Baton connects as it over the socket.
+pub const SUPERUSER: &str = "baton";
+/// The port number only names the socket file (`.s.PGSQL.5432`); no TCP port is opened.
+const PORT: u16 = 5432;
+/// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with the trailing NUL).
+const MAX_SOCKET_PATH: usize = 107;
+const INSTALL_HINT: &str = "no PostgreSQL server binaries found (looked in PATH, `pg_config --bindir` and /usr/lib/postgresql/*/bin): install the `postgresql` package (Debian/Ubuntu: apt-get install postgresql), set BATON_PG_BIN to the directory holding `initdb` and `pg_ctl`, or set DATABASE_URL";
+
+/// How the cluster is tuned.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterOptions {
+    /// Trade durability for speed (`fsync`, `synchronous_commit` and `full_page_writes` off):
+    /// only for throwaway clusters such as the test harness's.
+    pub ephemeral: bool,
+}
+
+/// A PostgreSQL cluster under a data dir, running (see [`Cluster::ensure_running`]).
+#[derive(Debug)]
+pub struct Cluster {
+    bin_dir: PathBuf,
+    data_dir: PathBuf,
+    pgdata: PathBuf,
+    owner: Option<User>,
+    started_here: bool,
+}
+
+impl Cluster {
+    /// Makes sure a cluster runs on `data_dir`: creates it on first use, starts it if it is
+    /// stopped (clearing a stale `postmaster.pid`), or joins it if something already runs it.
+    pub fn ensure_running(data_dir: &Path, options: ClusterOptions) -> Result<Cluster> {
+        fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve data dir {}", data_dir.display()))?;
+        let pgdata = data_dir.join("pg");
+        let socket = pgdata.join(format!(".s.PGSQL.{PORT}"));
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            bail!(
+                "data dir path {} is too long for a Unix socket ({} bytes at most for {}); choose a shorter --data-dir",
+                data_dir.display(),
+                MAX_SOCKET_PATH,
+                socket.display()
+            );
+        }
+        let bin_dir = find_bin_dir()?;
+        let owner = cluster_owner()?;
+        if let Some(user) = &owner {
+            // Only the cluster's owner needs the data dir; root can enter it anyway.
+            chown(&data_dir, user)?;
+        }
+
+        // One process at a time creates or starts the cluster; the others wait, then join it.
+        let lock_path = data_dir.join(".baton.lock");
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow!("cannot lock {}: {e}", lock_path.display()))?;
+
+        let mut cluster = Cluster {
+            bin_dir,
+            data_dir,
+            pgdata,
+            owner,
+            started_here: false,
+        };
+        if !cluster.pgdata.join("PG_VERSION").exists() {
+            cluster.initdb(options)?;
+        }
+        cluster.write_settings(options)?;
+        if cluster.accepts_connections() {
+            return Ok(cluster);
+        }
+        cluster.clear_stale_lock_files()?;
+        cluster.start()?;
+        cluster.started_here = true;
+        Ok(cluster)
+    }
+
+    /// The directory holding the server's Unix socket (pass it as the connection host).
+    pub fn socket_dir(&self) -> &Path {
+        &self.pgdata
+    }
+
+    /// The socket's port number (only part of the socket file name).
+    pub fn port(&self) -> u16 {
+        PORT
+    }
+
+    /// The data dir this cluster lives under.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Whether this process started the server (and so should stop it).
+    pub fn started_here(&self) -> bool {
+        self.started_here
+    }
+
+    /// Stops the server if this process started it; a server that was already running when we
+    /// arrived belongs to whoever started it and is left alone.
+    pub fn stop(self) -> Result<()> {
+        if !self.started_here {
+            return Ok(());
+        }
+        self.stop_now()
+    }
+
+    /// Stops the server whoever started it (fast shutdown: open sessions are ended).
+    pub fn stop_now(&self) -> Result<()> {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .args(["-m", "fast", "-w", "-t", "60", "stop"])
+            .output()
+            .context("cannot run pg_ctl stop")?;
+        if !out.status.success() {
+            bail!(
+                "pg_ctl stop failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Detaches a watchdog process that stops the server (immediate shutdown) once process `pid`
+    /// has exited, and then removes the data dir when `remove_data_dir` is set. Throwaway clusters
+    /// (the test harness's) use it because a process's statics are never dropped.
+    pub fn stop_when_process_exits(&self, pid: u32, remove_data_dir: bool) -> Result<()> {
+        let mut stop = String::new();
+        if let Some(user) = &self.owner {
+            stop.push_str(&format!("runuser -u {} -- ", shell_quote(&user.name)));
+        }
+        stop.push_str(&format!(
+            "{} -D {} -m immediate -w stop",
+            shell_quote(&self.bin_dir.join("pg_ctl").to_string_lossy()),
+            shell_quote(&self.pgdata.to_string_lossy())
+        ));
+        let mut script =
+            format!("while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1");
+        if remove_data_dir {
+            script.push_str(&format!(
+                "; rm -rf {}",
+                shell_quote(&self.data_dir.to_string_lossy())
+            ));
+        }
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .current_dir("/")
+            .process_group(0)
+            .spawn()
+            .context("cannot start the cluster watchdog")?;
+        Ok(())
+    }
+
+    fn initdb(&self, options: ClusterOptions) -> Result<()> {
+        fs::create_dir_all(&self.pgdata)
+            .with_context(|| format!("cannot create {}", self.pgdata.display()))?;
+        fs::set_permissions(&self.pgdata, fs::Permissions::from_mode(0o700))?;
+        if let Some(user) = &self.owner {
+            chown(&self.pgdata, user)?;
+        }
+        let mut cmd = self.command("initdb");
+        cmd.arg("-D").arg(&self.pgdata).args([
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ]);
+        if options.ephemeral {
+            cmd.arg("--no-sync");
+        }
+        let out = cmd.output().context("cannot run initdb")?;
+        if !out.status.success() {
+            bail!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        // Settings that depend on where the data dir is live in baton.conf, rewritten at every
+        // start, so that a moved data dir keeps working.
+        let mut conf = OpenOptions::new()
+            .append(true)
+            .open(self.pgdata.join("postgresql.conf"))?;
+        writeln!(
+            conf,
+            "\n# Added by Baton: socket location and tuning, rewritten at every start.\ninclude_if_exists = 'baton.conf'"
+        )?;
+        Ok(())
+    }
+
+    fn write_settings(&self, options: ClusterOptions) -> Result<()> {
+        let socket_dir = self.pgdata.to_string_lossy().replace('\'', "''");
+        let mut conf = format!(
+            "# Written by Baton at every start; edit postgresql.conf instead.\n\
+             listen_addresses = ''\n\
+             port = {PORT}\n\
+             unix_socket_directories = '{socket_dir}'\n\
+             unix_socket_permissions = 0700\n\
+             max_connections = 200\n"
+        );
+        if options.ephemeral {
+            conf.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
+        }
+        let path = self.pgdata.join("baton.conf");
+        fs::write(&path, conf).with_context(|| format!("cannot write {}", path.display()))?;
+        if let Some(user) = &self.owner {
+            chown(&path, user)?;
+        }
+        Ok(())
+    }
+
+    fn accepts_connections(&self) -> bool {
+        UnixStream::connect(self.pgdata.join(format!(".s.PGSQL.{PORT}"))).is_ok()
+    }
+
+    /// A `postmaster.pid` whose process is gone, or is not a postgres at all (the pid was reused
+    /// after a crash or a container restart), would stop PostgreSQL from starting.
+    fn clear_stale_lock_files(&self) -> Result<()> {
+        let pid_file = self.pgdata.join("postmaster.pid");
+        let Ok(mut file) = File::open(&pid_file) else {
+            return Ok(());
+        };
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        let pid: Option<i32> = text.lines().next().and_then(|l| l.trim().parse().ok());
+        let alive_postgres = pid.is_some_and(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmd| String::from_utf8_lossy(&cmd).contains("postgres"))
+                .unwrap_or(false)
+        });
+        if alive_postgres {
+            // A live postmaster that does not accept connections yet is starting up or shutting
+            // down: leave it to pg_ctl, which will report what is going on.
+            return Ok(());
+        }
+        tracing::warn!(pid_file = %pid_file.display(), "removing stale postmaster.pid left by an unclean stop");
+        fs::remove_file(&pid_file)?;
+        let socket_lock = self.pgdata.join(format!(".s.PGSQL.{PORT}.lock"));
+        let _ = fs::remove_file(socket_lock);
+        let _ = fs::remove_file(self.pgdata.join(format!(".s.PGSQL.{PORT}")));
+        Ok(())
+    }
+
+    fn start(&self) -> Result<()> {
+        let log = self.data_dir.join("postgres.log");
+        let offset = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-s", "start"])
+            .output()
+            .context("cannot run pg_ctl start")?;
+        if !out.status.success() {
+            let mut tail = String::new();
+            if let Ok(mut f) = File::open(&log) {
+                let _ = f.seek(SeekFrom::Start(offset));
+                let _ = f.read_to_string(&mut tail);
+            }
+            bail!(
+                "PostgreSQL did not start (data dir {}): {} {}",
+                self.pgdata.display(),
+                String::from_utf8_lossy(&out.stderr).trim(),
+                tail.trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// A command for one of the server binaries, run as the cluster's owner.
+    fn command(&self, program: &str) -> Command {
+        let bin = self.bin_dir.join(program);
+        let mut cmd = match &self.owner {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", &user.name, "--"]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        // The caller's working directory may be closed to the postgres user.
+        cmd.current_dir("/").stdin(Stdio::null());
+        cmd
+    }
+}
+
+/// The system user that must own and run the cluster: `postgres` when Baton runs as root,
+/// nobody else (Baton's own user) otherwise.
+fn cluster_owner() -> Result<Option<User>> {
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    match User::from_name("postgres")? {
+        Some(user) => Ok(Some(user)),
+        None => bail!(
+            "PostgreSQL refuses to run as root and there is no `postgres` system user to run it as: install the `postgresql` package, run Baton as an ordinary user, or set DATABASE_URL"
+        ),
+    }
+}
+
+fn chown(path: &Path, user: &User) -> Result<()> {
+    nix::unistd::chown(path, Some(user.uid), Some(Gid::from_raw(user.gid.as_raw())))
+        .with_context(|| format!("cannot give {} to user {}", path.display(), user.name))
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Finds the directory holding `initdb`, `pg_ctl` and `postgres`: `BATON_PG_BIN`, then PATH, then
+/// `pg_config --bindir`, then Debian's `/usr/lib/postgresql/<version>/bin`, newest version first.
+pub fn find_bin_dir() -> Result<PathBuf> {
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
+    if let Some(dir) = std::env::var_os("BATON_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        if has_all(&dir) {
+            return Ok(dir);
+        }
+        bail!(
+            "BATON_PG_BIN={} does not hold initdb, pg_ctl and postgres",
+            dir.display()
+        );
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if has_all(&dir) {
+                return Ok(dir);
+            }
+        }
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && has_all(&dir) {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let version: Vec<u32> = name
+                .split('.')
+                .map(|p| p.parse().ok())
+                .collect::<Option<_>>()?;
+            let bin = entry.path().join("bin");
+            has_all(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    match versions.pop() {
+        Some((_, dir)) => Ok(dir),
+        None => bail!("{INSTALL_HINT}"),
+    }
+}

@@ -1,0 +1,93 @@
+//! `baton serve`: bind, open the database (starting the embedded cluster when needed), serve
+//! until SIGINT/SIGTERM, drain in-flight requests, then close the pool and stop the cluster.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::db::{Database, DbConfig, DbTarget};
+use crate::http::{self, AppState, HttpConfig};
+use crate::{admin, demo};
+
+/// What `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Which database.
+    pub target: DbTarget,
+    /// Pool settings.
+    pub db: DbConfig,
+    /// Request limits.
+    pub http: HttpConfig,
+    /// Prepare the demo organization and print how to use it.
+    pub demo: bool,
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
+    // Bind first: a busy port should fail before PostgreSQL is started for nothing.
+    let listener = TcpListener::bind(options.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.addr))?;
+    let addr = listener.local_addr()?;
+    let db = Database::open(&options.target, &options.db).await?;
+    let result = serve(listener, addr, &db, &options).await;
+    let closed = db.close().await;
+    result.and(closed)
+}
+
+async fn serve(
+    listener: TcpListener,
+    addr: SocketAddr,
+    db: &Database,
+    options: &ServeOptions,
+) -> anyhow::Result<()> {
+    let keys = Arc::new(admin::signing_keys(&db.pool).await?);
+    if options.demo {
+        demo::prepare(&db.pool, &keys, addr).await?;
+    }
+    let app = http::router(
+        AppState {
+            pool: db.pool.clone(),
+            keys,
+        },
+        &options.http,
+    );
+    match db.cluster() {
+        Some(cluster) => {
+            tracing::info!(%addr, data_dir = %cluster.data_dir().display(), "Baton is serving on its embedded PostgreSQL")
+        }
+        None => tracing::info!(%addr, "Baton is serving"),
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received, draining requests");
+}

@@ -1,0 +1,11 @@
+//! All SQL lives here, one module per aggregate. Functions take an executor (pool, connection or
+//! transaction): the caller owns the transaction. Tenant data is always filtered by `org_id`.
+
+pub mod secrets;
+pub mod tenants;
+pub mod tokens;
+
+/// Whether an error is the violation of the named constraint.
+pub fn is_constraint(e: &sqlx::Error, name: &str) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.constraint() == Some(name))
+}

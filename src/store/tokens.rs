@@ -1,0 +1,60 @@
+//! Issued tokens and their revocation.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// A token to record at issue.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    /// The token's id.
+    pub jti: Uuid,
+    /// Its organization (exactly one of `org_id`, `reseller_id`).
+    pub org_id: Option<Uuid>,
+    /// Its reseller.
+    pub reseller_id: Option<Uuid>,
+    /// Its scopes' wire names.
+    pub scopes: &'a [&'a str],
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Records an issued token.
+pub async fn insert(db: impl PgExecutor<'_>, token: &NewToken<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"insert into api_tokens (jti, org_id, reseller_id, scopes, issued_at, expires_at)
+           values ($1, $2, $3, $4, $5, $6)"#,
+    )
+    .bind(token.jti)
+    .bind(token.org_id)
+    .bind(token.reseller_id)
+    .bind(token.scopes)
+    .bind(token.issued_at)
+    .bind(token.expires_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// `None` when Baton never issued `jti`, else whether it has been revoked.
+pub async fn revoked(db: impl PgExecutor<'_>, jti: Uuid) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar("select revoked_at is not null from api_tokens where jti = $1")
+        .bind(jti)
+        .fetch_optional(db)
+        .await
+}
+
+/// Revokes `jti`; returns when it was revoked (the first revocation's time when it already
+/// was), or `None` when no such token was issued.
+pub async fn revoke(db: impl PgExecutor<'_>, jti: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        r#"update api_tokens set revoked_at = coalesce(revoked_at, now())
+           where jti = $1
+           returning revoked_at"#,
+    )
+    .bind(jti)
+    .fetch_optional(db)
+    .await
+}
