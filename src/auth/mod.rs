@@ -73,11 +73,6 @@ impl OrgId {
     pub fn get(self) -> Uuid {
         self.0
     }
-
-    #[cfg(test)]
-    pub(crate) fn for_test(id: Uuid) -> OrgId {
-        OrgId(id)
-    }
 }
 
 impl fmt::Display for OrgId {
@@ -245,18 +240,28 @@ impl Keys {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 ErrorKind::InvalidIssuer => TokenError::Issuer,
                 ErrorKind::InvalidAudience => TokenError::Audience,
-                ErrorKind::MissingRequiredClaim(c) => match c.as_str() {
-                    "iss" => TokenError::Issuer,
-                    "aud" => TokenError::Audience,
-                    other => TokenError::Claims(format!("`{other}` is required")),
-                },
+                ErrorKind::MissingRequiredClaim(c) => missing_claim(c),
                 ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
-                ErrorKind::Json(err) => TokenError::Claims(err.to_string()),
+                // Claims that our type requires surface as serde's "missing field `x`".
+                ErrorKind::Json(err) => match err.to_string().split('`').nth(1) {
+                    Some(field) if err.to_string().starts_with("missing field") => {
+                        missing_claim(field)
+                    }
+                    _ => TokenError::Claims(err.to_string()),
+                },
                 ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
                     TokenError::Malformed
                 }
                 _ => TokenError::Malformed,
             })
+    }
+}
+
+fn missing_claim(name: &str) -> TokenError {
+    match name {
+        "iss" => TokenError::Issuer,
+        "aud" => TokenError::Audience,
+        other => TokenError::Claims(format!("`{other}` is required")),
     }
 }
 

@@ -1,0 +1,9 @@
+//! HTTP tests: one binary driving the real router on a real listener, each test on a fresh
+//! database.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod operations;

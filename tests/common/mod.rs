@@ -1,0 +1,266 @@
+//! The test harness: a real PostgreSQL for every test binary, a fresh database for every test,
+//! and a real HTTP listener on a free port driving the real router.
+//!
+//! With `DATABASE_URL` set, its server is used (databases are created on it). Without it, the
+//! harness starts a throwaway cluster under a temp dir with Baton's own embedded-PostgreSQL code
+//! and a watchdog that stops and removes it when the test process exits.
+#![allow(dead_code)]
+
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+
+use baton::admin;
+use baton::auth::{Keys, Scope, Subject};
+use baton::db::{DbConfig, MIGRATOR, embedded_options, pool_options, with_session_settings};
+use baton::http::{AppState, HttpConfig};
+use baton::pg::{Cluster, ClusterOptions};
+use baton::store::tenants::{Organization, Reseller};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+struct Shared {
+    /// Connects to the server's maintenance database.
+    admin: PgConnectOptions,
+    /// A database with every migration applied, copied for each test.
+    template: String,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+fn shared() -> &'static Shared {
+    SHARED.get_or_init(|| {
+        // Set up on a thread of its own: the caller may be inside a test's runtime.
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(init_shared())
+        })
+        .join()
+        .expect("harness setup panicked")
+    })
+}
+
+async fn init_shared() -> Shared {
+    let admin = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            PgConnectOptions::from_str(&url).expect("DATABASE_URL is a PostgreSQL URL")
+        }
+        _ => {
+            let dir = tempfile::Builder::new()
+                .prefix("baton-test-pg-")
+                .tempdir()
+                .expect("temp dir")
+                .keep();
+            let cluster = Cluster::ensure_running(&dir, ClusterOptions { ephemeral: true })
+                .expect("start the throwaway PostgreSQL cluster");
+            cluster
+                .stop_when_process_exits(std::process::id(), true)
+                .expect("watchdog");
+            embedded_options(&cluster, "postgres")
+        }
+    };
+    let template = format!("baton_tmpl_{}", Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect_with(&admin)
+        .await
+        .expect("connect to test server");
+    sqlx::query(&format!("create database {template}"))
+        .execute(&mut conn)
+        .await
+        .expect("create template database");
+    conn.close().await.ok();
+    let mut tmpl = PgConnection::connect_with(&admin.clone().database(&template))
+        .await
+        .expect("connect to template");
+    MIGRATOR.run(&mut tmpl).await.expect("migrate template");
+    tmpl.close().await.ok();
+    Shared { admin, template }
+}
+
+/// A fresh, migrated database of its own.
+pub async fn fresh_database() -> (PgPool, PgConnectOptions) {
+    let shared = shared();
+    let name = format!("baton_t_{}", Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect_with(&shared.admin)
+        .await
+        .expect("connect to test server");
+    // Copying a template fails while another session is connected to it; setup sessions are
+    // short, so retry briefly.
+    let mut attempt = 0;
+    loop {
+        match sqlx::query(&format!(
+            "create database {name} template {}",
+            shared.template
+        ))
+        .execute(&mut conn)
+        .await
+        {
+            Ok(_) => break,
+            Err(e) if attempt < 50 => {
+                attempt += 1;
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("create test database: {e}"),
+        }
+    }
+    conn.close().await.ok();
+    let config = DbConfig::default();
+    let options = with_session_settings(shared.admin.clone().database(&name), &config);
+    let pool = pool_options(&DbConfig {
+        max_connections: 8,
+        ..config
+    })
+    .connect_with(options.clone())
+    .await
+    .expect("connect to test database");
+    (pool, options)
+}
+
+/// A running Baton on a fresh database.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    /// The app's pool (for fixtures and for checking what was stored).
+    pub pool: PgPool,
+    /// The app's signing keys.
+    pub keys: Arc<Keys>,
+}
+
+impl TestApp {
+    /// Starts Baton on a fresh database.
+    pub async fn spawn() -> TestApp {
+        let (pool, _) = fresh_database().await;
+        let keys = Arc::new(admin::signing_keys(&pool).await.expect("keys"));
+        Self::spawn_with(pool, keys, HttpConfig::default()).await
+    }
+
+    /// Starts Baton on a given pool (possibly one whose database is unreachable).
+    pub async fn spawn_with(pool: PgPool, keys: Arc<Keys>, config: HttpConfig) -> TestApp {
+        let app = baton::http::router(
+            AppState {
+                pool: pool.clone(),
+                keys: keys.clone(),
+            },
+            &config,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            pool,
+            keys,
+        }
+    }
+
+    /// `base + path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates an organization (time zone UTC unless given).
+    pub async fn org(
+        &self,
+        slug: &str,
+        reseller: Option<&str>,
+        timezone: Option<&str>,
+    ) -> Organization {
+        admin::create_org(&self.pool, slug, None, reseller, timezone)
+            .await
+            .expect("create org")
+    }
+
+    /// Creates a reseller.
+    pub async fn reseller(&self, slug: &str) -> Reseller {
+        admin::create_reseller(&self.pool, slug, None)
+            .await
+            .expect("create reseller")
+    }
+
+    /// Issues a token, as `baton token issue` does.
+    pub async fn token(&self, subject: Subject, scopes: &[Scope]) -> String {
+        admin::issue_token_for(
+            &self.pool,
+            &self.keys,
+            subject,
+            scopes,
+            chrono::Duration::days(1),
+        )
+        .await
+        .expect("issue token")
+        .token
+    }
+
+    /// An org token with `read_all` and `write_all`.
+    pub async fn writer(&self, org: &Organization) -> String {
+        self.token(Subject::Org(org.id), &[Scope::ReadAll, Scope::WriteAll])
+            .await
+    }
+
+    /// An org token with `read_all` only.
+    pub async fn reader(&self, org: &Organization) -> String {
+        self.token(Subject::Org(org.id), &[Scope::ReadAll]).await
+    }
+
+    /// GET with a bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// Asserts an error envelope: status, `statusCode`, reason phrase, and a message containing `needle`.
+pub async fn assert_error(res: reqwest::Response, status: u16, needle: &str) -> serde_json::Value {
+    assert_eq!(res.status().as_u16(), status, "status of {}", res.url());
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content-type {content_type}"
+    );
+    if status == 401 {
+        assert_eq!(
+            res.headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap()),
+            Some("Bearer")
+        );
+    }
+    let body: serde_json::Value = res.json().await.expect("JSON error body");
+    assert_eq!(body["statusCode"], status, "{body}");
+    let reason = reqwest::StatusCode::from_u16(status)
+        .unwrap()
+        .canonical_reason()
+        .unwrap();
+    assert_eq!(body["error"], reason, "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains(needle),
+        "message {message:?} lacks {needle:?}"
+    );
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    for k in &keys {
+        assert!(
+            ["statusCode", "message", "error", "details"].contains(&k.as_str()),
+            "extra key {k}"
+        );
+    }
+    body
+}
