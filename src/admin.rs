@@ -57,10 +57,10 @@ pub fn valid_slug(slug: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
 }
 
-/// The signing keys: from `BATON_JWT_SECRET` when set (at least 32 bytes), else the secret
+/// The signing keys: from `BATON_JWT_SECRET` when set and not empty (at least 32 bytes), else the secret
 /// generated once and stored in the database.
 pub async fn signing_keys(pool: &PgPool) -> anyhow::Result<Keys> {
-    if let Some(secret) = std::env::var_os("BATON_JWT_SECRET") {
+    if let Some(secret) = std::env::var_os("BATON_JWT_SECRET").filter(|s| !s.is_empty()) {
         let secret = secret.into_encoded_bytes();
         anyhow::ensure!(
             secret.len() >= MIN_SECRET_LEN,

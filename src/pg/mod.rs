@@ -348,13 +348,34 @@ fn shell_quote(s: &str) -> String {
 /// Finds the directory holding `initdb`, `pg_ctl` and `postgres`: `BATON_PG_BIN`, then PATH, then
 /// `pg_config --bindir`, then Debian's `/usr/lib/postgresql/<version>/bin`, newest version first.
 pub fn find_bin_dir() -> Result<PathBuf> {
+    let pg_config = || {
+        let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+        out.status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    };
+    find_bin_dir_in(
+        std::env::var_os("BATON_PG_BIN").map(PathBuf::from),
+        std::env::var_os("PATH"),
+        pg_config,
+        Path::new("/usr/lib/postgresql"),
+    )
+}
+
+/// [`find_bin_dir`] with its inputs given: the override, a PATH value, a `pg_config` probe and
+/// the directory holding one `<version>/bin` per installed major version.
+pub fn find_bin_dir_in(
+    override_dir: Option<PathBuf>,
+    path: Option<std::ffi::OsString>,
+    pg_config: impl FnOnce() -> Option<PathBuf>,
+    versions_root: &Path,
+) -> Result<PathBuf> {
     let has_all = |dir: &Path| {
         ["initdb", "pg_ctl", "postgres"]
             .iter()
             .all(|b| dir.join(b).is_file())
     };
-    if let Some(dir) = std::env::var_os("BATON_PG_BIN") {
-        let dir = PathBuf::from(dir);
+    if let Some(dir) = override_dir {
         if has_all(&dir) {
             return Ok(dir);
         }
@@ -363,20 +384,15 @@ pub fn find_bin_dir() -> Result<PathBuf> {
             dir.display()
         );
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if has_all(&dir) {
-                return Ok(dir);
-            }
-        }
-    }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if out.status.success() && has_all(&dir) {
+    if let Some(path) = path {
+        if let Some(dir) = std::env::split_paths(&path).find(|dir| has_all(dir)) {
             return Ok(dir);
         }
     }
-    let mut versions: Vec<(Vec<u32>, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+    if let Some(dir) = pg_config().filter(|dir| has_all(dir)) {
+        return Ok(dir);
+    }
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = fs::read_dir(versions_root)
         .into_iter()
         .flatten()
         .flatten()
@@ -394,5 +410,67 @@ pub fn find_bin_dir() -> Result<PathBuf> {
     match versions.pop() {
         Some((_, dir)) => Ok(dir),
         None => bail!("{INSTALL_HINT}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_bin(dir: &Path) {
+        fs::create_dir_all(dir).unwrap();
+        for b in ["initdb", "pg_ctl", "postgres"] {
+            fs::write(dir.join(b), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn newest_debian_version_wins() {
+        let root = tempfile::tempdir().unwrap();
+        for v in ["9.6", "13", "15", "16"] {
+            fake_bin(&root.path().join(v).join("bin"));
+        }
+        // A newer major without the binaries does not count.
+        fs::create_dir_all(root.path().join("17/bin")).unwrap();
+        let found = find_bin_dir_in(None, Some("".into()), || None, root.path()).unwrap();
+        assert_eq!(found, root.path().join("16/bin"));
+    }
+
+    #[test]
+    fn path_then_pg_config_come_first() {
+        let root = tempfile::tempdir().unwrap();
+        fake_bin(&root.path().join("15/bin"));
+        let on_path = root.path().join("on-path");
+        fake_bin(&on_path);
+        let from_config = root.path().join("from-config");
+        fake_bin(&from_config);
+        let path = std::env::join_paths([root.path().join("empty"), on_path.clone()]).unwrap();
+        let c = from_config.clone();
+        assert_eq!(
+            find_bin_dir_in(None, Some(path), move || Some(c), root.path()).unwrap(),
+            on_path
+        );
+        assert_eq!(
+            find_bin_dir_in(None, None, || Some(from_config.clone()), root.path()).unwrap(),
+            from_config
+        );
+    }
+
+    #[test]
+    fn nothing_installed_names_the_package() {
+        let root = tempfile::tempdir().unwrap();
+        let err =
+            find_bin_dir_in(None, Some("/nonexistent".into()), || None, root.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("install the `postgresql` package"), "{text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+    }
+
+    #[test]
+    fn bad_override_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let err = find_bin_dir_in(Some(root.path().to_path_buf()), None, || None, root.path())
+            .unwrap_err();
+        assert!(err.to_string().contains("BATON_PG_BIN"));
     }
 }

@@ -1,0 +1,16 @@
+# Baton as a container: the release binary on a slim Debian. It needs no PostgreSQL binaries
+# when DATABASE_URL is set (as in docker-compose.yml).
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+RUN cargo build --release --locked --bin baton
+
+FROM debian:bookworm-slim
+COPY --from=build /src/target/release/baton /usr/local/bin/baton
+ENV BATON_ADDR=0.0.0.0:8080
+EXPOSE 8080
+USER nobody
+ENTRYPOINT ["baton"]
+CMD ["serve"]

@@ -1,0 +1,412 @@
+//! The `baton` command and its embedded PostgreSQL, driven as a user would: real processes on
+//! real data dirs.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use baton::db::embedded_options;
+use baton::pg::{Cluster, ClusterOptions};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+fn baton(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("BATON_JWT_SECRET")
+        .env_remove("BATON_ADDR")
+        .env("BATON_DATA_DIR", data_dir)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(data_dir: &Path, args: &[&str]) -> Output {
+    baton(data_dir).args(args).output().unwrap()
+}
+
+fn ok_stdout(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A started `baton serve` and the lines it prints on stdout.
+struct Server {
+    child: Child,
+    base: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut child = baton(data_dir)
+            .args(["serve", "--addr", &addr])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            lines,
+        }
+    }
+
+    /// Polls `/readyz` until it answers 200.
+    async fn ready(&mut self) -> Duration {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(res) = client.get(format!("{}/readyz", self.base)).send().await {
+                if res.status() == 200 {
+                    return started.elapsed();
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("baton serve exited early with {status}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "server never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(mut self) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "baton serve exited with {status}");
+    }
+
+    fn printed_token(&self) -> String {
+        loop {
+            let line = self.lines.recv_timeout(Duration::from_secs(30)).unwrap();
+            if let Some(token) = line.strip_prefix("export BATON_TOKEN=") {
+                return token.to_owned();
+            }
+        }
+    }
+}
+
+async fn me(base: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cli_token_is_accepted_then_refused_after_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    let reseller: Value = serde_json::from_str(
+        ok_stdout(run(
+            d,
+            &["reseller", "create", "r1", "--name", "Reseller One"],
+        ))
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(reseller["slug"], "r1");
+    assert!(uuid::Uuid::parse_str(reseller["id"].as_str().unwrap()).is_ok());
+    let org_line = ok_stdout(run(
+        d,
+        &[
+            "org",
+            "create",
+            "acme",
+            "--reseller",
+            "r1",
+            "--timezone",
+            "Europe/London",
+        ],
+    ));
+    assert_eq!(org_line.lines().count(), 1, "one JSON line: {org_line}");
+    let org: Value = serde_json::from_str(org_line.trim()).unwrap();
+    assert_eq!(org.as_object().unwrap().len(), 2, "{org}");
+
+    let out = ok_stdout(run(
+        d,
+        &[
+            "token",
+            "issue",
+            "--org",
+            "acme",
+            "--scope",
+            "read_all",
+            "--ttl-days",
+            "7",
+        ],
+    ));
+    // Only the JWT, on one line.
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let token = out.trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+
+    let mut server = Server::start(d, &[]);
+    server.ready().await;
+    let res = me(&server.base, &token).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["organizations"][0]["id"], org["id"]);
+    assert_eq!(body["organizations"][0]["timezone"], "Europe/London");
+
+    // Admin commands work on the same data dir while the server runs.
+    ok_stdout(run(d, &["org", "create", "second"]));
+    let jti = baton::auth::unverified_jti(&token).unwrap().to_string();
+    let revoked: Value =
+        serde_json::from_str(ok_stdout(run(d, &["token", "revoke", &jti])).trim()).unwrap();
+    assert_eq!(revoked["jti"], jti);
+
+    let res = me(&server.base, &token).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers().get("www-authenticate").unwrap(), "Bearer");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["statusCode"], 401);
+    assert_eq!(body["error"], "Unauthorized");
+    assert_eq!(body["message"], "token has been revoked");
+
+    // A reseller token from the CLI reads its organization.
+    let rtoken = ok_stdout(run(
+        d,
+        &["token", "issue", "--reseller", "r1", "--scope", "read_all"],
+    ));
+    let body: Value = me(&server.base, rtoken.trim()).await.json().await.unwrap();
+    assert_eq!(body["kind"], "reseller");
+    assert_eq!(body["organizations"].as_array().unwrap().len(), 1);
+
+    server.stop();
+    // The server stopped the cluster it started.
+    assert!(!d.join("pg/postmaster.pid").exists());
+}
+
+#[tokio::test]
+async fn demo_is_ready_fast_and_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut server = Server::start(d, &["--demo"]);
+    let token = server.printed_token();
+    let first_ready = server.ready().await;
+    let first: Value = me(&server.base, &token).await.json().await.unwrap();
+    assert_eq!(first["organizations"][0]["slug"], "demo");
+    assert_eq!(
+        first["scopes"],
+        serde_json::json!(["read_all", "write_all"])
+    );
+    server.stop();
+
+    let mut server = Server::start(d, &["--demo"]);
+    let token2 = server.printed_token();
+    server.ready().await;
+    let second: Value = me(&server.base, &token2).await.json().await.unwrap();
+    assert_eq!(
+        second["organizations"], first["organizations"],
+        "same demo org reused"
+    );
+    // The first token still works: same data, same signing secret.
+    assert_eq!(me(&server.base, &token).await.status(), 200);
+    server.stop();
+    eprintln!("first start ready after {first_ready:?}");
+}
+
+#[tokio::test]
+async fn cli_errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // One cluster for all the commands (each joins it), stopped at the end.
+    let cluster = Cluster::ensure_running(d, ClusterOptions { ephemeral: true }).unwrap();
+    cluster
+        .stop_when_process_exits(std::process::id(), false)
+        .unwrap();
+    ok_stdout(run(d, &["org", "create", "taken"]));
+
+    let cases: &[(&[&str], &str)] = &[
+        (&["org", "create", "Bad Slug"], "invalid slug"),
+        (
+            &["org", "create", "taken"],
+            "organization `taken` already exists",
+        ),
+        (
+            &["org", "create", "x", "--reseller", "nope"],
+            "no reseller with slug `nope`",
+        ),
+        (
+            &["org", "create", "y", "--timezone", "Mars/Base"],
+            "unknown time zone `Mars/Base`",
+        ),
+        (
+            &["token", "issue", "--org", "ghost", "--scope", "read_all"],
+            "no organization with slug `ghost`",
+        ),
+        (
+            &["token", "revoke", "6a1f8e4e-0000-4000-8000-000000000000"],
+            "no token with id",
+        ),
+        (&["token", "revoke", "garbage"], "neither a token id"),
+        (
+            &[
+                "token",
+                "issue",
+                "--org",
+                "taken",
+                "--scope",
+                "read_all",
+                "--ttl-days",
+                "0",
+            ],
+            "--ttl-days",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(d, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    // Usage errors come from the argument parser (exit 2).
+    let out = run(d, &["token", "issue", "--org", "taken"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(
+        d,
+        &[
+            "token",
+            "issue",
+            "--org",
+            "taken",
+            "--reseller",
+            "r",
+            "--scope",
+            "read_all",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    cluster.stop_now().unwrap();
+}
+
+async fn count_rows(cluster: &Cluster) -> i64 {
+    let mut conn = PgConnection::connect_with(&embedded_options(cluster, "postgres"))
+        .await
+        .unwrap();
+    sqlx::query("create table if not exists kept (n int)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("insert into kept values (1)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("select count(*) from kept")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    n
+}
+
+fn postmaster_pid(d: &Path) -> i32 {
+    std::fs::read_to_string(d.join("pg/postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn embedded_cluster_starts_stops_restarts_and_survives_an_unclean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let options = ClusterOptions::default();
+
+    let first = Cluster::ensure_running(d, options).unwrap();
+    assert!(first.started_here());
+    first
+        .stop_when_process_exits(std::process::id(), false)
+        .unwrap();
+    assert_eq!(count_rows(&first).await, 1);
+
+    // A second user of the same data dir joins the running server and does not stop it.
+    let joined = Cluster::ensure_running(d, options).unwrap();
+    assert!(!joined.started_here());
+    joined.stop().unwrap();
+    assert_eq!(count_rows(&first).await, 2);
+
+    first.stop().unwrap();
+    assert!(!d.join("pg/postmaster.pid").exists());
+
+    // Restart on the same data dir: the data is still there.
+    let again = Cluster::ensure_running(d, options).unwrap();
+    assert!(again.started_here());
+    assert_eq!(count_rows(&again).await, 3);
+
+    // An unclean stop: the postmaster is killed, its pid file stays behind, and the pid in it now
+    // belongs to an unrelated live process (ours), as after a container restart.
+    let pid = postmaster_pid(d);
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while process_alive(pid) {
+        assert!(Instant::now() < deadline, "killed postgres lingers");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its backends notice the postmaster's death and exit on their own, shortly.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid_file = d.join("pg/postmaster.pid");
+    let text = std::fs::read_to_string(&pid_file).unwrap();
+    let rest: Vec<&str> = text.lines().skip(1).collect();
+    std::fs::write(
+        &pid_file,
+        format!("{}\n{}\n", std::process::id(), rest.join("\n")),
+    )
+    .unwrap();
+
+    let recovered = Cluster::ensure_running(d, options).unwrap();
+    assert!(recovered.started_here());
+    assert_eq!(count_rows(&recovered).await, 4);
+    recovered.stop().unwrap();
+}
+
+/// Whether `pid` runs (a zombie waiting for its reaper does not).
+fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z')
+        })
+        .unwrap_or(false)
+}
