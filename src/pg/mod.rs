@@ -384,10 +384,8 @@ pub fn find_bin_dir_in(
             dir.display()
         );
     }
-    if let Some(path) = path {
-        if let Some(dir) = std::env::split_paths(&path).find(|dir| has_all(dir)) {
-            return Ok(dir);
-        }
+    if let Some(dir) = path.and_then(|p| std::env::split_paths(&p).find(|dir| has_all(dir))) {
+        return Ok(dir);
     }
     if let Some(dir) = pg_config().filter(|dir| has_all(dir)) {
         return Ok(dir);
