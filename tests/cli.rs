@@ -84,10 +84,10 @@ impl Server {
         let started = Instant::now();
         let client = reqwest::Client::new();
         loop {
-            if let Ok(res) = client.get(format!("{}/readyz", self.base)).send().await {
-                if res.status() == 200 {
-                    return started.elapsed();
-                }
+            if let Ok(res) = client.get(format!("{}/readyz", self.base)).send().await
+                && res.status() == 200
+            {
+                return started.elapsed();
             }
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("baton serve exited early with {status}");
