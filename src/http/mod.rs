@@ -4,6 +4,7 @@
 //! OpenAPI document (served at `/openapi.json`), and adds the layers in the order commented there.
 
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod me;
@@ -71,6 +72,7 @@ impl Default for HttpConfig {
     components(schemas(error::ErrorDto, error::FieldError)),
     tags(
         (name = "operations", description = "Probes and the API description"),
+        (name = "events", description = "Getting data in: sessions, handoffs, agents and calls"),
     )
 )]
 struct ApiDoc;
@@ -106,6 +108,7 @@ fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(me::router())
+        .merge(events::router())
 }
 
 /// The OpenAPI document of the whole API (what `/openapi.json` serves).

@@ -1,0 +1,490 @@
+//! Applying events, in order, to the projections the read endpoints use: the state machine.
+//!
+//! A [`Projector`] starts from the stored rows a batch touches (loaded by the store under the
+//! organization's ingest lock), applies each new event in order, and either refuses the batch at
+//! the first event its state forbids ([`Conflict`]) or yields the rows to write back.
+//!
+//! Rules (DESIGN §5, and decisions where it is silent):
+//! - A session starts once and ends once; ending, or handing off from, a session never started
+//!   is a conflict.
+//! - Handoffs follow PolyAI: `handoff_initiated → handoff_completed | handoff_failed`,
+//!   `handoff_failed → handoff_initiated` (a retry: same `handoff_id`, `attempts` + 1, counted
+//!   once, in the bucket of its first initiation). Custom topic states (`handoff.state`) apply
+//!   while the handoff is open (initiated or in a custom state) and may be followed by
+//!   completion or failure; a completed handoff is final.
+//! - A retry keeps the handoff's session and first initiation time; its reasons and references
+//!   are added to the handoff's, and its destination, summary, sentiment and shared id replace
+//!   the stored ones when given. `data` objects are merged key by key (later keys win).
+//! - `shared_id` is unique per organization. A call id is recorded once.
+//! - An agent deleted keeps its last name; an agent never declared is named by its id.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::events::{
+    AgentStatus, CallCompleted, Channel, Event, EventKind, HandoffInitiated, Reason, Reference,
+    states,
+};
+
+/// A stored session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    /// Its id.
+    pub session_id: String,
+    /// Its channel.
+    pub channel: Channel,
+    /// Its agent (project).
+    pub agent_id: Option<String>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Final sentiment.
+    pub sentiment: Option<String>,
+}
+
+/// A stored handoff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandoffRow {
+    /// Its id.
+    pub handoff_id: String,
+    /// Its session.
+    pub session_id: String,
+    /// The id shared with the client's systems.
+    pub shared_id: Option<String>,
+    /// Current state.
+    pub state: String,
+    /// Initiations (1 + retries).
+    pub attempts: i32,
+    /// State changes recorded so far (numbering of the history).
+    pub transitions: i32,
+    /// Reasons (distinct, first-seen order).
+    pub reasons: Vec<Reason>,
+    /// Sentiment at handoff.
+    pub sentiment: Option<String>,
+    /// Where it was sent.
+    pub destination: Option<String>,
+    /// Summary for the human.
+    pub summary: Option<String>,
+    /// PolyAI handoff state payload.
+    pub data: Map<String, Value>,
+    /// The human who took it.
+    pub operator_id: Option<String>,
+    /// The last failure's message.
+    pub error: Option<String>,
+    /// First initiation.
+    pub initiated_at: DateTime<Utc>,
+    /// Latest initiation.
+    pub last_initiated_at: DateTime<Utc>,
+    /// Completion.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Latest failure.
+    pub failed_at: Option<DateTime<Utc>>,
+    /// Latest change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRow {
+    /// Its id.
+    pub agent_id: String,
+    /// Its (last) name.
+    pub name: String,
+    /// Its status.
+    pub status: AgentStatus,
+    /// When it was deleted.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// One entry of a handoff's state history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The handoff.
+    pub handoff_id: String,
+    /// 1, 2, … per handoff.
+    pub seq: i32,
+    /// The state entered.
+    pub state: String,
+    /// When.
+    pub occurred_at: DateTime<Utc>,
+    /// The event that caused it.
+    pub event_id: String,
+}
+
+/// Why a batch was refused: the first event the stored state forbids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// Index of the event in the batch.
+    pub index: usize,
+    /// The event's id.
+    pub event_id: String,
+    /// What the state forbids.
+    pub message: String,
+}
+
+/// The stored rows a batch touches, as loaded before applying it.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Sessions by id.
+    pub sessions: HashMap<String, SessionRow>,
+    /// Handoffs by id.
+    pub handoffs: HashMap<String, HandoffRow>,
+    /// `shared_id → handoff_id` of stored handoffs whose shared id the batch names.
+    pub shared_ids: HashMap<String, String>,
+    /// Agents by id.
+    pub agents: HashMap<String, AgentRow>,
+    /// Call ids already recorded.
+    pub calls: HashSet<String>,
+}
+
+/// What applying a batch produced: the rows to write back.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Sessions created or changed.
+    pub sessions: Vec<SessionRow>,
+    /// Handoffs created or changed.
+    pub handoffs: Vec<HandoffRow>,
+    /// New history entries.
+    pub transitions: Vec<Transition>,
+    /// New `(handoff_id, reference)` pairs.
+    pub references: Vec<(String, Reference)>,
+    /// Agents created or changed.
+    pub agents: Vec<AgentRow>,
+    /// New calls.
+    pub calls: Vec<CallCompleted>,
+    /// For each handoff first initiated in this batch: its id (for rollups).
+    pub new_handoffs: Vec<String>,
+}
+
+/// Applies events in order over loaded rows.
+#[derive(Debug)]
+pub struct Projector {
+    loaded: Loaded,
+    dirty_sessions: Dirty,
+    dirty_handoffs: Dirty,
+    dirty_agents: Dirty,
+    changes: Changes,
+}
+
+/// Ids touched by a batch, in first-touch order.
+#[derive(Debug, Default)]
+struct Dirty {
+    order: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl Dirty {
+    fn mark(&mut self, id: &str) {
+        if !self.seen.contains(id) {
+            self.seen.insert(id.to_owned());
+            self.order.push(id.to_owned());
+        }
+    }
+}
+
+impl Projector {
+    /// Starts from the stored rows.
+    pub fn new(loaded: Loaded) -> Projector {
+        Projector {
+            loaded,
+            dirty_sessions: Dirty::default(),
+            dirty_handoffs: Dirty::default(),
+            dirty_agents: Dirty::default(),
+            changes: Changes::default(),
+        }
+    }
+
+    /// Applies the event at `index` of the batch.
+    pub fn apply(&mut self, index: usize, event: &Event) -> Result<(), Conflict> {
+        let conflict = |message: String| Conflict {
+            index,
+            event_id: event.id.clone(),
+            message,
+        };
+        let at = event.occurred_at;
+        match &event.kind {
+            EventKind::SessionStarted {
+                session_id,
+                channel,
+                agent_id,
+            } => {
+                if self.loaded.sessions.contains_key(session_id) {
+                    return Err(conflict(format!(
+                        "session `{session_id}` has already started"
+                    )));
+                }
+                self.loaded.sessions.insert(
+                    session_id.clone(),
+                    SessionRow {
+                        session_id: session_id.clone(),
+                        channel: *channel,
+                        agent_id: agent_id.clone(),
+                        started_at: at,
+                        ended_at: None,
+                        sentiment: None,
+                    },
+                );
+                self.dirty_sessions.mark(session_id);
+            }
+            EventKind::SessionEnded {
+                session_id,
+                sentiment,
+            } => {
+                let Some(session) = self.loaded.sessions.get_mut(session_id) else {
+                    return Err(conflict(format!(
+                        "session `{session_id}` was never started"
+                    )));
+                };
+                if session.ended_at.is_some() {
+                    return Err(conflict(format!(
+                        "session `{session_id}` has already ended"
+                    )));
+                }
+                session.ended_at = Some(at);
+                session.sentiment = sentiment.clone();
+                self.dirty_sessions.mark(session_id);
+            }
+            EventKind::HandoffInitiated(h) => self.initiate(h, event, at).map_err(conflict)?,
+            EventKind::HandoffCompleted {
+                handoff_id,
+                operator_id,
+            } => {
+                let h = self
+                    .open_handoff(handoff_id, "handoff.completed")
+                    .map_err(conflict)?;
+                h.state = states::COMPLETED.to_owned();
+                h.completed_at = Some(at);
+                h.operator_id = operator_id.clone();
+                self.transition(handoff_id, states::COMPLETED, event);
+            }
+            EventKind::HandoffFailed { handoff_id, error } => {
+                let h = self
+                    .open_handoff(handoff_id, "handoff.failed")
+                    .map_err(conflict)?;
+                h.state = states::FAILED.to_owned();
+                h.failed_at = Some(at);
+                h.error = error.clone();
+                self.transition(handoff_id, states::FAILED, event);
+            }
+            EventKind::HandoffState {
+                handoff_id,
+                state,
+                data,
+            } => {
+                let h = self
+                    .open_handoff(handoff_id, "handoff.state")
+                    .map_err(conflict)?;
+                h.state = state.clone();
+                if let Some(data) = data {
+                    merge(&mut h.data, data);
+                }
+                self.transition(handoff_id, state, event);
+            }
+            EventKind::AgentUpserted {
+                agent_id,
+                name,
+                status,
+            } => {
+                self.loaded.agents.insert(
+                    agent_id.clone(),
+                    AgentRow {
+                        agent_id: agent_id.clone(),
+                        name: name.clone(),
+                        status: *status,
+                        deleted_at: None,
+                    },
+                );
+                self.dirty_agents.mark(agent_id);
+            }
+            EventKind::AgentDeleted { agent_id } => {
+                let agent = self
+                    .loaded
+                    .agents
+                    .entry(agent_id.clone())
+                    .or_insert_with(|| AgentRow {
+                        agent_id: agent_id.clone(),
+                        name: agent_id.clone(),
+                        status: AgentStatus::Active,
+                        deleted_at: None,
+                    });
+                agent.deleted_at.get_or_insert(at);
+                self.dirty_agents.mark(agent_id);
+            }
+            EventKind::CallCompleted(call) => {
+                if !self.loaded.calls.insert(call.call_id.clone()) {
+                    return Err(conflict(format!(
+                        "call `{}` is already recorded",
+                        call.call_id
+                    )));
+                }
+                self.changes.calls.push(call.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn initiate(
+        &mut self,
+        h: &HandoffInitiated,
+        event: &Event,
+        at: DateTime<Utc>,
+    ) -> Result<(), String> {
+        if !self.loaded.sessions.contains_key(&h.session_id) {
+            return Err(format!(
+                "session `{}` was never started; send session.started first",
+                h.session_id
+            ));
+        }
+        if let Some(shared) = &h.shared_id {
+            if let Some(owner) = self.loaded.shared_ids.get(shared) {
+                if owner != &h.handoff_id {
+                    return Err(format!(
+                        "shared_id `{shared}` already belongs to handoff `{owner}`"
+                    ));
+                }
+            }
+        }
+        match self.loaded.handoffs.get_mut(&h.handoff_id) {
+            Some(existing) => {
+                if existing.state != states::FAILED {
+                    return Err(format!(
+                        "handoff `{}` is {}; handoff.initiated may only start a new handoff or retry a failed one",
+                        h.handoff_id, existing.state
+                    ));
+                }
+                if existing.session_id != h.session_id {
+                    return Err(format!(
+                        "handoff `{}` belongs to session `{}`, not `{}`",
+                        h.handoff_id, existing.session_id, h.session_id
+                    ));
+                }
+                if let Some(old) = &existing.shared_id {
+                    if h.shared_id.as_ref().is_some_and(|s| s != old) {
+                        return Err(format!(
+                            "handoff `{}` already has shared_id `{old}`",
+                            h.handoff_id
+                        ));
+                    }
+                }
+                existing.attempts += 1;
+                existing.state = states::INITIATED.to_owned();
+                existing.last_initiated_at = at;
+                for r in &h.reasons {
+                    if !existing.reasons.contains(r) {
+                        existing.reasons.push(*r);
+                    }
+                }
+                replace_if_some(&mut existing.shared_id, &h.shared_id);
+                replace_if_some(&mut existing.sentiment, &h.sentiment);
+                replace_if_some(&mut existing.destination, &h.destination);
+                replace_if_some(&mut existing.summary, &h.summary);
+                if let Some(data) = &h.data {
+                    merge(&mut existing.data, data);
+                }
+            }
+            None => {
+                self.loaded.handoffs.insert(
+                    h.handoff_id.clone(),
+                    HandoffRow {
+                        handoff_id: h.handoff_id.clone(),
+                        session_id: h.session_id.clone(),
+                        shared_id: h.shared_id.clone(),
+                        state: states::INITIATED.to_owned(),
+                        attempts: 1,
+                        transitions: 0,
+                        reasons: h.reasons.clone(),
+                        sentiment: h.sentiment.clone(),
+                        destination: h.destination.clone(),
+                        summary: h.summary.clone(),
+                        data: h.data.clone().unwrap_or_default(),
+                        operator_id: None,
+                        error: None,
+                        initiated_at: at,
+                        last_initiated_at: at,
+                        completed_at: None,
+                        failed_at: None,
+                        updated_at: at,
+                    },
+                );
+                self.changes.new_handoffs.push(h.handoff_id.clone());
+            }
+        }
+        if let Some(shared) = &h.shared_id {
+            self.loaded
+                .shared_ids
+                .insert(shared.clone(), h.handoff_id.clone());
+        }
+        for r in &h.references {
+            self.changes
+                .references
+                .push((h.handoff_id.clone(), r.clone()));
+        }
+        self.transition(&h.handoff_id, states::INITIATED, event);
+        Ok(())
+    }
+
+    /// The handoff, which must exist and be open (initiated or in a custom state).
+    fn open_handoff(&mut self, handoff_id: &str, what: &str) -> Result<&mut HandoffRow, String> {
+        let Some(h) = self.loaded.handoffs.get_mut(handoff_id) else {
+            return Err(format!("handoff `{handoff_id}` was never initiated"));
+        };
+        if h.state == states::COMPLETED || h.state == states::FAILED {
+            return Err(format!(
+                "handoff `{handoff_id}` is {}; {what} is not allowed from there",
+                h.state
+            ));
+        }
+        Ok(h)
+    }
+
+    fn transition(&mut self, handoff_id: &str, state: &str, event: &Event) {
+        if let Some(h) = self.loaded.handoffs.get_mut(handoff_id) {
+            h.transitions += 1;
+            h.updated_at = event.occurred_at;
+            self.changes.transitions.push(Transition {
+                handoff_id: handoff_id.to_owned(),
+                seq: h.transitions,
+                state: state.to_owned(),
+                occurred_at: event.occurred_at,
+                event_id: event.id.clone(),
+            });
+        }
+        self.dirty_handoffs.mark(handoff_id);
+    }
+
+    /// The rows to write back.
+    pub fn finish(mut self) -> Changes {
+        for id in &self.dirty_sessions.order {
+            if let Some(s) = self.loaded.sessions.remove(id) {
+                self.changes.sessions.push(s);
+            }
+        }
+        for id in &self.dirty_handoffs.order {
+            if let Some(h) = self.loaded.handoffs.remove(id) {
+                self.changes.handoffs.push(h);
+            }
+        }
+        for id in &self.dirty_agents.order {
+            if let Some(a) = self.loaded.agents.remove(id) {
+                self.changes.agents.push(a);
+            }
+        }
+        self.changes
+    }
+}
+
+fn replace_if_some(slot: &mut Option<String>, new: &Option<String>) {
+    if new.is_some() {
+        slot.clone_from(new);
+    }
+}
+
+/// Shallow merge: every key of `new` replaces the same key of `into`.
+pub fn merge(into: &mut Map<String, Value>, new: &Map<String, Value>) {
+    for (k, v) in new {
+        into.insert(k.clone(), v.clone());
+    }
+}

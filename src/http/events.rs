@@ -1,0 +1,233 @@
+//! `POST /v1/events`: how AI platforms push what happened (DESIGN §5).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use super::error::{ApiError, ErrorDto, FieldError, Result};
+use super::extract::Json;
+use crate::auth::extract::WriteAccess;
+use crate::domain::events::{MAX_BODY_BYTES, MAX_EVENTS, validate};
+use crate::store::events::{IngestError, NewEvent, ingest};
+
+/// The routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(post_events))
+}
+
+/// A batch of events, as `application/json`. (As `application/x-ndjson`, send one event object
+/// per line instead.)
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"events": [
+    {"id": "evt-1", "type": "session.started", "occurred_at": "2026-11-21T09:00:00Z", "session_id": "s-1", "channel": "web", "agent_id": "support-bot"},
+    {"id": "evt-2", "type": "handoff.initiated", "occurred_at": "2026-11-21T09:03:10Z", "handoff_id": "h-1", "session_id": "s-1", "shared_id": "acme-123", "reasons": ["user_requested_human_assistance"], "sentiment": "frustrated", "references": [{"type": "instruction", "id": "refund-policy"}], "destination": "billing_queue", "summary": "Customer wants a refund for order 991.", "data": {"customer_id": "12345"}},
+    {"id": "evt-3", "type": "handoff.completed", "occurred_at": "2026-11-21T09:04:00Z", "handoff_id": "h-1", "operator_id": "op-7"}
+]}))]
+pub struct EventsRequest {
+    /// Up to 10,000 events, applied in order. Every event has `id` (unique per organization),
+    /// `type` and `occurred_at` (RFC 3339), plus the fields of its type:
+    /// `session.started` {session_id, channel, agent_id?};
+    /// `session.ended` {session_id, sentiment?};
+    /// `handoff.initiated` {handoff_id, session_id, shared_id?, reasons, sentiment?, references?, destination?, summary?, data?};
+    /// `handoff.completed` {handoff_id, operator_id?};
+    /// `handoff.failed` {handoff_id, error?};
+    /// `handoff.state` {handoff_id, state, data?};
+    /// `agent.upserted` {agent_id, name, status};
+    /// `agent.deleted` {agent_id};
+    /// `call.completed` {call_id, agent_id, started_at, duration_seconds, outcome, sentiment?, escalation_reason?, escalated_after_seconds?, telemetry?}.
+    /// Unknown fields and types are rejected; an optional field may be `null`.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<Value>,
+}
+
+/// What was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+pub struct IngestResponse {
+    /// Events stored by this request.
+    pub accepted: u64,
+    /// Events already stored with the same body (or repeated in the batch): ignored, so a
+    /// client may retry a batch safely.
+    pub duplicates: u64,
+}
+
+/// Stores a batch of events, atomically and exactly once.
+///
+/// The whole batch is stored or none of it: any invalid event gets a 400 listing every problem
+/// of every event (`details[].field` is the JSON path, `events[3].reasons[0]`). An event whose
+/// `id` is already stored with the same body is a duplicate and has no effect; the same `id`
+/// with another body is a 409. Events apply in order to sessions, handoffs, agents and calls;
+/// an event the current state forbids (completing a handoff never initiated, a second
+/// completion, …) is a 409 naming the event. At most 10,000 events and 10 MiB (413 beyond).
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body(content(
+        (EventsRequest = "application/json"),
+        (Object = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 200, description = "Stored (or already stored)", body = IngestResponse),
+        (status = 400, description = "Malformed body or invalid events; nothing stored", body = ErrorDto),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorDto),
+        (status = 403, description = "The token lacks write_all, or is a reseller token", body = ErrorDto),
+        (status = 409, description = "An id reused with another body, or a forbidden transition; nothing stored", body = ErrorDto),
+        (status = 413, description = "More than 10,000 events or 10 MiB", body = ErrorDto),
+        (status = 415, description = "Neither application/json nor application/x-ndjson", body = ErrorDto),
+    ))]
+pub async fn post_events(
+    State(pool): State<PgPool>,
+    access: WriteAccess,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<IngestResponse>> {
+    let format = body_format(&headers)?;
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        _ => ApiError::bad_request(format!("cannot read the request body: {}", e.body_text())),
+    })?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    let values = match format {
+        Format::Json => parse_json(&body)?,
+        Format::Ndjson => parse_ndjson(&body)?,
+    };
+    if values.len() > MAX_EVENTS {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "at most {MAX_EVENTS} events per request (got {}); split the batch",
+            values.len()
+        )));
+    }
+    let mut problems = Vec::new();
+    let mut batch = Vec::with_capacity(values.len());
+    let mut bad = 0;
+    for (i, value) in values.into_iter().enumerate() {
+        let before = problems.len();
+        if let Some(event) = validate(&value, &format!("events[{i}]"), &mut problems) {
+            batch.push(NewEvent { event, body: value });
+        }
+        if problems.len() > before {
+            bad += 1;
+        }
+    }
+    if !problems.is_empty() {
+        let details = problems
+            .into_iter()
+            .map(|p| FieldError::new(p.field, p.message))
+            .collect();
+        return Err(ApiError::invalid(
+            format!(
+                "{bad} of {} events are invalid; nothing was stored",
+                batch.len() + bad
+            ),
+            details,
+        ));
+    }
+    match ingest(&pool, access.org, &batch).await {
+        Ok(done) => Ok(Json(IngestResponse {
+            accepted: done.accepted as u64,
+            duplicates: done.duplicates as u64,
+        })),
+        Err(IngestError::Database(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::Conflict(format!("{e}; nothing was stored"))),
+    }
+}
+
+enum Format {
+    Json,
+    Ndjson,
+}
+
+fn body_format(headers: &HeaderMap) -> Result<Format> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(Format::Json),
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines" => Ok(Format::Ndjson),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json or application/x-ndjson (got `{content_type}`)"
+        ))),
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "request body exceeds {} MiB; split the batch",
+        MAX_BODY_BYTES / (1024 * 1024)
+    ))
+}
+
+fn parse_json(body: &[u8]) -> Result<Vec<Value>> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    let Value::Object(mut map) = value else {
+        return Err(ApiError::bad_request(
+            "the body must be a JSON object {\"events\": [...]}",
+        ));
+    };
+    let unknown: Vec<FieldError> = map
+        .keys()
+        .filter(|k| k.as_str() != "events")
+        .map(|k| FieldError::new(k.clone(), "unknown field"))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::invalid(
+            "the body may only hold `events`",
+            unknown,
+        ));
+    }
+    match map.remove("events") {
+        Some(Value::Array(events)) => Ok(events),
+        Some(_) => Err(ApiError::invalid(
+            "`events` must be an array",
+            vec![FieldError::new("events", "must be an array of events")],
+        )),
+        None => Err(ApiError::invalid(
+            "`events` is required",
+            vec![FieldError::new("events", "is required")],
+        )),
+    }
+}
+
+fn parse_ndjson(body: &[u8]) -> Result<Vec<Value>> {
+    let mut values = Vec::new();
+    let mut problems = Vec::new();
+    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Value>(line) {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                problems.push(FieldError::new(
+                    format!("events[{}]", values.len() + problems.len()),
+                    format!("line {}: malformed JSON: {e}", n + 1),
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(
+            format!("{} lines are not JSON; nothing was stored", problems.len()),
+            problems,
+        ));
+    }
+    Ok(values)
+}

@@ -1,0 +1,532 @@
+//! Ingestion: raw events and projections, in one transaction per batch.
+//!
+//! Policy: a batch takes its organization's ingest lock (a transaction-scoped advisory lock), so
+//! batches of one organization apply one after another, in arrival order, while organizations
+//! never wait for each other. Under the lock: raw events are inserted (`on conflict do nothing`
+//! tells new ids from stored ones), stored ones are compared body to body (same → duplicate,
+//! other → conflict), the rows the new events touch are loaded, the state machine runs in
+//! memory ([`Projector`]), and every changed row is written back with one set-based statement
+//! per table. Any refusal rolls the whole batch back.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::auth::OrgId;
+use crate::domain::events::{AgentStatus, Channel, Event, EventKind, Reason};
+use crate::domain::projection::{
+    AgentRow, Changes, Conflict, HandoffRow, Loaded, Projector, SessionRow,
+};
+
+/// What a stored batch amounted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// Events stored now.
+    pub accepted: usize,
+    /// Events already stored with the same body (or repeated within the batch), ignored.
+    pub duplicates: usize,
+}
+
+/// Why a batch was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// An event the state machine forbids.
+    #[error("events[{}] (id `{}`): {}", .0.index, .0.event_id, .0.message)]
+    State(Conflict),
+    /// An event id already used with another body.
+    #[error("events[{index}] (id `{event_id}`): {message}")]
+    IdReused {
+        /// Index in the batch.
+        index: usize,
+        /// The id.
+        event_id: String,
+        /// Where it was used before.
+        message: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// One event to store: validated, with its body as received.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The validated event.
+    pub event: Event,
+    /// The JSON object received (kept verbatim in the event store).
+    pub body: Value,
+}
+
+/// Stores a batch atomically; see the module docs.
+pub async fn ingest(
+    pool: &PgPool,
+    org: OrgId,
+    batch: &[NewEvent],
+) -> Result<Ingested, IngestError> {
+    // Repeats inside the batch: the same body is a duplicate, another body a conflict.
+    let mut first_index: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+    let mut unique: Vec<usize> = Vec::with_capacity(batch.len());
+    for (i, e) in batch.iter().enumerate() {
+        match first_index.get(e.event.id.as_str()) {
+            None => {
+                first_index.insert(&e.event.id, i);
+                unique.push(i);
+            }
+            Some(&j) if batch[j].body == e.body => {}
+            Some(&j) => {
+                return Err(IngestError::IdReused {
+                    index: i,
+                    event_id: e.event.id.clone(),
+                    message: format!("the same id is used by events[{j}] with a different body"),
+                });
+            }
+        }
+    }
+
+    let mut tx = pool.begin().await?;
+    sqlx::query("select pg_advisory_xact_lock($1)")
+        .bind(lock_key(org))
+        .execute(&mut *tx)
+        .await?;
+
+    let ids: Vec<&str> = unique.iter().map(|&i| batch[i].event.id.as_str()).collect();
+    let types: Vec<&str> = unique.iter().map(|&i| batch[i].event.type_name()).collect();
+    let times: Vec<DateTime<Utc>> = unique.iter().map(|&i| batch[i].event.occurred_at).collect();
+    let bodies: Vec<&Value> = unique.iter().map(|&i| &batch[i].body).collect();
+    let inserted: HashSet<String> = sqlx::query_scalar(
+        r#"insert into events (org_id, event_id, type, occurred_at, body)
+           select $1, e.event_id, e.type, e.occurred_at, e.body
+           from unnest($2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+                with ordinality as e(event_id, type, occurred_at, body, n)
+           order by e.n
+           on conflict (org_id, event_id) do nothing
+           returning event_id"#,
+    )
+    .bind(org.get())
+    .bind(&ids)
+    .bind(&types)
+    .bind(&times)
+    .bind(&bodies)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+
+    let stored_before: Vec<usize> = unique
+        .iter()
+        .copied()
+        .filter(|&i| !inserted.contains(&batch[i].event.id))
+        .collect();
+    if !stored_before.is_empty() {
+        check_resent(&mut tx, org, batch, &stored_before).await?;
+    }
+
+    let new: Vec<usize> = unique
+        .iter()
+        .copied()
+        .filter(|&i| inserted.contains(&batch[i].event.id))
+        .collect();
+    if !new.is_empty() {
+        let loaded = load(&mut tx, org, batch, &new).await?;
+        let mut projector = Projector::new(loaded);
+        for &i in &new {
+            projector
+                .apply(i, &batch[i].event)
+                .map_err(IngestError::State)?;
+        }
+        write(&mut tx, org, &projector.finish()).await?;
+    }
+    tx.commit().await?;
+    Ok(Ingested {
+        accepted: new.len(),
+        duplicates: batch.len() - new.len(),
+    })
+}
+
+/// The advisory lock key of an organization's ingest lock.
+fn lock_key(org: OrgId) -> i64 {
+    let (hi, lo) = org.get().as_u64_pair();
+    (hi ^ lo) as i64
+}
+
+/// Events whose id was already stored: fine when the body is the same, a conflict otherwise.
+async fn check_resent(
+    conn: &mut PgConnection,
+    org: OrgId,
+    batch: &[NewEvent],
+    indexes: &[usize],
+) -> Result<(), IngestError> {
+    let ids: Vec<&str> = indexes
+        .iter()
+        .map(|&i| batch[i].event.id.as_str())
+        .collect();
+    let bodies: Vec<&Value> = indexes.iter().map(|&i| &batch[i].body).collect();
+    let differing: Vec<String> = sqlx::query_scalar(
+        r#"select n.event_id
+           from unnest($2::text[], $3::jsonb[]) as n(event_id, body)
+           join events e on e.org_id = $1 and e.event_id = n.event_id
+           where e.body <> n.body"#,
+    )
+    .bind(org.get())
+    .bind(&ids)
+    .bind(&bodies)
+    .fetch_all(&mut *conn)
+    .await?;
+    if let Some(index) = indexes
+        .iter()
+        .copied()
+        .find(|&i| differing.contains(&batch[i].event.id))
+    {
+        return Err(IngestError::IdReused {
+            index,
+            event_id: batch[index].event.id.clone(),
+            message: "an event with this id was already stored with a different body".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Loads the stored rows the new events touch.
+async fn load(
+    conn: &mut PgConnection,
+    org: OrgId,
+    batch: &[NewEvent],
+    new: &[usize],
+) -> sqlx::Result<Loaded> {
+    let mut session_ids: HashSet<&str> = HashSet::new();
+    let mut handoff_ids: HashSet<&str> = HashSet::new();
+    let mut shared_ids: HashSet<&str> = HashSet::new();
+    let mut agent_ids: HashSet<&str> = HashSet::new();
+    let mut call_ids: HashSet<&str> = HashSet::new();
+    for &i in new {
+        match &batch[i].event.kind {
+            EventKind::SessionStarted { session_id, .. }
+            | EventKind::SessionEnded { session_id, .. } => {
+                session_ids.insert(session_id);
+            }
+            EventKind::HandoffInitiated(h) => {
+                session_ids.insert(&h.session_id);
+                handoff_ids.insert(&h.handoff_id);
+                if let Some(s) = &h.shared_id {
+                    shared_ids.insert(s);
+                }
+            }
+            EventKind::HandoffCompleted { handoff_id, .. }
+            | EventKind::HandoffFailed { handoff_id, .. }
+            | EventKind::HandoffState { handoff_id, .. } => {
+                handoff_ids.insert(handoff_id);
+            }
+            EventKind::AgentUpserted { agent_id, .. } | EventKind::AgentDeleted { agent_id } => {
+                agent_ids.insert(agent_id);
+            }
+            EventKind::CallCompleted(c) => {
+                call_ids.insert(&c.call_id);
+            }
+        }
+    }
+    let mut loaded = Loaded::default();
+    if !session_ids.is_empty() {
+        let ids: Vec<&str> = session_ids.into_iter().collect();
+        let rows = sqlx::query(
+            r#"select session_id, channel, agent_id, started_at, ended_at, sentiment
+               from sessions where org_id = $1 and session_id = any($2)"#,
+        )
+        .bind(org.get())
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let s = SessionRow {
+                session_id: row.try_get("session_id")?,
+                channel: parse_stored(row.try_get("channel")?, Channel::parse)?,
+                agent_id: row.try_get("agent_id")?,
+                started_at: row.try_get("started_at")?,
+                ended_at: row.try_get("ended_at")?,
+                sentiment: row.try_get("sentiment")?,
+            };
+            loaded.sessions.insert(s.session_id.clone(), s);
+        }
+    }
+    if !handoff_ids.is_empty() {
+        let ids: Vec<&str> = handoff_ids.into_iter().collect();
+        let rows = sqlx::query(
+            r#"select handoff_id, session_id, shared_id, state, attempts, transitions, reasons,
+                      sentiment, destination, summary, data, operator_id, error, initiated_at,
+                      last_initiated_at, completed_at, failed_at, updated_at
+               from handoffs where org_id = $1 and handoff_id = any($2)"#,
+        )
+        .bind(org.get())
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let reasons: Vec<String> = row.try_get("reasons")?;
+            let data: Value = row.try_get("data")?;
+            let h = HandoffRow {
+                handoff_id: row.try_get("handoff_id")?,
+                session_id: row.try_get("session_id")?,
+                shared_id: row.try_get("shared_id")?,
+                state: row.try_get("state")?,
+                attempts: row.try_get("attempts")?,
+                transitions: row.try_get("transitions")?,
+                reasons: reasons
+                    .iter()
+                    .map(|r| parse_stored(r.clone(), Reason::parse))
+                    .collect::<sqlx::Result<_>>()?,
+                sentiment: row.try_get("sentiment")?,
+                destination: row.try_get("destination")?,
+                summary: row.try_get("summary")?,
+                data: match data {
+                    Value::Object(m) => m,
+                    _ => Default::default(),
+                },
+                operator_id: row.try_get("operator_id")?,
+                error: row.try_get("error")?,
+                initiated_at: row.try_get("initiated_at")?,
+                last_initiated_at: row.try_get("last_initiated_at")?,
+                completed_at: row.try_get("completed_at")?,
+                failed_at: row.try_get("failed_at")?,
+                updated_at: row.try_get("updated_at")?,
+            };
+            loaded.handoffs.insert(h.handoff_id.clone(), h);
+        }
+    }
+    if !shared_ids.is_empty() {
+        let ids: Vec<&str> = shared_ids.into_iter().collect();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "select shared_id, handoff_id from handoffs where org_id = $1 and shared_id = any($2)",
+        )
+        .bind(org.get())
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        loaded.shared_ids.extend(rows);
+    }
+    if !agent_ids.is_empty() {
+        let ids: Vec<&str> = agent_ids.into_iter().collect();
+        let rows: Vec<(String, String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "select agent_id, name, status, deleted_at from agents where org_id = $1 and agent_id = any($2)",
+        )
+        .bind(org.get())
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (agent_id, name, status, deleted_at) in rows {
+            let a = AgentRow {
+                agent_id,
+                name,
+                status: parse_stored(status, AgentStatus::parse)?,
+                deleted_at,
+            };
+            loaded.agents.insert(a.agent_id.clone(), a);
+        }
+    }
+    if !call_ids.is_empty() {
+        let ids: Vec<&str> = call_ids.into_iter().collect();
+        let rows: Vec<String> =
+            sqlx::query_scalar("select call_id from calls where org_id = $1 and call_id = any($2)")
+                .bind(org.get())
+                .bind(&ids)
+                .fetch_all(&mut *conn)
+                .await?;
+        loaded.calls.extend(rows);
+    }
+    Ok(loaded)
+}
+
+fn parse_stored<T>(text: String, parse: fn(&str) -> Option<T>) -> sqlx::Result<T> {
+    parse(&text)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unexpected stored value `{text}`").into()))
+}
+
+/// Writes the changed rows back, one statement per table.
+async fn write(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
+    if !changes.sessions.is_empty() {
+        let s = &changes.sessions;
+        sqlx::query(
+            r#"insert into sessions (org_id, session_id, channel, agent_id, started_at, ended_at, sentiment)
+               select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                                        $6::timestamptz[], $7::text[])
+               on conflict (org_id, session_id) do update
+               set ended_at = excluded.ended_at, sentiment = excluded.sentiment"#,
+        )
+        .bind(org.get())
+        .bind(s.iter().map(|r| r.session_id.as_str()).collect::<Vec<_>>())
+        .bind(s.iter().map(|r| r.channel.as_str()).collect::<Vec<_>>())
+        .bind(s.iter().map(|r| r.agent_id.as_deref()).collect::<Vec<_>>())
+        .bind(s.iter().map(|r| r.started_at).collect::<Vec<_>>())
+        .bind(s.iter().map(|r| r.ended_at).collect::<Vec<_>>())
+        .bind(s.iter().map(|r| r.sentiment.as_deref()).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !changes.handoffs.is_empty() {
+        let h = &changes.handoffs;
+        let reasons: Vec<String> = h
+            .iter()
+            .map(|r| {
+                r.reasons
+                    .iter()
+                    .map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        let data: Vec<Value> = h.iter().map(|r| Value::Object(r.data.clone())).collect();
+        sqlx::query(
+            r#"insert into handoffs (org_id, handoff_id, session_id, shared_id, state, attempts,
+                   transitions, reasons, sentiment, destination, summary, data, operator_id, error,
+                   initiated_at, last_initiated_at, completed_at, failed_at, updated_at)
+               select $1, h.handoff_id, h.session_id, h.shared_id, h.state, h.attempts, h.transitions,
+                      string_to_array(h.reasons, ','), h.sentiment, h.destination, h.summary, h.data,
+                      h.operator_id, h.error, h.initiated_at, h.last_initiated_at, h.completed_at,
+                      h.failed_at, h.updated_at
+               from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
+                           $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::text[],
+                           $14::text[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[],
+                           $18::timestamptz[], $19::timestamptz[])
+                    as h(handoff_id, session_id, shared_id, state, attempts, transitions, reasons,
+                         sentiment, destination, summary, data, operator_id, error, initiated_at,
+                         last_initiated_at, completed_at, failed_at, updated_at)
+               on conflict (org_id, handoff_id) do update set
+                   shared_id = excluded.shared_id, state = excluded.state,
+                   attempts = excluded.attempts, transitions = excluded.transitions,
+                   reasons = excluded.reasons, sentiment = excluded.sentiment,
+                   destination = excluded.destination, summary = excluded.summary,
+                   data = excluded.data, operator_id = excluded.operator_id, error = excluded.error,
+                   last_initiated_at = excluded.last_initiated_at,
+                   completed_at = excluded.completed_at, failed_at = excluded.failed_at,
+                   updated_at = excluded.updated_at"#,
+        )
+        .bind(org.get())
+        .bind(h.iter().map(|r| r.handoff_id.as_str()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.session_id.as_str()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.shared_id.as_deref()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.attempts).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.transitions).collect::<Vec<_>>())
+        .bind(&reasons)
+        .bind(h.iter().map(|r| r.sentiment.as_deref()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.destination.as_deref()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.summary.as_deref()).collect::<Vec<_>>())
+        .bind(&data)
+        .bind(h.iter().map(|r| r.operator_id.as_deref()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.initiated_at).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.last_initiated_at).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.completed_at).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.failed_at).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !changes.transitions.is_empty() {
+        let t = &changes.transitions;
+        sqlx::query(
+            r#"insert into handoff_states (org_id, handoff_id, seq, state, occurred_at, event_id)
+               select $1, * from unnest($2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[])"#,
+        )
+        .bind(org.get())
+        .bind(t.iter().map(|r| r.handoff_id.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !changes.references.is_empty() {
+        let r = &changes.references;
+        sqlx::query(
+            r#"insert into handoff_references (org_id, handoff_id, ref_type, ref_id)
+               select distinct $1::uuid, * from unnest($2::text[], $3::text[], $4::text[])
+               on conflict do nothing"#,
+        )
+        .bind(org.get())
+        .bind(r.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>())
+        .bind(r.iter().map(|(_, x)| x.kind.as_str()).collect::<Vec<_>>())
+        .bind(r.iter().map(|(_, x)| x.id.as_str()).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !changes.agents.is_empty() {
+        let a = &changes.agents;
+        sqlx::query(
+            r#"insert into agents (org_id, agent_id, name, status, deleted_at)
+               select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[])
+               on conflict (org_id, agent_id) do update
+               set name = excluded.name, status = excluded.status, deleted_at = excluded.deleted_at"#,
+        )
+        .bind(org.get())
+        .bind(a.iter().map(|r| r.agent_id.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !changes.calls.is_empty() {
+        let c = &changes.calls;
+        sqlx::query(
+            r#"insert into calls (org_id, call_id, agent_id, started_at, duration_seconds, outcome,
+                   sentiment, escalation_reason, escalated_after_seconds, ttft_ms, stt_confidence,
+                   tool_calls, tool_call_errors, user_corrections, cached_tokens, total_tokens)
+               select $1, * from unnest($2::text[], $3::text[], $4::timestamptz[], $5::float8[],
+                   $6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[], $11::float8[],
+                   $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::int8[])"#,
+        )
+        .bind(org.get())
+        .bind(c.iter().map(|r| r.call_id.as_str()).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.agent_id.as_str()).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.started_at).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.duration_seconds).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
+        .bind(
+            c.iter()
+                .map(|r| r.sentiment.map(|s| s.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            c.iter()
+                .map(|r| r.escalation_reason.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            c.iter()
+                .map(|r| r.escalated_after_seconds)
+                .collect::<Vec<_>>(),
+        )
+        .bind(c.iter().map(|r| r.telemetry.ttft_ms).collect::<Vec<_>>())
+        .bind(
+            c.iter()
+                .map(|r| r.telemetry.stt_confidence)
+                .collect::<Vec<_>>(),
+        )
+        .bind(c.iter().map(|r| r.telemetry.tool_calls).collect::<Vec<_>>())
+        .bind(
+            c.iter()
+                .map(|r| r.telemetry.tool_call_errors)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            c.iter()
+                .map(|r| r.telemetry.user_corrections)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            c.iter()
+                .map(|r| r.telemetry.cached_tokens)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            c.iter()
+                .map(|r| r.telemetry.total_tokens)
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
