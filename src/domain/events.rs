@@ -576,9 +576,7 @@ pub fn validate(value: &Value, path: &str, problems: &mut Vec<Problem>) -> Optio
         }
         None => None,
     };
-    let Some(type_name) = type_name else {
-        return None;
-    };
+    let type_name = type_name?;
     let mut allowed = vec!["id", "type", "occurred_at"];
     allowed.extend_from_slice(allowed_fields(type_name));
     r.reject_unknown(&allowed);
@@ -702,10 +700,10 @@ fn read_initiated(r: &mut Reader<'_>) -> Option<HandoffInitiated> {
         None => {}
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                if let Some(reference) = read_reference(r, i, item) {
-                    if !references.contains(&reference) {
-                        references.push(reference);
-                    }
+                if let Some(reference) = read_reference(r, i, item)
+                    && !references.contains(&reference)
+                {
+                    references.push(reference);
                 }
             }
         }
@@ -793,15 +791,15 @@ fn read_call(r: &mut Reader<'_>) -> Option<CallCompleted> {
                 cached_tokens: int(&mut t, "cached_tokens"),
                 total_tokens: int(&mut t, "total_tokens"),
             };
-            if let (Some(errors), Some(calls)) = (tel.tool_call_errors, tel.tool_calls) {
-                if errors > calls {
-                    t.problem("tool_call_errors", "must not exceed tool_calls");
-                }
+            if let (Some(errors), Some(calls)) = (tel.tool_call_errors, tel.tool_calls)
+                && errors > calls
+            {
+                t.problem("tool_call_errors", "must not exceed tool_calls");
             }
-            if let (Some(cached), Some(total)) = (tel.cached_tokens, tel.total_tokens) {
-                if cached > total {
-                    t.problem("cached_tokens", "must not exceed total_tokens");
-                }
+            if let (Some(cached), Some(total)) = (tel.cached_tokens, tel.total_tokens)
+                && cached > total
+            {
+                t.problem("cached_tokens", "must not exceed total_tokens");
             }
             tel
         }
