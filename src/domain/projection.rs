@@ -338,14 +338,13 @@ impl Projector {
                 h.session_id
             ));
         }
-        if let Some(shared) = &h.shared_id {
-            if let Some(owner) = self.loaded.shared_ids.get(shared) {
-                if owner != &h.handoff_id {
-                    return Err(format!(
-                        "shared_id `{shared}` already belongs to handoff `{owner}`"
-                    ));
-                }
-            }
+        if let Some(shared) = &h.shared_id
+            && let Some(owner) = self.loaded.shared_ids.get(shared)
+            && owner != &h.handoff_id
+        {
+            return Err(format!(
+                "shared_id `{shared}` already belongs to handoff `{owner}`"
+            ));
         }
         match self.loaded.handoffs.get_mut(&h.handoff_id) {
             Some(existing) => {
@@ -361,13 +360,13 @@ impl Projector {
                         h.handoff_id, existing.session_id, h.session_id
                     ));
                 }
-                if let Some(old) = &existing.shared_id {
-                    if h.shared_id.as_ref().is_some_and(|s| s != old) {
-                        return Err(format!(
-                            "handoff `{}` already has shared_id `{old}`",
-                            h.handoff_id
-                        ));
-                    }
+                if let Some(old) = &existing.shared_id
+                    && h.shared_id.as_ref().is_some_and(|s| s != old)
+                {
+                    return Err(format!(
+                        "handoff `{}` already has shared_id `{old}`",
+                        h.handoff_id
+                    ));
                 }
                 existing.attempts += 1;
                 existing.state = states::INITIATED.to_owned();
