@@ -467,32 +467,30 @@ async fn projections_hold_what_the_events_said() {
     ];
     assert_eq!(post_ok(&app, &token, &batch).await, (4, 0));
 
-    let row: (String, i32, Vec<String>, Option<String>, Option<String>, Value, Option<String>, String, String) = sqlx::query_as(
-        "select state, attempts, reasons, destination, shared_id, data, operator_id, initiated_at::text, last_initiated_at::text from handoffs where org_id = $1 and handoff_id = 'h1'",
+    let row: Value = sqlx::query_scalar(
+        r#"select to_jsonb(h) from (
+               select state, attempts, reasons, destination, shared_id, data, operator_id,
+                      initiated_at::text as initiated_at, last_initiated_at::text as last_initiated_at
+               from handoffs where org_id = $1 and handoff_id = 'h1') h"#,
     )
     .bind(org.id)
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(row.0, "handoff_completed");
-    assert_eq!(row.1, 2);
     assert_eq!(
-        row.2,
-        [
-            "prohibited_topic",
-            "ai_implied_handoff",
-            "user_requested_human_assistance"
-        ]
+        row,
+        json!({
+            "state": "handoff_completed",
+            "attempts": 2,
+            "reasons": ["prohibited_topic", "ai_implied_handoff", "user_requested_human_assistance"],
+            "destination": "queue-b",
+            "shared_id": "acme-1",
+            "data": {"customer_id": "12345", "tier": "platinum", "refund": 30},
+            "operator_id": "op-7",
+            "initiated_at": "2026-11-02 09:01:00+00",
+            "last_initiated_at": "2026-11-02 09:05:00+00",
+        })
     );
-    assert_eq!(row.3.as_deref(), Some("queue-b"));
-    assert_eq!(row.4.as_deref(), Some("acme-1"));
-    assert_eq!(
-        row.5,
-        json!({"customer_id": "12345", "tier": "platinum", "refund": 30})
-    );
-    assert_eq!(row.6.as_deref(), Some("op-7"));
-    assert_eq!(row.7, "2026-11-02 09:01:00+00");
-    assert_eq!(row.8, "2026-11-02 09:05:00+00");
 
     let history: Vec<(i32, String, String)> = sqlx::query_as(
         "select seq, state, event_id from handoff_states where org_id = $1 and handoff_id = 'h1' order by seq",
