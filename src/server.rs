@@ -46,16 +46,19 @@ async fn serve(
     options: &ServeOptions,
 ) -> anyhow::Result<()> {
     let keys = Arc::new(admin::signing_keys(&db.pool).await?);
-    if options.demo {
-        demo::prepare(&db.pool, &keys, addr).await?;
-    }
     let app = http::router(
         AppState {
             pool: db.pool.clone(),
-            keys,
+            keys: keys.clone(),
         },
         &options.http,
     );
+    if options.demo {
+        let (org, token) = demo::prepare(&db.pool, &keys).await?;
+        let anchor = demo::anchor(&db.pool, &org).await?;
+        let loaded = demo::load(&app, &token, anchor).await?;
+        demo::print_welcome(&org, &token, addr, loaded);
+    }
     match db.cluster() {
         Some(cluster) => {
             tracing::info!(%addr, data_dir = %cluster.data_dir().display(), "Baton is serving on its embedded PostgreSQL")
