@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod db;
 pub mod demo;
+pub mod domain;
 pub mod http;
 pub mod pg;
 pub mod server;

@@ -3,6 +3,7 @@
 //! Each resource module returns its own `OpenApiRouter`; [`router`] merges them, splits out the
 //! OpenAPI document (served at `/openapi.json`), and adds the layers in the order commented there.
 
+pub mod configuration;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -71,6 +72,7 @@ impl Default for HttpConfig {
     components(schemas(error::ErrorDto, error::FieldError)),
     tags(
         (name = "operations", description = "Probes and the API description"),
+        (name = "handoff configuration", description = "Quickchat's human handoff configuration: one document per organization, replaced whole by PUT, with ETags and revisions"),
     )
 )]
 struct ApiDoc;
@@ -106,6 +108,7 @@ fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(me::router())
+        .merge(configuration::router())
 }
 
 /// The OpenAPI document of the whole API (what `/openapi.json` serves).

@@ -1,0 +1,4 @@
+//! Domain types: plain Rust values and the rules they obey, with no HTTP and no SQL, so that they
+//! can be unit-tested alone and shared by the HTTP layer, the store and the tools.
+
+pub mod configuration;

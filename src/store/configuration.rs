@@ -1,0 +1,188 @@
+//! Handoff configuration documents and their revisions.
+//!
+//! An organization without a row has the default document at revision 0; the row is created by
+//! its first PUT. Writers serialize on the row lock ([`lock`]), which is what makes `If-Match`
+//! exact: of several writers of the same revision, one commits and the others see the new one.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::auth::OrgId;
+use crate::domain::configuration::{Configuration, IdCounters};
+
+/// An organization's current document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    /// The document.
+    pub document: Configuration,
+    /// 0 for the default document, else the number of accepted PUTs.
+    pub revision: i64,
+    /// The next id of each section.
+    pub next_ids: IdCounters,
+}
+
+impl Current {
+    /// The state of an organization no PUT has written to yet.
+    pub fn initial() -> Current {
+        Current {
+            document: Configuration::default_for_new_org(),
+            revision: 0,
+            next_ids: IdCounters::default(),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CurrentRow {
+    document: Json<Configuration>,
+    revision: i64,
+    next_availability_id: i64,
+    next_custom_guideline_id: i64,
+    next_routing_profile_id: i64,
+}
+
+impl From<CurrentRow> for Current {
+    fn from(r: CurrentRow) -> Current {
+        Current {
+            document: r.document.0,
+            revision: r.revision,
+            next_ids: IdCounters {
+                availability: r.next_availability_id,
+                custom_guideline: r.next_custom_guideline_id,
+                routing_profile: r.next_routing_profile_id,
+            },
+        }
+    }
+}
+
+/// The stored document and revision, or `None` when the organization has none yet (its document
+/// is then the default at revision 0).
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    org: OrgId,
+) -> sqlx::Result<Option<(Configuration, i64)>> {
+    let row: Option<(Json<Configuration>, i64)> =
+        sqlx::query_as("select document, revision from handoff_configurations where org_id = $1")
+            .bind(org.get())
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|(d, r)| (d.0, r)))
+}
+
+/// Locks the organization's document row until the end of the transaction `conn` is in and
+/// returns what it holds, creating the row (default document, revision 0) on first use.
+pub async fn lock(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Current> {
+    const SELECT: &str = r#"select document, revision, next_availability_id,
+                                   next_custom_guideline_id, next_routing_profile_id
+                            from handoff_configurations where org_id = $1
+                            for update"#;
+    if let Some(row) = sqlx::query_as::<_, CurrentRow>(SELECT)
+        .bind(org.get())
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        return Ok(row.into());
+    }
+    // First write: there is no row to lock yet. Insert the default one (a concurrent first
+    // writer's insert makes ours a no-op, after waiting for it to commit), then lock it.
+    let initial = Current::initial();
+    sqlx::query(
+        r#"insert into handoff_configurations (org_id, document, revision)
+           values ($1, $2, 0)
+           on conflict (org_id) do nothing"#,
+    )
+    .bind(org.get())
+    .bind(Json(&initial.document))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query_as::<_, CurrentRow>(SELECT)
+        .bind(org.get())
+        .fetch_one(&mut *conn)
+        .await
+        .map(Into::into)
+}
+
+/// Replaces the locked document (see [`lock`]) with `document`, bumps the revision and records
+/// the revision. Returns the new revision and its time.
+pub async fn replace(
+    conn: &mut PgConnection,
+    org: OrgId,
+    document: &Configuration,
+    next_ids: IdCounters,
+    token_jti: Uuid,
+) -> sqlx::Result<(i64, DateTime<Utc>)> {
+    sqlx::query_as(
+        r#"with updated as (
+               update handoff_configurations
+               set document = $2, revision = revision + 1,
+                   next_availability_id = $3, next_custom_guideline_id = $4,
+                   next_routing_profile_id = $5, updated_at = now()
+               where org_id = $1
+               returning org_id, revision, updated_at
+           )
+           insert into handoff_configuration_revisions (org_id, revision, created_at, token_jti, document)
+           select org_id, revision, updated_at, $6, $2 from updated
+           returning revision, created_at"#,
+    )
+    .bind(org.get())
+    .bind(Json(document))
+    .bind(next_ids.availability)
+    .bind(next_ids.custom_guideline)
+    .bind(next_ids.routing_profile)
+    .bind(token_jti)
+    .fetch_one(conn)
+    .await
+}
+
+/// One accepted PUT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// Its number (1 for the first PUT).
+    pub revision: i64,
+    /// When it was committed.
+    pub created_at: DateTime<Utc>,
+    /// The id of the token that wrote it.
+    pub token_jti: Uuid,
+    /// The document it produced.
+    pub document: Configuration,
+}
+
+#[derive(sqlx::FromRow)]
+struct RevisionRow {
+    revision: i64,
+    created_at: DateTime<Utc>,
+    token_jti: Uuid,
+    document: Json<Configuration>,
+}
+
+/// Up to `limit` revisions older than `before` (all when `None`), newest first.
+pub async fn revisions(
+    db: impl PgExecutor<'_>,
+    org: OrgId,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<Revision>> {
+    let rows: Vec<RevisionRow> = sqlx::query_as(
+        r#"select revision, created_at, token_jti, document
+           from handoff_configuration_revisions
+           where org_id = $1 and ($2::bigint is null or revision < $2)
+           order by revision desc
+           limit $3"#,
+    )
+    .bind(org.get())
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Revision {
+            revision: r.revision,
+            created_at: r.created_at,
+            token_jti: r.token_jti,
+            document: r.document.0,
+        })
+        .collect())
+}
