@@ -273,7 +273,7 @@ async fn load(
                     failures += 1;
                 }
                 i += 1;
-                if i % n == 0 {
+                if i.is_multiple_of(n) {
                     round += 1;
                 }
             }
