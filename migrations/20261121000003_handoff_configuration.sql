@@ -1,17 +1,18 @@
 -- Quickchat-compatible handoff configuration: one document per organization, replaced whole by
 -- each PUT, plus every accepted PUT kept as a revision.
 --
--- The document is stored as one jsonb value rather than one table per section: the API only ever
--- reads and writes it whole, and one row read per GET is what lets the endpoint serve thousands of
--- requests a second. Ids of list items are issued per organization and per section from the
+-- The document is stored as one value rather than one table per section: the API only ever reads
+-- and writes it whole, and one row read per GET is what lets the endpoint serve thousands of
+-- requests a second. It is stored as the exact GET body (json, not jsonb, so the text and its field
+-- order are kept): a GET sends the stored text as is, with no parsing or rendering. Ids of list items are issued per organization and per section from the
 -- counters below, so "an id this organization's document ever had" is exactly 1 ≤ id < counter:
 -- the counters are the record of every id issued, and they never go back.
 
 create table handoff_configurations (
     org_id uuid not null,
     -- The current document (settings, availability, generic_guidelines, custom_guidelines,
-    -- routing_profiles) as the domain type serializes it; validated by the writer.
-    document jsonb not null,
+    -- routing_profiles), rendered as the API answers it; validated by the writer.
+    document json not null,
     -- 0 for the default document no PUT has replaced yet, then the number of accepted PUTs. The
     -- ETag is built from it, so it must only grow.
     revision bigint not null,
@@ -37,7 +38,8 @@ create table handoff_configuration_revisions (
     -- The jti of the token that wrote it. No foreign key to api_tokens: the audit trail must
     -- outlive any cleanup of old tokens.
     token_jti uuid not null,
-    document jsonb not null,
+    -- The document this PUT stored, rendered as GET answered it then.
+    document json not null,
     -- Also serves "newest first" listing per organization (a backward index scan).
     constraint handoff_configuration_revisions_pkey primary key (org_id, revision),
     constraint handoff_configuration_revisions_org_id_fkey foreign key (org_id) references organizations (id),

@@ -8,8 +8,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 /// Longest `question_message`, `confirmation_message` and
 /// `confirmation_outside_working_hours_message`, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 500;
@@ -47,7 +45,7 @@ pub const DAYS: [&str; 7] = [
 
 /// Core handoff settings. `topic_based_routing_active` is not here: see
 /// [`Configuration::topic_based_routing_active`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Whether human handoff is enabled.
     pub is_active: bool,
@@ -72,7 +70,7 @@ pub struct Settings {
 }
 
 /// One working-hours slot. `I` is `i64` once stored, `Option<i64>` in a draft (`None`: new).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot<I> {
     /// Its id.
     pub id: I,
@@ -85,8 +83,7 @@ pub struct Slot<I> {
 }
 
 /// The five predefined guidelines, in the order Quickchat lists them (and Baton answers them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GuidelineName {
     /// The visitor is frustrated.
     UserFrustration,
@@ -155,7 +152,7 @@ impl fmt::Display for GuidelineName {
 }
 
 /// A predefined guideline as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenericGuideline {
     /// Which one.
     pub name: GuidelineName,
@@ -177,7 +174,7 @@ pub struct GenericGuidelineDraft {
 }
 
 /// A user-defined guideline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomGuideline<I> {
     /// Its id.
     pub id: I,
@@ -190,7 +187,7 @@ pub struct CustomGuideline<I> {
 }
 
 /// A topic-based routing profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutingProfile<I> {
     /// Its id.
     pub id: I,
@@ -205,7 +202,7 @@ pub struct RoutingProfile<I> {
 }
 
 /// A validated, stored configuration document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Configuration {
     /// Core settings.
     pub settings: Settings,

@@ -6,9 +6,12 @@
 //! `ETag` is strong and changes with every accepted PUT; `If-Match` makes a read-modify-write
 //! safe (412 when someone wrote in between), and without it the last write wins, as on Quickchat.
 
+use std::sync::LazyLock;
+
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -305,13 +308,32 @@ pub fn etag(org: OrgId, revision: i64) -> String {
     format!("\"{}-{}\"", org.get().simple(), revision)
 }
 
-fn with_etag(org: OrgId, revision: i64, document: &Configuration) -> Response {
-    let tag = etag(org, revision);
-    let mut res = Json(HandoffConfiguration::from(document)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&tag) {
-        res.headers_mut().insert(header::ETAG, value);
-    }
-    res
+/// The document as a GET answers it.
+fn render(document: &Configuration) -> Result<String> {
+    Ok(
+        serde_json::to_string(&HandoffConfiguration::from(document))
+            .map_err(anyhow::Error::from)?,
+    )
+}
+
+/// The default document's body, rendered once.
+static DEFAULT_BODY: LazyLock<String> = LazyLock::new(|| {
+    serde_json::to_string(&HandoffConfiguration::from(
+        &Configuration::default_for_new_org(),
+    ))
+    .unwrap_or_else(|e| unreachable!("the default document always serializes: {e}"))
+});
+
+/// A 200 with a rendered document and its `ETag`.
+fn document_response(org: OrgId, revision: i64, body: String) -> Result<Response> {
+    Ok(Response::builder()
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
+        .header(header::ETAG, etag(org, revision))
+        .body(Body::from(body))
+        .map_err(anyhow::Error::from)?)
 }
 
 /// Whether an `If-Match` header value lets a write to the document tagged `current` proceed:
@@ -350,10 +372,11 @@ pub async fn get_configuration(
     let org = caller
         .org_for_read(&pool, query.organization_id, "organization_id")
         .await?;
-    Ok(match store::configuration::get(&pool, org).await? {
-        Some((document, revision)) => with_etag(org, revision, &document),
-        None => with_etag(org, 0, &Configuration::default_for_new_org()),
-    })
+    // The stored text is the body: no parsing or rendering on the read path.
+    match store::configuration::get(&pool, org).await? {
+        Some((body, revision)) => document_response(org, revision, body),
+        None => document_response(org, 0, DEFAULT_BODY.clone()),
+    }
 }
 
 /// Replaces the whole handoff configuration atomically.
@@ -396,7 +419,7 @@ pub async fn put_configuration(
     // The row lock serializes writers of one organization: the If-Match check, the id
     // resolution and the write all see the version that is committed last.
     let mut tx = pool.begin().await?;
-    let current = store::configuration::lock(&mut tx, org).await?;
+    let current = store::configuration::lock(&mut tx, org, &DEFAULT_BODY).await?;
     let current_tag = etag(org, current.revision);
     if let Some(value) = if_match
         && !if_match_allows(&value, &current_tag)
@@ -418,10 +441,11 @@ pub async fn put_configuration(
                 .collect(),
         )
     })?;
+    let body = render(&document)?;
     let (revision, _) =
-        store::configuration::replace(&mut tx, org, &document, next_ids, caller.jti).await?;
+        store::configuration::replace(&mut tx, org, &body, next_ids, caller.jti).await?;
     tx.commit().await?;
-    Ok(with_etag(org, revision, &document))
+    document_response(org, revision, body)
 }
 
 /// Query of `GET /v1/api/human_handoff/configuration/revisions`.
@@ -508,17 +532,20 @@ pub async fn list_revisions(
         Some(last) if rows.len() as i64 == limit && last.revision > 1 => Some(last.revision),
         _ => None,
     };
+    let mut revisions = Vec::with_capacity(rows.len());
+    for r in rows {
+        let configuration: HandoffConfiguration = serde_json::from_str(&r.document)
+            .map_err(|e| anyhow::anyhow!("stored revision {} does not parse: {e}", r.revision))?;
+        revisions.push(HandoffConfigurationRevision {
+            revision: r.revision,
+            created_at: r.created_at,
+            token_id: r.token_jti,
+            etag: etag(org, r.revision),
+            configuration,
+        });
+    }
     Ok(Json(HandoffConfigurationRevisionsResponse {
-        revisions: rows
-            .into_iter()
-            .map(|r| HandoffConfigurationRevision {
-                revision: r.revision,
-                created_at: r.created_at,
-                token_id: r.token_jti,
-                etag: etag(org, r.revision),
-                configuration: HandoffConfiguration::from(&r.document),
-            })
-            .collect(),
+        revisions,
         next_before,
     }))
 }

@@ -5,48 +5,32 @@
 //! exact: of several writers of the same revision, one commits and the others see the new one.
 
 use chrono::{DateTime, Utc};
-use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::auth::OrgId;
-use crate::domain::configuration::{Configuration, IdCounters};
+use crate::domain::configuration::IdCounters;
 
-/// An organization's current document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Current {
-    /// The document.
-    pub document: Configuration,
+/// What a writer needs of the locked row: the revision (for `If-Match`) and the id counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locked {
     /// 0 for the default document, else the number of accepted PUTs.
     pub revision: i64,
     /// The next id of each section.
     pub next_ids: IdCounters,
 }
 
-impl Current {
-    /// The state of an organization no PUT has written to yet.
-    pub fn initial() -> Current {
-        Current {
-            document: Configuration::default_for_new_org(),
-            revision: 0,
-            next_ids: IdCounters::default(),
-        }
-    }
-}
-
 #[derive(sqlx::FromRow)]
-struct CurrentRow {
-    document: Json<Configuration>,
+struct LockedRow {
     revision: i64,
     next_availability_id: i64,
     next_custom_guideline_id: i64,
     next_routing_profile_id: i64,
 }
 
-impl From<CurrentRow> for Current {
-    fn from(r: CurrentRow) -> Current {
-        Current {
-            document: r.document.0,
+impl From<LockedRow> for Locked {
+    fn from(r: LockedRow) -> Locked {
+        Locked {
             revision: r.revision,
             next_ids: IdCounters {
                 availability: r.next_availability_id,
@@ -57,28 +41,28 @@ impl From<CurrentRow> for Current {
     }
 }
 
-/// The stored document and revision, or `None` when the organization has none yet (its document
-/// is then the default at revision 0).
-pub async fn get(
-    db: impl PgExecutor<'_>,
-    org: OrgId,
-) -> sqlx::Result<Option<(Configuration, i64)>> {
-    let row: Option<(Json<Configuration>, i64)> =
-        sqlx::query_as("select document, revision from handoff_configurations where org_id = $1")
-            .bind(org.get())
-            .fetch_optional(db)
-            .await?;
-    Ok(row.map(|(d, r)| (d.0, r)))
+/// The stored document (JSON text, exactly as GET answers it) and its revision, or `None` when
+/// the organization has none yet (its document is then the default at revision 0).
+pub async fn get(db: impl PgExecutor<'_>, org: OrgId) -> sqlx::Result<Option<(String, i64)>> {
+    sqlx::query_as("select document::text, revision from handoff_configurations where org_id = $1")
+        .bind(org.get())
+        .fetch_optional(db)
+        .await
 }
 
 /// Locks the organization's document row until the end of the transaction `conn` is in and
-/// returns what it holds, creating the row (default document, revision 0) on first use.
-pub async fn lock(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Current> {
-    const SELECT: &str = r#"select document, revision, next_availability_id,
-                                   next_custom_guideline_id, next_routing_profile_id
+/// returns its revision and id counters, creating the row on first use with `initial_document`
+/// (the default document's JSON) at revision 0.
+pub async fn lock(
+    conn: &mut PgConnection,
+    org: OrgId,
+    initial_document: &str,
+) -> sqlx::Result<Locked> {
+    const SELECT: &str = r#"select revision, next_availability_id, next_custom_guideline_id,
+                                   next_routing_profile_id
                             from handoff_configurations where org_id = $1
                             for update"#;
-    if let Some(row) = sqlx::query_as::<_, CurrentRow>(SELECT)
+    if let Some(row) = sqlx::query_as::<_, LockedRow>(SELECT)
         .bind(org.get())
         .fetch_optional(&mut *conn)
         .await?
@@ -87,47 +71,46 @@ pub async fn lock(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Current> 
     }
     // First write: there is no row to lock yet. Insert the default one (a concurrent first
     // writer's insert makes ours a no-op, after waiting for it to commit), then lock it.
-    let initial = Current::initial();
     sqlx::query(
         r#"insert into handoff_configurations (org_id, document, revision)
-           values ($1, $2, 0)
+           values ($1, $2::json, 0)
            on conflict (org_id) do nothing"#,
     )
     .bind(org.get())
-    .bind(Json(&initial.document))
+    .bind(initial_document)
     .execute(&mut *conn)
     .await?;
-    sqlx::query_as::<_, CurrentRow>(SELECT)
+    sqlx::query_as::<_, LockedRow>(SELECT)
         .bind(org.get())
         .fetch_one(&mut *conn)
         .await
         .map(Into::into)
 }
 
-/// Replaces the locked document (see [`lock`]) with `document`, bumps the revision and records
-/// the revision. Returns the new revision and its time.
+/// Replaces the locked document (see [`lock`]) with `document` (JSON text, as GET will answer
+/// it), bumps the revision and records the revision. Returns the new revision and its time.
 pub async fn replace(
     conn: &mut PgConnection,
     org: OrgId,
-    document: &Configuration,
+    document: &str,
     next_ids: IdCounters,
     token_jti: Uuid,
 ) -> sqlx::Result<(i64, DateTime<Utc>)> {
     sqlx::query_as(
         r#"with updated as (
                update handoff_configurations
-               set document = $2, revision = revision + 1,
+               set document = $2::json, revision = revision + 1,
                    next_availability_id = $3, next_custom_guideline_id = $4,
                    next_routing_profile_id = $5, updated_at = now()
                where org_id = $1
-               returning org_id, revision, updated_at
+               returning org_id, revision, updated_at, document
            )
            insert into handoff_configuration_revisions (org_id, revision, created_at, token_jti, document)
-           select org_id, revision, updated_at, $6, $2 from updated
+           select org_id, revision, updated_at, $6, document from updated
            returning revision, created_at"#,
     )
     .bind(org.get())
-    .bind(Json(document))
+    .bind(document)
     .bind(next_ids.availability)
     .bind(next_ids.custom_guideline)
     .bind(next_ids.routing_profile)
@@ -137,7 +120,7 @@ pub async fn replace(
 }
 
 /// One accepted PUT.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Revision {
     /// Its number (1 for the first PUT).
     pub revision: i64,
@@ -145,16 +128,8 @@ pub struct Revision {
     pub created_at: DateTime<Utc>,
     /// The id of the token that wrote it.
     pub token_jti: Uuid,
-    /// The document it produced.
-    pub document: Configuration,
-}
-
-#[derive(sqlx::FromRow)]
-struct RevisionRow {
-    revision: i64,
-    created_at: DateTime<Utc>,
-    token_jti: Uuid,
-    document: Json<Configuration>,
+    /// The document it produced (JSON text, as GET answered it).
+    pub document: String,
 }
 
 /// Up to `limit` revisions older than `before` (all when `None`), newest first.
@@ -164,8 +139,8 @@ pub async fn revisions(
     before: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<Revision>> {
-    let rows: Vec<RevisionRow> = sqlx::query_as(
-        r#"select revision, created_at, token_jti, document
+    sqlx::query_as(
+        r#"select revision, created_at, token_jti, document::text as document
            from handoff_configuration_revisions
            where org_id = $1 and ($2::bigint is null or revision < $2)
            order by revision desc
@@ -175,14 +150,5 @@ pub async fn revisions(
     .bind(before)
     .bind(limit)
     .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Revision {
-            revision: r.revision,
-            created_at: r.created_at,
-            token_jti: r.token_jti,
-            document: r.document.0,
-        })
-        .collect())
+    .await
 }
