@@ -25,8 +25,8 @@ use super::extract::{Json, Query};
 use crate::auth::OrgId;
 use crate::auth::extract::{ReadAccess, WriteAccess};
 use crate::domain::configuration::{
-    self as domain, Configuration, CustomGuideline, Draft, GenericGuidelineDraft, RoutingProfile,
-    Slot,
+    self as domain, Configuration, CustomGuideline, Draft, GenericGuidelineDraft, IdCounters,
+    RoutingProfile, Slot,
 };
 use crate::store;
 
@@ -416,19 +416,67 @@ pub async fn put_configuration(
         ),
     };
     let draft = Draft::from(body);
-    // The row lock serializes writers of one organization: the If-Match check, the id
-    // resolution and the write all see the version that is committed last.
+    // Optimistic: read the revision and counters, check and validate, then write only if the
+    // revision is unchanged (one atomic statement). A writer that loses the race re-reads: with
+    // an If-Match tag it then gets its 412, without one (or with `*`) it tries again.
+    for _ in 0..OPTIMISTIC_ATTEMPTS {
+        let state = store::configuration::state(&pool, org).await?;
+        let (revision, next_ids) =
+            state.map_or((0, IdCounters::default()), |s| (s.revision, s.next_ids));
+        let (body, next_ids) =
+            checked_body(org, revision, next_ids, if_match.as_deref(), draft.clone())?;
+        if let Some((revision, _)) =
+            store::configuration::replace_if(&pool, org, revision, &body, next_ids, caller.jti)
+                .await?
+        {
+            return document_response(org, revision, body);
+        }
+    }
+    // Many writers on this one organization: take the row lock so that this one is served.
     let mut tx = pool.begin().await?;
-    let current = store::configuration::lock(&mut tx, org, &DEFAULT_BODY).await?;
-    let current_tag = etag(org, current.revision);
+    let locked = store::configuration::lock(&mut tx, org, &DEFAULT_BODY).await?;
+    let (body, next_ids) = checked_body(
+        org,
+        locked.revision,
+        locked.next_ids,
+        if_match.as_deref(),
+        draft,
+    )?;
+    let (revision, _) = store::configuration::replace_if(
+        &mut *tx,
+        org,
+        locked.revision,
+        &body,
+        next_ids,
+        caller.jti,
+    )
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("the locked configuration row changed"))?;
+    tx.commit().await?;
+    document_response(org, revision, body)
+}
+
+/// Compare-and-swap attempts before a writer takes the row lock.
+const OPTIMISTIC_ATTEMPTS: usize = 8;
+
+/// Checks `If-Match` against `revision` (412), then validates the draft with the counters (400
+/// listing every problem); returns the body to store and the advanced id counters.
+fn checked_body(
+    org: OrgId,
+    revision: i64,
+    next_ids: IdCounters,
+    if_match: Option<&str>,
+    draft: Draft,
+) -> Result<(String, IdCounters)> {
+    let current_tag = etag(org, revision);
     if let Some(value) = if_match
-        && !if_match_allows(&value, &current_tag)
+        && !if_match_allows(value, &current_tag)
     {
         return Err(ApiError::PreconditionFailed(format!(
             "the handoff configuration has changed since that version (If-Match: {value}); the current ETag is {current_tag}: GET it again and reapply your change"
         )));
     }
-    let (document, next_ids) = domain::validate(draft, current.next_ids).map_err(|problems| {
+    let (document, next_ids) = domain::validate(draft, next_ids).map_err(|problems| {
         let n = problems.len();
         ApiError::invalid(
             format!(
@@ -441,11 +489,7 @@ pub async fn put_configuration(
                 .collect(),
         )
     })?;
-    let body = render(&document)?;
-    let (revision, _) =
-        store::configuration::replace(&mut tx, org, &body, next_ids, caller.jti).await?;
-    tx.commit().await?;
-    document_response(org, revision, body)
+    Ok((render(&document)?, next_ids))
 }
 
 /// Query of `GET /v1/api/human_handoff/configuration/revisions`.

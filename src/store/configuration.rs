@@ -1,8 +1,9 @@
 //! Handoff configuration documents and their revisions.
 //!
 //! An organization without a row has the default document at revision 0; the row is created by
-//! its first PUT. Writers serialize on the row lock ([`lock`]), which is what makes `If-Match`
-//! exact: of several writers of the same revision, one commits and the others see the new one.
+//! its first PUT. A write is a compare-and-swap on the revision ([`replace_if`]): of several
+//! writers that read the same revision, exactly one commits and the others change nothing, which
+//! is what makes `If-Match` exact. [`lock`] takes the row lock for writers that must not retry.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
@@ -11,7 +12,7 @@ use uuid::Uuid;
 use crate::auth::OrgId;
 use crate::domain::configuration::IdCounters;
 
-/// What a writer needs of the locked row: the revision (for `If-Match`) and the id counters.
+/// What a writer needs of the row: the revision (for `If-Match`) and the id counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Locked {
     /// 0 for the default document, else the number of accepted PUTs.
@@ -39,6 +40,20 @@ impl From<LockedRow> for Locked {
             },
         }
     }
+}
+
+/// The revision and id counters a write starts from, read without a lock (`None`: no row yet,
+/// so revision 0 and fresh counters).
+pub async fn state(db: impl PgExecutor<'_>, org: OrgId) -> sqlx::Result<Option<Locked>> {
+    sqlx::query_as::<_, LockedRow>(
+        r#"select revision, next_availability_id, next_custom_guideline_id,
+                  next_routing_profile_id
+           from handoff_configurations where org_id = $1"#,
+    )
+    .bind(org.get())
+    .fetch_optional(db)
+    .await
+    .map(|row| row.map(Into::into))
 }
 
 /// The stored document (JSON text, exactly as GET answers it) and its revision, or `None` when
@@ -87,36 +102,62 @@ pub async fn lock(
         .map(Into::into)
 }
 
-/// Replaces the locked document (see [`lock`]) with `document` (JSON text, as GET will answer
-/// it), bumps the revision and records the revision. Returns the new revision and its time.
-pub async fn replace(
-    conn: &mut PgConnection,
+/// Replaces the document with `document` (JSON text, as GET will answer it) if it is still at
+/// revision `expected`, bumps the revision and records it, all in one statement. Returns the new
+/// revision and its time, or `None` (and changes nothing) when another write came first.
+pub async fn replace_if(
+    db: impl PgExecutor<'_>,
     org: OrgId,
+    expected: i64,
     document: &str,
     next_ids: IdCounters,
     token_jti: Uuid,
-) -> sqlx::Result<(i64, DateTime<Utc>)> {
-    sqlx::query_as(
-        r#"with updated as (
+) -> sqlx::Result<Option<(i64, DateTime<Utc>)>> {
+    // Revision 0 may have no row yet (the usual case) or the row `lock` created: insert, or
+    // update only a row still at 0. Later revisions always have a row. A concurrent writer of
+    // the same revision makes the update wait, then find the new revision and match nothing.
+    let sql = if expected == 0 {
+        r#"with written as (
+               insert into handoff_configurations as c
+                   (org_id, document, revision, next_availability_id,
+                    next_custom_guideline_id, next_routing_profile_id)
+               values ($1, $2::json, 1, $3, $4, $5)
+               on conflict (org_id) do update
+               set document = excluded.document, revision = 1,
+                   next_availability_id = excluded.next_availability_id,
+                   next_custom_guideline_id = excluded.next_custom_guideline_id,
+                   next_routing_profile_id = excluded.next_routing_profile_id,
+                   updated_at = now()
+               where c.revision = 0
+               returning org_id, revision, updated_at, document
+           )
+           insert into handoff_configuration_revisions (org_id, revision, created_at, token_jti, document)
+           select org_id, revision, updated_at, $6, document from written
+           returning revision, created_at"#
+    } else {
+        r#"with written as (
                update handoff_configurations
                set document = $2::json, revision = revision + 1,
                    next_availability_id = $3, next_custom_guideline_id = $4,
                    next_routing_profile_id = $5, updated_at = now()
-               where org_id = $1
+               where org_id = $1 and revision = $7
                returning org_id, revision, updated_at, document
            )
            insert into handoff_configuration_revisions (org_id, revision, created_at, token_jti, document)
-           select org_id, revision, updated_at, $6, document from updated
-           returning revision, created_at"#,
-    )
-    .bind(org.get())
-    .bind(document)
-    .bind(next_ids.availability)
-    .bind(next_ids.custom_guideline)
-    .bind(next_ids.routing_profile)
-    .bind(token_jti)
-    .fetch_one(conn)
-    .await
+           select org_id, revision, updated_at, $6, document from written
+           returning revision, created_at"#
+    };
+    let mut query = sqlx::query_as(sql)
+        .bind(org.get())
+        .bind(document)
+        .bind(next_ids.availability)
+        .bind(next_ids.custom_guideline)
+        .bind(next_ids.routing_profile)
+        .bind(token_jti);
+    if expected != 0 {
+        query = query.bind(expected);
+    }
+    query.fetch_optional(db).await
 }
 
 /// One accepted PUT.

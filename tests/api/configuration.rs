@@ -1254,3 +1254,47 @@ async fn organizations_never_affect_each_other() {
     assert_eq!(list_b["revisions"].as_array().unwrap().len(), 1);
     assert_eq!(list_b["revisions"][0]["configuration"], stored_b);
 }
+
+#[tokio::test]
+async fn concurrent_writes_without_if_match_all_succeed_with_distinct_ids() {
+    let (app, token) = app_with_sample().await;
+    let writers = 16;
+    let mut tasks = Vec::new();
+    for i in 0..writers {
+        let client = app.client.clone();
+        let url = app.url(PATH);
+        let token = token.clone();
+        let mut body = sample_stored();
+        body["custom_guidelines"] =
+            json!([{"name": format!("writer {i}"), "description": "", "is_active": true}]);
+        tasks.push(tokio::spawn(async move {
+            let res = client
+                .put(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let stored: Value = res.json().await.unwrap();
+            stored["custom_guidelines"][0]["id"].as_i64().unwrap()
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.sort_unstable();
+    // The sample used custom guideline ids 1 and 2; each writer got its own next id.
+    assert_eq!(ids, (3..3 + writers).collect::<Vec<i64>>());
+    assert_eq!(revision_count(&app).await, 1 + writers);
+    let (doc, tag) = read(&app, &token).await;
+    let last: i64 = sqlx::query_scalar("select revision from handoff_configurations")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(last, 1 + writers);
+    assert!(tag.ends_with(&format!("-{}\"", 1 + writers)));
+    // The last write won: the stored guideline is the one with the highest id.
+    assert_eq!(doc["custom_guidelines"][0]["id"], 2 + writers);
+}
