@@ -17,7 +17,10 @@ use sqlx::{Connection, PgConnection};
 const BATCH: usize = 1_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A realistic mix: each session starts, a third hand off (initiated, then completed or failed),
@@ -28,7 +31,8 @@ fn batch(org_tag: &str, b: usize) -> Vec<Value> {
     let base = chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z").unwrap();
     while events.len() < BATCH {
         let s = format!("{org_tag}-s{b}-{n}");
-        let at = |min: i64| (base + chrono::Duration::minutes((b * 1000 + n) as i64 + min)).to_rfc3339();
+        let at =
+            |min: i64| (base + chrono::Duration::minutes((b * 1000 + n) as i64 + min)).to_rfc3339();
         let voice = n % 4 == 0;
         events.push(json!({"id": format!("{s}-start"), "type": "session.started", "occurred_at": at(0),
             "session_id": s, "channel": if voice { "phone_voice" } else { "web" }, "agent_id": format!("agent-{}", n % 5)}));
@@ -67,9 +71,14 @@ fn main() {
 }
 
 async fn run(batches: usize, clients: usize) {
-    let dir = tempfile::Builder::new().prefix("baton-bench-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("baton-bench-")
+        .tempdir()
+        .unwrap();
     let cluster = Cluster::ensure_running(dir.path(), ClusterOptions::default()).unwrap();
-    cluster.stop_when_process_exits(std::process::id(), true).unwrap();
+    cluster
+        .stop_when_process_exits(std::process::id(), true)
+        .unwrap();
     let db = baton::db::Database::open(
         &baton::db::DbTarget::Embedded(dir.path().to_path_buf()),
         &baton::db::DbConfig::default(),
@@ -79,14 +88,26 @@ async fn run(batches: usize, clients: usize) {
     let keys = baton::admin::signing_keys(&db.pool).await.unwrap();
     let mut tokens = Vec::new();
     for c in 0..clients {
-        let org = baton::admin::create_org(&db.pool, &format!("bench-{c}"), None, None, None).await.unwrap();
-        let t = baton::admin::issue_token_for(&db.pool, &keys, Subject::Org(org.id), &[Scope::WriteAll], chrono::Duration::days(1))
+        let org = baton::admin::create_org(&db.pool, &format!("bench-{c}"), None, None, None)
             .await
             .unwrap();
+        let t = baton::admin::issue_token_for(
+            &db.pool,
+            &keys,
+            Subject::Org(org.id),
+            &[Scope::WriteAll],
+            chrono::Duration::days(1),
+        )
+        .await
+        .unwrap();
         tokens.push((org.id, t.token));
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .env("BATON_DATA_DIR", dir.path())
@@ -98,8 +119,17 @@ async fn run(batches: usize, clients: usize) {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let started = Instant::now();
-    while client.get(format!("{base}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-        assert!(started.elapsed() < Duration::from_secs(30), "server not ready");
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server not ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -107,7 +137,11 @@ async fn run(batches: usize, clients: usize) {
     let per_client = batches.div_ceil(clients);
     let mut bodies: Vec<Vec<String>> = Vec::new();
     for c in 0..clients {
-        bodies.push((0..per_client).map(|b| json!({"events": batch(&format!("c{c}"), b)}).to_string()).collect());
+        bodies.push(
+            (0..per_client)
+                .map(|b| json!({"events": batch(&format!("c{c}"), b)}).to_string())
+                .collect(),
+        );
     }
     let total_events = clients * per_client * BATCH;
 
@@ -150,8 +184,14 @@ async fn run(batches: usize, clients: usize) {
     let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
 
     // PostgreSQL's COPY of the same raw event rows into a copy of the events table.
-    let mut conn = PgConnection::connect_with(&embedded_options(&cluster, baton::db::DATABASE_NAME)).await.unwrap();
-    sqlx::query("create table events_copy (like events including defaults)").execute(&mut conn).await.unwrap();
+    let mut conn =
+        PgConnection::connect_with(&embedded_options(&cluster, baton::db::DATABASE_NAME))
+            .await
+            .unwrap();
+    sqlx::query("create table events_copy (like events including defaults)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let mut text = String::new();
     for (c, bodies) in bodies.iter().enumerate() {
         for body in bodies {
@@ -180,16 +220,35 @@ async fn run(batches: usize, clients: usize) {
     assert_eq!(copied as usize, total_events);
     let copy_rate = total_events as f64 / copy_elapsed.as_secs_f64();
 
-    let stored: i64 = sqlx::query_scalar("select count(*) from events").fetch_one(&mut conn).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("select count(*) from events")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(stored as usize, total_events);
 
-    println!("ingest: {total_events} events in {} batches of {BATCH} from {clients} concurrent clients (one organization each)", clients * per_client);
-    println!("  POST /v1/events: {:.0} events/s over {:.2} s; batch latency p50 {:.1} ms, p99 {:.1} ms",
-        rate, elapsed.as_secs_f64(), p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
-    println!("  COPY of the same raw rows (events table only, one connection): {:.0} rows/s over {:.2} s", copy_rate, copy_elapsed.as_secs_f64());
+    println!(
+        "ingest: {total_events} events in {} batches of {BATCH} from {clients} concurrent clients (one organization each)",
+        clients * per_client
+    );
+    println!(
+        "  POST /v1/events: {:.0} events/s over {:.2} s; batch latency p50 {:.1} ms, p99 {:.1} ms",
+        rate,
+        elapsed.as_secs_f64(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    println!(
+        "  COPY of the same raw rows (events table only, one connection): {:.0} rows/s over {:.2} s",
+        copy_rate,
+        copy_elapsed.as_secs_f64()
+    );
     println!("  ratio: Baton ingest = {:.2} x COPY", rate / copy_rate);
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     server.wait().unwrap();
     conn.close().await.unwrap();
     db.close().await.unwrap();

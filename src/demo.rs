@@ -32,7 +32,8 @@ const SEED: u64 = 0xBA70_2026;
 pub async fn prepare(pool: &PgPool, keys: &Keys) -> anyhow::Result<(Organization, String)> {
     let org = match store::tenants::org_by_slug(pool, DEMO_ORG).await? {
         Some(org) => org,
-        None => match admin::create_org(pool, DEMO_ORG, Some("Demo Inc."), None, Some("UTC")).await {
+        None => match admin::create_org(pool, DEMO_ORG, Some("Demo Inc."), None, Some("UTC")).await
+        {
             Ok(org) => org,
             // Another process created it meanwhile.
             Err(AdminError::Exists { .. }) => store::tenants::org_by_slug(pool, DEMO_ORG)
@@ -54,10 +55,11 @@ pub async fn prepare(pool: &PgPool, keys: &Keys) -> anyhow::Result<(Organization
 
 /// When the demo organization was created: the end of its generated history.
 pub async fn anchor(pool: &PgPool, org: &Organization) -> anyhow::Result<DateTime<Utc>> {
-    let created: DateTime<Utc> = sqlx::query_scalar("select created_at from organizations where id = $1")
-        .bind(org.id)
-        .fetch_one(pool)
-        .await?;
+    let created: DateTime<Utc> =
+        sqlx::query_scalar("select created_at from organizations where id = $1")
+            .bind(org.id)
+            .fetch_one(pool)
+            .await?;
     Ok(created.duration_trunc(Duration::minutes(1))?)
 }
 
@@ -112,11 +114,26 @@ struct Agent {
 }
 
 const AGENTS: &[Agent] = &[
-    Agent { id: "agent-aria", name: "Aria (billing line)" },
-    Agent { id: "agent-max", name: "Max (technical support)" },
-    Agent { id: "agent-lena", name: "Lena (sales)" },
-    Agent { id: "agent-otto", name: "Otto (legacy IVR)" },
-    Agent { id: "agent-ivy", name: "Ivy (after-hours)" },
+    Agent {
+        id: "agent-aria",
+        name: "Aria (billing line)",
+    },
+    Agent {
+        id: "agent-max",
+        name: "Max (technical support)",
+    },
+    Agent {
+        id: "agent-lena",
+        name: "Lena (sales)",
+    },
+    Agent {
+        id: "agent-otto",
+        name: "Otto (legacy IVR)",
+    },
+    Agent {
+        id: "agent-ivy",
+        name: "Ivy (after-hours)",
+    },
 ];
 
 const CHANNELS: &[(&str, u32)] = &[
@@ -150,13 +167,33 @@ const SENTIMENTS: &[(Option<&str>, u32)] = &[
     (None, 18),
 ];
 
-const INSTRUCTIONS: &[&str] = &["refund-policy", "escalation-policy", "vip-customers", "shipping-delays"];
+const INSTRUCTIONS: &[&str] = &[
+    "refund-policy",
+    "escalation-policy",
+    "vip-customers",
+    "shipping-delays",
+];
 const AI_PROFILES: &[&str] = &["support-default", "billing-expert"];
-const KNOWLEDGE: &[&str] = &["kb-returns", "kb-warranty", "kb-pricing", "kb-account-recovery", "kb-shipping"];
+const KNOWLEDGE: &[&str] = &[
+    "kb-returns",
+    "kb-warranty",
+    "kb-pricing",
+    "kb-account-recovery",
+    "kb-shipping",
+];
 const TOOLS: &[&str] = &["order-lookup", "refund-tool", "calendar-booking"];
 const PROHIBITED: &[&str] = &["legal-advice", "medical-advice", "competitor-pricing"];
-const CUSTOM_STATES: &[&str] = &["customer_refund", "complaint_escalation", "successfully_identified"];
-const ESCALATIONS: &[&str] = &["billing dispute", "technical issue", "caller asked for a human", "authentication failed"];
+const CUSTOM_STATES: &[&str] = &[
+    "customer_refund",
+    "complaint_escalation",
+    "successfully_identified",
+];
+const ESCALATIONS: &[&str] = &[
+    "billing dispute",
+    "technical issue",
+    "caller asked for a human",
+    "authentication failed",
+];
 
 fn pick<'a, T>(rng: &mut StdRng, items: &'a [(T, u32)]) -> &'a T {
     let total: u32 = items.iter().map(|(_, w)| w).sum();
@@ -181,31 +218,74 @@ fn ts(t: DateTime<Utc>) -> String {
 /// The demo events for history ending at `anchor`, in an order the state machine accepts.
 pub fn generate(anchor: DateTime<Utc>) -> Vec<Value> {
     let mut rng = StdRng::seed_from_u64(SEED);
-    let start = (anchor - Duration::days(DEMO_DAYS)).duration_trunc(Duration::days(1)).unwrap_or(anchor);
+    let start = (anchor - Duration::days(DEMO_DAYS))
+        .duration_trunc(Duration::days(1))
+        .unwrap_or(anchor);
     // (time, order within its story, event)
     let mut timed: Vec<(DateTime<Utc>, u32, Value)> = Vec::new();
     let mut push = |t: DateTime<Utc>, order: u32, e: Value| timed.push((t, order, e));
 
     for (i, a) in AGENTS.iter().enumerate() {
-        let status = if a.id == "agent-ivy" { "pending" } else { "active" };
-        push(start, i as u32, json!({"id": format!("demo-agent-{}", a.id), "type": "agent.upserted",
-            "occurred_at": ts(start), "agent_id": a.id, "name": a.name, "status": status}));
+        let status = if a.id == "agent-ivy" {
+            "pending"
+        } else {
+            "active"
+        };
+        push(
+            start,
+            i as u32,
+            json!({"id": format!("demo-agent-{}", a.id), "type": "agent.upserted",
+            "occurred_at": ts(start), "agent_id": a.id, "name": a.name, "status": status}),
+        );
     }
     let ivy_off = start + Duration::days(45);
-    push(ivy_off, 0, json!({"id": "demo-agent-ivy-inactive", "type": "agent.upserted", "occurred_at": ts(ivy_off),
-        "agent_id": "agent-ivy", "name": "Ivy (after-hours)", "status": "inactive"}));
+    push(
+        ivy_off,
+        0,
+        json!({"id": "demo-agent-ivy-inactive", "type": "agent.upserted", "occurred_at": ts(ivy_off),
+        "agent_id": "agent-ivy", "name": "Ivy (after-hours)", "status": "inactive"}),
+    );
     let otto_gone = start + Duration::days(60);
-    push(otto_gone, 0, json!({"id": "demo-agent-otto-deleted", "type": "agent.deleted", "occurred_at": ts(otto_gone), "agent_id": "agent-otto"}));
+    push(
+        otto_gone,
+        0,
+        json!({"id": "demo-agent-otto-deleted", "type": "agent.deleted", "occurred_at": ts(otto_gone), "agent_id": "agent-otto"}),
+    );
 
     let mut n = 0u32;
     for day in 0..=DEMO_DAYS {
         let date = start + Duration::days(day);
         let weekend = matches!(date.weekday(), Weekday::Sat | Weekday::Sun);
-        let sessions = if weekend { rng.gen_range(10..20) } else { rng.gen_range(32..48) };
+        let sessions = if weekend {
+            rng.gen_range(10..20)
+        } else {
+            rng.gen_range(32..48)
+        };
         for _ in 0..sessions {
             // Business-hour peak (10–12 and 14–16 busiest), a thin night.
-            let hour = *pick(&mut rng, &[(7u32, 2), (8, 5), (9, 9), (10, 12), (11, 12), (12, 8), (13, 9), (14, 11), (15, 11), (16, 9), (17, 6), (18, 4), (19, 3), (20, 2), (22, 1), (2, 1)]);
-            let t0 = date + Duration::hours(hour as i64) + Duration::seconds(rng.gen_range(0..3600));
+            let hour = *pick(
+                &mut rng,
+                &[
+                    (7u32, 2),
+                    (8, 5),
+                    (9, 9),
+                    (10, 12),
+                    (11, 12),
+                    (12, 8),
+                    (13, 9),
+                    (14, 11),
+                    (15, 11),
+                    (16, 9),
+                    (17, 6),
+                    (18, 4),
+                    (19, 3),
+                    (20, 2),
+                    (22, 1),
+                    (2, 1),
+                ],
+            );
+            let t0 =
+                date + Duration::hours(hour as i64) + Duration::seconds(rng.gen_range(0..3600));
             let length = Duration::seconds(rng.gen_range(120..1500));
             if t0 + length > anchor {
                 continue;
@@ -214,7 +294,7 @@ pub fn generate(anchor: DateTime<Utc>) -> Vec<Value> {
             story(&mut rng, n, t0, length, date, otto_gone, &mut push);
         }
     }
-    timed.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    timed.sort_by_key(|a| (a.0, a.1));
     timed.into_iter().map(|(_, _, e)| e).collect()
 }
 
@@ -236,7 +316,9 @@ fn story(
         let candidates: Vec<&Agent> = AGENTS
             .iter()
             .filter(|a| a.id != "agent-otto" || day < otto_gone)
-            .filter(|a| a.id != "agent-ivy" || (t0.hour() >= 18 && day < otto_gone - Duration::days(15)))
+            .filter(|a| {
+                a.id != "agent-ivy" || (t0.hour() >= 18 && day < otto_gone - Duration::days(15))
+            })
             .collect();
         Some(candidates[rng.gen_range(0..candidates.len())].id)
     } else if rng.gen_bool(0.7) {
@@ -249,10 +331,18 @@ fn story(
         order += 1;
         push(t, order, e);
     };
-    next(push, t0, json!({"id": format!("{sid}-start"), "type": "session.started", "occurred_at": ts(t0),
-        "session_id": sid, "channel": channel, "agent_id": agent}));
+    next(
+        push,
+        t0,
+        json!({"id": format!("{sid}-start"), "type": "session.started", "occurred_at": ts(t0),
+        "session_id": sid, "channel": channel, "agent_id": agent}),
+    );
 
-    let handoffs = if rng.gen_bool(0.24) { if rng.gen_bool(0.06) { 2 } else { 1 } } else { 0 };
+    let handoffs = if rng.gen_bool(0.24) {
+        if rng.gen_bool(0.06) { 2 } else { 1 }
+    } else {
+        0
+    };
     let mut t = t0 + Duration::seconds(rng.gen_range(30..(length.num_seconds() / 2).max(31)));
     for k in 0..handoffs {
         let hid = format!("{sid}-h{k}");
@@ -280,12 +370,19 @@ fn story(
             refs.push(json!({"type": kind, "id": one(rng, pool)}));
         }
         let sentiment = *pick(rng, SENTIMENTS);
-        let destination = *pick(rng, &[("support_queue", 5u32), ("billing_queue", 3), ("tech_queue", 2)]);
+        let destination = *pick(
+            rng,
+            &[
+                ("support_queue", 5u32),
+                ("billing_queue", 3),
+                ("tech_queue", 2),
+            ],
+        );
         let mut initiated = json!({"id": format!("{hid}-init"), "type": "handoff.initiated", "occurred_at": ts(t),
             "handoff_id": hid, "session_id": sid, "reasons": reasons, "sentiment": sentiment, "references": refs,
             "destination": destination,
             "summary": format!("Customer on {channel} needs a person: {}.", reasons[0].replace('_', " ")),
-            "data": {"customer_id": format!("C{:05}", 10_000 + n), "language": if n % 7 == 0 { "de" } else { "en" }}});
+            "data": {"customer_id": format!("C{:05}", 10_000 + n), "language": if n.is_multiple_of(7) { "de" } else { "en" }}});
         if rng.gen_bool(0.5) {
             initiated["shared_id"] = json!(format!("demo-shared-{n}-{k}"));
         }
@@ -300,31 +397,59 @@ fn story(
         t += Duration::seconds(rng.gen_range(20..240));
         if custom {
             let state = one(rng, CUSTOM_STATES);
-            next(push, t, json!({"id": format!("{hid}-state"), "type": "handoff.state", "occurred_at": ts(t),
-                "handoff_id": hid, "state": state, "data": {"topic_state": state, "verified": true}}));
+            next(
+                push,
+                t,
+                json!({"id": format!("{hid}-state"), "type": "handoff.state", "occurred_at": ts(t),
+                "handoff_id": hid, "state": state, "data": {"topic_state": state, "verified": true}}),
+            );
             t += Duration::seconds(rng.gen_range(20..120));
         }
         if retried || failed_for_good {
-            next(push, t, json!({"id": format!("{hid}-fail"), "type": "handoff.failed", "occurred_at": ts(t),
-                "handoff_id": hid, "error": "no operator available"}));
+            next(
+                push,
+                t,
+                json!({"id": format!("{hid}-fail"), "type": "handoff.failed", "occurred_at": ts(t),
+                "handoff_id": hid, "error": "no operator available"}),
+            );
             t += Duration::seconds(rng.gen_range(30..300));
         }
         if retried {
-            next(push, t, json!({"id": format!("{hid}-retry"), "type": "handoff.initiated", "occurred_at": ts(t),
-                "handoff_id": hid, "session_id": sid, "reasons": reasons, "destination": "support_queue"}));
+            next(
+                push,
+                t,
+                json!({"id": format!("{hid}-retry"), "type": "handoff.initiated", "occurred_at": ts(t),
+                "handoff_id": hid, "session_id": sid, "reasons": reasons, "destination": "support_queue"}),
+            );
             t += Duration::seconds(rng.gen_range(20..200));
         }
         if !still_open && !failed_for_good {
-            next(push, t, json!({"id": format!("{hid}-done"), "type": "handoff.completed", "occurred_at": ts(t),
-                "handoff_id": hid, "operator_id": format!("op-{}", rng.gen_range(1..9))}));
+            next(
+                push,
+                t,
+                json!({"id": format!("{hid}-done"), "type": "handoff.completed", "occurred_at": ts(t),
+                "handoff_id": hid, "operator_id": format!("op-{}", rng.gen_range(1..9))}),
+            );
         }
         t += Duration::seconds(rng.gen_range(10..120));
     }
 
     let end = (t0 + length).max(t);
-    let session_sentiment = *pick(rng, &[(Some("positive"), 40u32), (Some("neutral"), 30), (Some("negative"), 15), (None, 15)]);
-    next(push, end, json!({"id": format!("{sid}-end"), "type": "session.ended", "occurred_at": ts(end),
-        "session_id": sid, "sentiment": session_sentiment}));
+    let session_sentiment = *pick(
+        rng,
+        &[
+            (Some("positive"), 40u32),
+            (Some("neutral"), 30),
+            (Some("negative"), 15),
+            (None, 15),
+        ],
+    );
+    next(
+        push,
+        end,
+        json!({"id": format!("{sid}-end"), "type": "session.ended", "occurred_at": ts(end),
+        "session_id": sid, "sentiment": session_sentiment}),
+    );
 
     if let (true, Some(agent)) = (voice, agent) {
         let duration = (end - t0).num_seconds() as f64 + rng.gen_range(0.0..1.0);
@@ -340,7 +465,8 @@ fn story(
         if outcome == "transferred" {
             call["escalation_reason"] = json!(one(rng, ESCALATIONS));
             if rng.gen_bool(0.7) {
-                call["escalated_after_seconds"] = json!(rng.gen_range(20..(duration as i64).max(21)));
+                call["escalated_after_seconds"] =
+                    json!(rng.gen_range(20..(duration as i64).max(21)));
             }
         }
         let mut tel = serde_json::Map::new();
@@ -348,15 +474,28 @@ fn story(
             tel.insert("ttft_ms".into(), json!(rng.gen_range(250..1400)));
         }
         if rng.gen_bool(0.85) {
-            tel.insert("stt_confidence".into(), json!((rng.gen_range(0.78..0.99f64) * 1000.0).round() / 1000.0));
+            tel.insert(
+                "stt_confidence".into(),
+                json!((rng.gen_range(0.78..0.99f64) * 1000.0).round() / 1000.0),
+            );
         }
         if rng.gen_bool(0.8) {
             let calls = rng.gen_range(0..6);
             tel.insert("tool_calls".into(), json!(calls));
-            tel.insert("tool_call_errors".into(), json!(if calls > 0 && rng.gen_bool(0.15) { 1 } else { 0 }));
+            tel.insert(
+                "tool_call_errors".into(),
+                json!(if calls > 0 && rng.gen_bool(0.15) {
+                    1
+                } else {
+                    0
+                }),
+            );
         }
         if rng.gen_bool(0.8) {
-            tel.insert("user_corrections".into(), json!(*pick(rng, &[(0u32, 70), (1, 20), (2, 10)])));
+            tel.insert(
+                "user_corrections".into(),
+                json!(*pick(rng, &[(0u32, 70), (1, 20), (2, 10)])),
+            );
         }
         if rng.gen_bool(0.75) {
             let total = rng.gen_range(1500..9000);

@@ -1,4 +1,6 @@
-//! Domain types and rules: no HTTP, no SQL.
+//! Domain types: plain Rust values and the rules they obey, with no HTTP and no SQL, so that they
+//! can be unit-tested alone and shared by the HTTP layer, the store and the tools.
 
+pub mod configuration;
 pub mod events;
 pub mod projection;

@@ -6,5 +6,6 @@
 mod common;
 
 mod auth;
+mod configuration;
 mod events;
 mod operations;
