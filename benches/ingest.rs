@@ -16,6 +16,15 @@ use sqlx::{Connection, PgConnection};
 
 const BATCH: usize = 1_000;
 
+/// The server process, killed if the benchmark panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -108,14 +117,16 @@ async fn run(batches: usize, clients: usize) {
         .local_addr()
         .unwrap()
         .port();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-        .env("BATON_DATA_DIR", dir.path())
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .env("BATON_DATA_DIR", dir.path())
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let started = Instant::now();
@@ -188,7 +199,7 @@ async fn run(batches: usize, clients: usize) {
         PgConnection::connect_with(&embedded_options(&cluster, baton::db::DATABASE_NAME))
             .await
             .unwrap();
-    sqlx::query("create table events_copy (like events including defaults)")
+    sqlx::query("create table events_copy (like events including all)")
         .execute(&mut conn)
         .await
         .unwrap();
@@ -245,11 +256,11 @@ async fn run(batches: usize, clients: usize) {
     println!("  ratio: Baton ingest = {:.2} x COPY", rate / copy_rate);
 
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::unistd::Pid::from_raw(server.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    server.wait().unwrap();
+    server.0.wait().unwrap();
     conn.close().await.unwrap();
     db.close().await.unwrap();
     cluster.stop_now().ok();

@@ -46,13 +46,7 @@ async fn serve(
     options: &ServeOptions,
 ) -> anyhow::Result<()> {
     let keys = Arc::new(admin::signing_keys(&db.pool).await?);
-    let app = http::router(
-        AppState {
-            pool: db.pool.clone(),
-            keys: keys.clone(),
-        },
-        &options.http,
-    );
+    let app = http::router(AppState::new(db.pool.clone(), keys.clone()), &options.http);
     if options.demo {
         let (org, token) = demo::prepare(&db.pool, &keys).await?;
         let anchor = demo::anchor(&db.pool, &org).await?;

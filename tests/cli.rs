@@ -190,7 +190,15 @@ async fn cli_token_is_accepted_then_refused_after_revoke() {
         serde_json::from_str(ok_stdout(run(d, &["token", "revoke", &jti])).trim()).unwrap();
     assert_eq!(revoked["jti"], jti);
 
-    let res = me(&server.base, &token).await;
+    // Servers hear of revocations by notification, within milliseconds.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let res = loop {
+        let res = me(&server.base, &token).await;
+        if res.status() == 401 || Instant::now() > deadline {
+            break res;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(res.status(), 401);
     assert_eq!(res.headers().get("www-authenticate").unwrap(), "Bearer");
     let body: Value = res.json().await.unwrap();

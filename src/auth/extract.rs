@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::revocation::TokenVerdicts;
 use super::{Keys, OrgId, ResellerId, Scope, Subject, grants};
 use crate::http::error::ApiError;
 use crate::store;
@@ -110,6 +111,7 @@ where
     S: Send + Sync,
     PgPool: FromRef<S>,
     Arc<Keys>: FromRef<S>,
+    Arc<TokenVerdicts>: FromRef<S>,
 {
     type Rejection = ApiError;
 
@@ -126,7 +128,10 @@ where
             ApiError::Unauthorized("token must name exactly one of `org` or `reseller`".to_owned())
         })?;
         let pool = PgPool::from_ref(state);
-        match store::tokens::revoked(&pool, claims.jti).await? {
+        match Arc::<TokenVerdicts>::from_ref(state)
+            .revoked(&pool, claims.jti)
+            .await?
+        {
             None => return Err(ApiError::Unauthorized("unknown token".to_owned())),
             Some(true) => return Err(ApiError::Unauthorized("token has been revoked".to_owned())),
             Some(false) => {}
@@ -185,6 +190,7 @@ where
     S: Send + Sync,
     PgPool: FromRef<S>,
     Arc<Keys>: FromRef<S>,
+    Arc<TokenVerdicts>: FromRef<S>,
 {
     type Rejection = ApiError;
 
@@ -209,6 +215,7 @@ where
     S: Send + Sync,
     PgPool: FromRef<S>,
     Arc<Keys>: FromRef<S>,
+    Arc<TokenVerdicts>: FromRef<S>,
 {
     type Rejection = ApiError;
 

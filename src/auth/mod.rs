@@ -7,6 +7,7 @@
 //! reached only for a tenant the caller may see.
 
 pub mod extract;
+pub mod revocation;
 
 use std::fmt;
 

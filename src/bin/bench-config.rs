@@ -104,10 +104,7 @@ async fn bench(args: &Args, db: &Database) -> Result<()> {
     let pool = db.pool.clone();
     let keys = Arc::new(admin::signing_keys(&pool).await?);
     let app = http::router(
-        AppState {
-            pool: pool.clone(),
-            keys: keys.clone(),
-        },
+        AppState::new(pool.clone(), keys.clone()),
         &HttpConfig::default(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::Keys;
+use crate::auth::revocation::TokenVerdicts;
 use error::{ApiError, envelope};
 
 /// Everything a handler can reach.
@@ -41,6 +42,21 @@ pub struct AppState {
     pub pool: PgPool,
     /// Token signing and verification keys.
     pub keys: Arc<Keys>,
+    /// Remembered token revocation verdicts.
+    pub verdicts: Arc<TokenVerdicts>,
+}
+
+impl AppState {
+    /// State over a pool, listening for token revocations in the background.
+    pub fn new(pool: PgPool, keys: Arc<Keys>) -> AppState {
+        let verdicts = TokenVerdicts::new();
+        verdicts.listen(pool.clone());
+        AppState {
+            pool,
+            keys,
+            verdicts,
+        }
+    }
 }
 
 /// Limits applied to every request.

@@ -1,7 +1,7 @@
 //! Issued tokens and their revocation.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 /// A token to record at issue.
@@ -47,14 +47,24 @@ pub async fn revoked(db: impl PgExecutor<'_>, jti: Uuid) -> sqlx::Result<Option<
 }
 
 /// Revokes `jti`; returns when it was revoked (the first revocation's time when it already
-/// was), or `None` when no such token was issued.
-pub async fn revoke(db: impl PgExecutor<'_>, jti: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar(
+/// was), or `None` when no such token was issued. Servers hear of it on commit (`NOTIFY`).
+pub async fn revoke(pool: &PgPool, jti: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
+    let mut tx = pool.begin().await?;
+    let at = sqlx::query_scalar(
         r#"update api_tokens set revoked_at = coalesce(revoked_at, now())
            where jti = $1
            returning revoked_at"#,
     )
     .bind(jti)
-    .fetch_optional(db)
-    .await
+    .fetch_optional(&mut *tx)
+    .await?;
+    if at.is_some() {
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(crate::auth::revocation::CHANNEL)
+            .bind(jti.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(at)
 }

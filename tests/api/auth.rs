@@ -206,11 +206,17 @@ async fn revoked_and_unknown_tokens_are_401() {
     let org = app.org("acme", None, None).await;
     let token = app.reader(&org).await;
     assert_eq!(app.get("/v1/me", &token).await.status(), 200);
+    // Let the server's revocation listener connect, then have it remember the token as valid,
+    // so that the refusal below proves the revocation notice reached the remembered verdict.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.get("/v1/me", &token).await.status(), 200);
+    assert_eq!(app.get("/v1/me", &token).await.status(), 200);
     let jti = baton::auth::unverified_jti(&token).unwrap();
     baton::admin::revoke_token(&app.pool, &jti.to_string())
         .await
         .unwrap();
-    assert_error(app.get("/v1/me", &token).await, 401, "revoked").await;
+    let res = crate::common::eventually_status(|| app.get("/v1/me", &token), 401).await;
+    assert_error(res, 401, "revoked").await;
 
     // Correctly signed, but never issued (not in api_tokens): refused.
     let now = Utc::now();

@@ -141,13 +141,7 @@ impl TestApp {
 
     /// Starts Baton on a given pool (possibly one whose database is unreachable).
     pub async fn spawn_with(pool: PgPool, keys: Arc<Keys>, config: HttpConfig) -> TestApp {
-        let app = baton::http::router(
-            AppState {
-                pool: pool.clone(),
-                keys: keys.clone(),
-            },
-            &config,
-        );
+        let app = baton::http::router(AppState::new(pool.clone(), keys.clone()), &config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -263,4 +257,21 @@ pub async fn assert_error(res: reqwest::Response, status: u16, needle: &str) -> 
         );
     }
     body
+}
+
+/// Repeats a request until it answers `status` (revocations reach servers by notification, within
+/// milliseconds); gives up after 5 s and returns the last response.
+pub async fn eventually_status<F, Fut>(mut send: F, status: u16) -> reqwest::Response
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let res = send().await;
+        if res.status().as_u16() == status || std::time::Instant::now() > deadline {
+            return res;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
