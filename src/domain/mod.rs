@@ -4,3 +4,4 @@
 pub mod configuration;
 pub mod events;
 pub mod projection;
+pub mod timerange;

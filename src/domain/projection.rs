@@ -157,12 +157,19 @@ pub struct Changes {
     pub calls: Vec<CallCompleted>,
     /// For each handoff first initiated in this batch: its id (for rollups).
     pub new_handoffs: Vec<String>,
+    /// The stored state, before this batch, of the changed sessions that existed already
+    /// (rollups subtract it and add the new state).
+    pub sessions_before: HashMap<String, SessionRow>,
+    /// The stored state, before this batch, of the changed handoffs that existed already.
+    pub handoffs_before: HashMap<String, HandoffRow>,
 }
 
 /// Applies events in order over loaded rows.
 #[derive(Debug)]
 pub struct Projector {
     loaded: Loaded,
+    original_sessions: HashMap<String, SessionRow>,
+    original_handoffs: HashMap<String, HandoffRow>,
     dirty_sessions: Dirty,
     dirty_handoffs: Dirty,
     dirty_agents: Dirty,
@@ -189,6 +196,8 @@ impl Projector {
     /// Starts from the stored rows.
     pub fn new(loaded: Loaded) -> Projector {
         Projector {
+            original_sessions: loaded.sessions.clone(),
+            original_handoffs: loaded.handoffs.clone(),
             loaded,
             dirty_sessions: Dirty::default(),
             dirty_handoffs: Dirty::default(),
@@ -457,11 +466,17 @@ impl Projector {
     /// The rows to write back.
     pub fn finish(mut self) -> Changes {
         for id in &self.dirty_sessions.order {
+            if let Some(before) = self.original_sessions.remove(id) {
+                self.changes.sessions_before.insert(id.clone(), before);
+            }
             if let Some(s) = self.loaded.sessions.remove(id) {
                 self.changes.sessions.push(s);
             }
         }
         for id in &self.dirty_handoffs.order {
+            if let Some(before) = self.original_handoffs.remove(id) {
+                self.changes.handoffs_before.insert(id.clone(), before);
+            }
             if let Some(h) = self.loaded.handoffs.remove(id) {
                 self.changes.handoffs.push(h);
             }

@@ -136,7 +136,9 @@ pub async fn ingest(
                 .apply(i, &batch[i].event)
                 .map_err(IngestError::State)?;
         }
-        write(&mut tx, org, &projector.finish()).await?;
+        let changes = projector.finish();
+        write(&mut tx, org, &changes).await?;
+        super::rollups::apply(&mut tx, org, &changes).await?;
     }
     tx.commit().await?;
     Ok(Ingested {
