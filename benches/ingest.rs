@@ -25,6 +25,40 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// CPU seconds (user + system) a process has used.
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// CPU seconds used by every running `postgres` process.
+fn postgres_cpu() -> f64 {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(process_cpu)
+        .sum()
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -84,7 +118,19 @@ async fn run(batches: usize, clients: usize) {
         .prefix("baton-bench-")
         .tempdir()
         .unwrap();
-    let cluster = Cluster::ensure_running(dir.path(), ClusterOptions::default()).unwrap();
+    let mut cluster = Cluster::ensure_running(dir.path(), ClusterOptions::default()).unwrap();
+    let statement_stats = std::env::var("BENCH_PG_STATS").is_ok();
+    if statement_stats {
+        // Where PostgreSQL spends its time, per statement (BENCH_PG_STATS=1).
+        use std::io::Write;
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("pg/postgresql.conf"))
+            .unwrap();
+        writeln!(conf, "shared_preload_libraries = 'pg_stat_statements'").unwrap();
+        cluster.stop_now().unwrap();
+        cluster = Cluster::ensure_running(dir.path(), ClusterOptions::default()).unwrap();
+    }
     cluster
         .stop_when_process_exits(std::process::id(), true)
         .unwrap();
@@ -94,6 +140,12 @@ async fn run(batches: usize, clients: usize) {
     )
     .await
     .unwrap();
+    if statement_stats {
+        sqlx::query("create extension pg_stat_statements")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
     let keys = baton::admin::signing_keys(&db.pool).await.unwrap();
     let mut tokens = Vec::new();
     for c in 0..clients {
@@ -156,6 +208,7 @@ async fn run(batches: usize, clients: usize) {
     }
     let total_events = clients * per_client * BATCH;
 
+    let cpu_before = (process_cpu(server.0.id()), postgres_cpu());
     // Scenario 1: every client its own organization. Scenario 2 would add lock contention; one
     // organization's batches apply one at a time by design.
     let started = Instant::now();
@@ -189,6 +242,8 @@ async fn run(batches: usize, clients: usize) {
         latencies.extend(h.await.unwrap());
     }
     let elapsed = started.elapsed();
+    let server_cpu = process_cpu(server.0.id()) - cpu_before.0;
+    let postgres_cpu_used = postgres_cpu() - cpu_before.1;
     latencies.sort();
     let rate = total_events as f64 / elapsed.as_secs_f64();
     let p50 = latencies[latencies.len() / 2];
@@ -254,7 +309,25 @@ async fn run(batches: usize, clients: usize) {
         copy_elapsed.as_secs_f64()
     );
     println!("  ratio: Baton ingest = {:.2} x COPY", rate / copy_rate);
+    println!(
+        "  CPU per 100k events: baton {:.2} s, postgres {:.2} s (the machine has 2 cores)",
+        server_cpu * 100_000.0 / total_events as f64,
+        postgres_cpu_used * 100_000.0 / total_events as f64
+    );
 
+    if statement_stats {
+        let rows: Vec<(String, f64, i64)> = sqlx::query_as(
+            r"select left(regexp_replace(query, '\s+', ' ', 'g'), 100), total_exec_time, calls
+              from pg_stat_statements order by total_exec_time desc limit 12",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        println!("  PostgreSQL time by statement (ms in all, calls):");
+        for (q, ms, calls) in rows {
+            println!("    {ms:>9.0} {calls:>6}  {q}");
+        }
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

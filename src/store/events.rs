@@ -94,13 +94,13 @@ pub async fn ingest(
     let ids: Vec<&str> = unique.iter().map(|&i| batch[i].event.id.as_str()).collect();
     let types: Vec<&str> = unique.iter().map(|&i| batch[i].event.type_name()).collect();
     let times: Vec<DateTime<Utc>> = unique.iter().map(|&i| batch[i].event.occurred_at).collect();
-    let bodies: Vec<&Value> = unique.iter().map(|&i| &batch[i].body).collect();
+    // Sent as text: PostgreSQL only checks it is JSON (binding jsonb would convert it).
+    let bodies: Vec<String> = unique.iter().map(|&i| batch[i].body.to_string()).collect();
     let inserted: HashSet<String> = sqlx::query_scalar(
         r#"insert into events (org_id, event_id, type, occurred_at, body)
-           select $1, e.event_id, e.type, e.occurred_at, e.body
-           from unnest($2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
-                with ordinality as e(event_id, type, occurred_at, body, n)
-           order by e.n
+           select $1, e.event_id, e.type, e.occurred_at, e.body::json
+           from unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[])
+                as e(event_id, type, occurred_at, body)
            on conflict (org_id, event_id) do nothing
            returning event_id"#,
     )
@@ -137,7 +137,10 @@ pub async fn ingest(
                 .map_err(IngestError::State)?;
         }
         let changes = projector.finish();
-        write(&mut tx, org, &changes).await?;
+        if let Err(e) = write(&mut tx, org, &changes).await {
+            tx.rollback().await?;
+            return Err(refused_insert(pool, org, batch, &new, e).await);
+        }
         super::rollups::apply(&mut tx, org, &changes).await?;
     }
     tx.commit().await?;
@@ -169,7 +172,7 @@ async fn check_resent(
         r#"select n.event_id
            from unnest($2::text[], $3::jsonb[]) as n(event_id, body)
            join events e on e.org_id = $1 and e.event_id = n.event_id
-           where e.body <> n.body"#,
+           where e.body::jsonb <> n.body"#,
     )
     .bind(org.get())
     .bind(&ids)
@@ -190,6 +193,58 @@ async fn check_resent(
     Ok(())
 }
 
+/// Explains a write refused by a primary key: a `session.started` or `call.completed` whose
+/// session or call was stored by an earlier batch (those are not looked up beforehand).
+async fn refused_insert(
+    pool: &PgPool,
+    org: OrgId,
+    batch: &[NewEvent],
+    new: &[usize],
+    e: sqlx::Error,
+) -> IngestError {
+    let (table, column) = if super::is_constraint(&e, "sessions_pkey") {
+        ("sessions", "session_id")
+    } else if super::is_constraint(&e, "calls_pkey") {
+        ("calls", "call_id")
+    } else {
+        return IngestError::Database(e);
+    };
+    let candidates: Vec<(usize, &str)> = new
+        .iter()
+        .filter_map(|&i| match (&batch[i].event.kind, table) {
+            (EventKind::SessionStarted { session_id, .. }, "sessions") => {
+                Some((i, session_id.as_str()))
+            }
+            (EventKind::CallCompleted(c), "calls") => Some((i, c.call_id.as_str())),
+            _ => None,
+        })
+        .collect();
+    let ids: Vec<&str> = candidates.iter().map(|(_, id)| *id).collect();
+    let stored: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(&format!(
+        "select {column} from {table} where org_id = $1 and {column} = any($2)"
+    ))
+    .bind(org.get())
+    .bind(&ids)
+    .fetch_all(pool)
+    .await;
+    let stored: HashSet<String> = match stored {
+        Ok(rows) => rows.into_iter().collect(),
+        Err(e) => return IngestError::Database(e),
+    };
+    match candidates.into_iter().find(|(_, id)| stored.contains(*id)) {
+        Some((index, id)) => IngestError::State(Conflict {
+            index,
+            event_id: batch[index].event.id.clone(),
+            message: if table == "sessions" {
+                format!("session `{id}` has already started")
+            } else {
+                format!("call `{id}` is already recorded")
+            },
+        }),
+        None => IngestError::Database(e),
+    }
+}
+
 /// Loads the stored rows the new events touch.
 async fn load(
     conn: &mut PgConnection,
@@ -197,15 +252,20 @@ async fn load(
     batch: &[NewEvent],
     new: &[usize],
 ) -> sqlx::Result<Loaded> {
+    // Sessions started in this batch and calls are new by rule: they are not looked up (a
+    // stored one makes the insert fail on its primary key, reported as a conflict by
+    // `refused_insert`), which spares a lookup per event on the hot path.
+    let mut started: HashSet<&str> = HashSet::new();
     let mut session_ids: HashSet<&str> = HashSet::new();
     let mut handoff_ids: HashSet<&str> = HashSet::new();
     let mut shared_ids: HashSet<&str> = HashSet::new();
     let mut agent_ids: HashSet<&str> = HashSet::new();
-    let mut call_ids: HashSet<&str> = HashSet::new();
     for &i in new {
         match &batch[i].event.kind {
-            EventKind::SessionStarted { session_id, .. }
-            | EventKind::SessionEnded { session_id, .. } => {
+            EventKind::SessionStarted { session_id, .. } => {
+                started.insert(session_id);
+            }
+            EventKind::SessionEnded { session_id, .. } => {
                 session_ids.insert(session_id);
             }
             EventKind::HandoffInitiated(h) => {
@@ -223,11 +283,10 @@ async fn load(
             EventKind::AgentUpserted { agent_id, .. } | EventKind::AgentDeleted { agent_id } => {
                 agent_ids.insert(agent_id);
             }
-            EventKind::CallCompleted(c) => {
-                call_ids.insert(&c.call_id);
-            }
+            EventKind::CallCompleted(_) => {}
         }
     }
+    session_ids.retain(|id| !started.contains(id));
     let mut loaded = Loaded::default();
     if !session_ids.is_empty() {
         let ids: Vec<&str> = session_ids.into_iter().collect();
@@ -325,16 +384,6 @@ async fn load(
             loaded.agents.insert(a.agent_id.clone(), a);
         }
     }
-    if !call_ids.is_empty() {
-        let ids: Vec<&str> = call_ids.into_iter().collect();
-        let rows: Vec<String> =
-            sqlx::query_scalar("select call_id from calls where org_id = $1 and call_id = any($2)")
-                .bind(org.get())
-                .bind(&ids)
-                .fetch_all(&mut *conn)
-                .await?;
-        loaded.calls.extend(rows);
-    }
     Ok(loaded)
 }
 
@@ -343,84 +392,129 @@ fn parse_stored<T>(text: String, parse: fn(&str) -> Option<T>) -> sqlx::Result<T
         .ok_or_else(|| sqlx::Error::Decode(format!("unexpected stored value `{text}`").into()))
 }
 
-/// Writes the changed rows back, one statement per table.
-async fn write(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
-    if !changes.sessions.is_empty() {
-        let s = &changes.sessions;
-        sqlx::query(
-            r#"insert into sessions (org_id, session_id, channel, agent_id, started_at, ended_at, sentiment)
-               select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                                        $6::timestamptz[], $7::text[])
-               on conflict (org_id, session_id) do update
-               set ended_at = excluded.ended_at, sentiment = excluded.sentiment"#,
-        )
+/// The handoff rows bound by [`bind_handoffs`], as a table `h`.
+const HANDOFF_ROWS: &str = r#"unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
+           $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::text[], $14::text[],
+           $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
+           $19::timestamptz[])
+       as h(handoff_id, session_id, shared_id, state, attempts, transitions, reasons, sentiment,
+            destination, summary, data, operator_id, error, initiated_at, last_initiated_at,
+            completed_at, failed_at, updated_at)"#;
+
+/// Binds `$1` (the organization) and the columns of [`HANDOFF_ROWS`].
+fn bind_handoffs<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    org: OrgId,
+    h: &[&HandoffRow],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let reasons: Vec<String> = h
+        .iter()
+        .map(|r| {
+            r.reasons
+                .iter()
+                .map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let data: Vec<Value> = h.iter().map(|r| Value::Object(r.data.clone())).collect();
+    query
         .bind(org.get())
-        .bind(s.iter().map(|r| r.session_id.as_str()).collect::<Vec<_>>())
-        .bind(s.iter().map(|r| r.channel.as_str()).collect::<Vec<_>>())
-        .bind(s.iter().map(|r| r.agent_id.as_deref()).collect::<Vec<_>>())
-        .bind(s.iter().map(|r| r.started_at).collect::<Vec<_>>())
-        .bind(s.iter().map(|r| r.ended_at).collect::<Vec<_>>())
-        .bind(s.iter().map(|r| r.sentiment.as_deref()).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !changes.handoffs.is_empty() {
-        let h = &changes.handoffs;
-        let reasons: Vec<String> = h
-            .iter()
-            .map(|r| {
-                r.reasons
-                    .iter()
-                    .map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .collect();
-        let data: Vec<Value> = h.iter().map(|r| Value::Object(r.data.clone())).collect();
-        sqlx::query(
-            r#"insert into handoffs (org_id, handoff_id, session_id, shared_id, state, attempts,
-                   transitions, reasons, sentiment, destination, summary, data, operator_id, error,
-                   initiated_at, last_initiated_at, completed_at, failed_at, updated_at)
-               select $1, h.handoff_id, h.session_id, h.shared_id, h.state, h.attempts, h.transitions,
-                      string_to_array(h.reasons, ','), h.sentiment, h.destination, h.summary, h.data,
-                      h.operator_id, h.error, h.initiated_at, h.last_initiated_at, h.completed_at,
-                      h.failed_at, h.updated_at
-               from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
-                           $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::text[],
-                           $14::text[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[],
-                           $18::timestamptz[], $19::timestamptz[])
-                    as h(handoff_id, session_id, shared_id, state, attempts, transitions, reasons,
-                         sentiment, destination, summary, data, operator_id, error, initiated_at,
-                         last_initiated_at, completed_at, failed_at, updated_at)
-               on conflict (org_id, handoff_id) do update set
-                   shared_id = excluded.shared_id, state = excluded.state,
-                   attempts = excluded.attempts, transitions = excluded.transitions,
-                   reasons = excluded.reasons, sentiment = excluded.sentiment,
-                   destination = excluded.destination, summary = excluded.summary,
-                   data = excluded.data, operator_id = excluded.operator_id, error = excluded.error,
-                   last_initiated_at = excluded.last_initiated_at,
-                   completed_at = excluded.completed_at, failed_at = excluded.failed_at,
-                   updated_at = excluded.updated_at"#,
-        )
-        .bind(org.get())
-        .bind(h.iter().map(|r| r.handoff_id.as_str()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.session_id.as_str()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.shared_id.as_deref()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.handoff_id.clone()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.session_id.clone()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.shared_id.clone()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.state.clone()).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.attempts).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.transitions).collect::<Vec<_>>())
-        .bind(&reasons)
-        .bind(h.iter().map(|r| r.sentiment.as_deref()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.destination.as_deref()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.summary.as_deref()).collect::<Vec<_>>())
-        .bind(&data)
-        .bind(h.iter().map(|r| r.operator_id.as_deref()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+        .bind(reasons)
+        .bind(h.iter().map(|r| r.sentiment.clone()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.destination.clone()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.summary.clone()).collect::<Vec<_>>())
+        .bind(data)
+        .bind(h.iter().map(|r| r.operator_id.clone()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.initiated_at).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.last_initiated_at).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.completed_at).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.failed_at).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+}
+
+/// Writes the changed rows back, one statement per table.
+async fn write(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
+    // Rows that existed before the batch are updated, new ones inserted (a plain insert is
+    // cheaper than an upsert, and under the ingest lock we know which is which).
+    let (old, new): (Vec<&SessionRow>, Vec<&SessionRow>) = changes
+        .sessions
+        .iter()
+        .partition(|r| changes.sessions_before.contains_key(&r.session_id));
+    if !new.is_empty() {
+        sqlx::query(
+            r#"insert into sessions (org_id, session_id, channel, agent_id, started_at, ended_at, sentiment)
+               select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                                        $6::timestamptz[], $7::text[])"#,
+        )
+        .bind(org.get())
+        .bind(new.iter().map(|r| r.session_id.as_str()).collect::<Vec<_>>())
+        .bind(new.iter().map(|r| r.channel.as_str()).collect::<Vec<_>>())
+        .bind(new.iter().map(|r| r.agent_id.as_deref()).collect::<Vec<_>>())
+        .bind(new.iter().map(|r| r.started_at).collect::<Vec<_>>())
+        .bind(new.iter().map(|r| r.ended_at).collect::<Vec<_>>())
+        .bind(new.iter().map(|r| r.sentiment.as_deref()).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !old.is_empty() {
+        sqlx::query(
+            r#"update sessions s set ended_at = u.ended_at, sentiment = u.sentiment
+               from unnest($2::text[], $3::timestamptz[], $4::text[]) as u(session_id, ended_at, sentiment)
+               where s.org_id = $1 and s.session_id = u.session_id"#,
+        )
+        .bind(org.get())
+        .bind(old.iter().map(|r| r.session_id.as_str()).collect::<Vec<_>>())
+        .bind(old.iter().map(|r| r.ended_at).collect::<Vec<_>>())
+        .bind(old.iter().map(|r| r.sentiment.as_deref()).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    let (old, new): (Vec<&HandoffRow>, Vec<&HandoffRow>) = changes
+        .handoffs
+        .iter()
+        .partition(|r| changes.handoffs_before.contains_key(&r.handoff_id));
+    if !new.is_empty() {
+        bind_handoffs(
+            sqlx::query(&format!(
+                r#"insert into handoffs (org_id, handoff_id, session_id, shared_id, state, attempts,
+                       transitions, reasons, sentiment, destination, summary, data, operator_id, error,
+                       initiated_at, last_initiated_at, completed_at, failed_at, updated_at)
+                   select $1, h.handoff_id, h.session_id, h.shared_id, h.state, h.attempts,
+                          h.transitions, string_to_array(h.reasons, ','), h.sentiment, h.destination,
+                          h.summary, h.data, h.operator_id, h.error, h.initiated_at,
+                          h.last_initiated_at, h.completed_at, h.failed_at, h.updated_at
+                   from {HANDOFF_ROWS}"#
+            )),
+            org,
+            &new,
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !old.is_empty() {
+        bind_handoffs(
+            sqlx::query(&format!(
+                r#"update handoffs t set
+                       shared_id = h.shared_id, state = h.state, attempts = h.attempts,
+                       transitions = h.transitions, reasons = string_to_array(h.reasons, ','),
+                       sentiment = h.sentiment, destination = h.destination, summary = h.summary,
+                       data = h.data, operator_id = h.operator_id, error = h.error,
+                       last_initiated_at = h.last_initiated_at, completed_at = h.completed_at,
+                       failed_at = h.failed_at, updated_at = h.updated_at
+                   from {HANDOFF_ROWS}
+                   where t.org_id = $1 and t.handoff_id = h.handoff_id"#
+            )),
+            org,
+            &old,
+        )
         .execute(&mut *conn)
         .await?;
     }
