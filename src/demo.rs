@@ -506,3 +506,61 @@ fn story(
         next(push, end, call);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::domain::events::{Channel, EventKind, Reason, ReferenceType, validate};
+
+    #[test]
+    fn demo_data_is_deterministic_valid_and_varied() {
+        let anchor = DateTime::parse_from_rfc3339("2026-11-21T12:34:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let events = generate(anchor);
+        assert_eq!(events, generate(anchor), "same anchor, same events");
+        let (mut channels, mut reasons, mut refs, mut types) = (
+            HashSet::new(),
+            HashSet::new(),
+            HashSet::new(),
+            HashSet::new(),
+        );
+        let (mut combined, mut null_sentiment, mut retries, mut sessions) = (0, 0, 0, 0);
+        let mut ids = HashSet::new();
+        for (i, value) in events.iter().enumerate() {
+            let mut problems = Vec::new();
+            let e = validate(value, &format!("events[{i}]"), &mut problems)
+                .unwrap_or_else(|| panic!("{problems:?}"));
+            assert!(
+                e.occurred_at <= anchor && e.occurred_at >= anchor - Duration::days(DEMO_DAYS + 1)
+            );
+            assert!(ids.insert(e.id.clone()), "ids are unique");
+            types.insert(e.type_name());
+            match &e.kind {
+                EventKind::SessionStarted { channel, .. } => {
+                    channels.insert(*channel);
+                    sessions += 1;
+                }
+                EventKind::HandoffInitiated(_) if e.id.ends_with("-retry") => retries += 1,
+                EventKind::HandoffInitiated(h) => {
+                    reasons.extend(h.reasons.iter().copied());
+                    refs.extend(h.references.iter().map(|r| r.kind));
+                    combined += usize::from(h.reasons.len() > 1);
+                    null_sentiment += usize::from(h.sentiment.is_none());
+                }
+                _ => {}
+            }
+        }
+        assert!((2_000..5_000).contains(&sessions), "{sessions} sessions");
+        assert_eq!(channels.len(), Channel::ALL.len());
+        assert_eq!(reasons.len(), Reason::ALL.len());
+        assert_eq!(refs.len(), ReferenceType::ALL.len());
+        assert_eq!(types.len(), crate::domain::events::EVENT_TYPES.len());
+        assert!(
+            combined > 50 && null_sentiment > 50 && retries > 20,
+            "{combined} {null_sentiment} {retries}"
+        );
+    }
+}

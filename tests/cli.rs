@@ -107,11 +107,23 @@ impl Server {
         assert!(status.success(), "baton serve exited with {status}");
     }
 
-    fn printed_token(&self) -> String {
+    /// The demo's summary of stored events (`(new, already stored)`) and its token.
+    fn printed_demo(&self) -> ((u64, u64), String) {
+        let mut counts = None;
         loop {
-            let line = self.lines.recv_timeout(Duration::from_secs(30)).unwrap();
+            let line = self.lines.recv_timeout(Duration::from_secs(60)).unwrap();
+            if let Some(rest) = line.split("demo events: ").nth(1) {
+                let numbers: Vec<u64> = rest
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse().ok())
+                    .collect();
+                counts = Some((numbers[0], numbers[1]));
+            }
             if let Some(token) = line.strip_prefix("export BATON_TOKEN=") {
-                return token.to_owned();
+                return (
+                    counts.expect("summary printed before the token"),
+                    token.to_owned(),
+                );
             }
         }
     }
@@ -225,8 +237,13 @@ async fn demo_is_ready_fast_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut server = Server::start(d, &["--demo"]);
-    let token = server.printed_token();
+    let (loaded, token) = server.printed_demo();
     let first_ready = server.ready().await;
+    assert!(
+        loaded.0 > 5_000,
+        "a first start stores the demo data: {loaded:?}"
+    );
+    assert_eq!(loaded.1, 0);
     let first: Value = me(&server.base, &token).await.json().await.unwrap();
     assert_eq!(first["organizations"][0]["slug"], "demo");
     assert_eq!(
@@ -236,8 +253,10 @@ async fn demo_is_ready_fast_and_idempotent() {
     server.stop();
 
     let mut server = Server::start(d, &["--demo"]);
-    let token2 = server.printed_token();
+    let (reloaded, token2) = server.printed_demo();
     server.ready().await;
+    // A second --demo adds nothing: every event is recognised as already stored.
+    assert_eq!(reloaded, (0, loaded.0));
     let second: Value = me(&server.base, &token2).await.json().await.unwrap();
     assert_eq!(
         second["organizations"], first["organizations"],
