@@ -126,3 +126,73 @@ async fn database_outage_gives_quick_503s() {
         "{body}"
     );
 }
+
+/// Holds an exclusive lock on `api_tokens` (every token check waits on it) until dropped.
+async fn block_token_checks(pool: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("lock table api_tokens in access exclusive mode")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
+#[tokio::test]
+async fn a_request_over_its_time_limit_is_a_503() {
+    let (pool, _) = crate::common::fresh_database().await;
+    let keys = Arc::new(baton::admin::signing_keys(&pool).await.unwrap());
+    let config = HttpConfig {
+        request_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let app = TestApp::spawn_with(pool.clone(), keys, config).await;
+    let org = app.org("acme", None, None).await;
+    let token = app.reader(&org).await;
+    let lock = block_token_checks(&pool).await;
+    let started = Instant::now();
+    assert_error(app.get("/v1/me", &token).await, 503, "timed out").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    lock.rollback().await.unwrap();
+    assert_eq!(app.get("/v1/me", &token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_statement_over_its_time_limit_is_a_503() {
+    let (pool, options) = crate::common::fresh_database().await;
+    let keys = Arc::new(baton::admin::signing_keys(&pool).await.unwrap());
+    let impatient = baton::db::DbConfig {
+        statement_timeout: Duration::from_millis(200),
+        ..baton::db::DbConfig::default()
+    };
+    let short = baton::db::pool_options(&impatient)
+        .connect_with(baton::db::with_session_settings(options, &impatient))
+        .await
+        .unwrap();
+    let app = TestApp::spawn_with(short, keys, HttpConfig::default()).await;
+    let org = baton::admin::create_org(&pool, "acme", None, None, None)
+        .await
+        .unwrap();
+    let token = baton::admin::issue_token_for(
+        &pool,
+        &app.keys,
+        Subject::Org(org.id),
+        &[Scope::ReadAll],
+        chrono::Duration::days(1),
+    )
+    .await
+    .unwrap()
+    .token;
+    let lock = block_token_checks(&pool).await;
+    let started = Instant::now();
+    assert_error(app.get("/v1/me", &token).await, 503, "too slow").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    lock.rollback().await.unwrap();
+}
