@@ -56,13 +56,24 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_logging(data_dir, extra, Stdio::null(), &[])
+    }
+
+    /// Starts with its logs sent to `stderr` and extra environment variables.
+    fn start_logging(
+        data_dir: &Path,
+        extra: &[&str],
+        stderr: Stdio,
+        env: &[(&str, &str)],
+    ) -> Server {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let mut child = baton(data_dir)
             .args(["serve", "--addr", &addr])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -436,4 +447,40 @@ fn process_alive(pid: i32) -> bool {
             !state.starts_with('Z')
         })
         .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let log_path = d.join("baton.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server = Server::start_logging(
+        d,
+        &[],
+        Stdio::from(log),
+        &[("BATON_LOG_FORMAT", "json"), ("RUST_LOG", "info")],
+    );
+    server.ready().await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/no/such/path", server.base))
+        .header("x-request-id", "log-me-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    server.stop();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let line = lines
+        .iter()
+        .find(|l| l["span"]["request_id"] == "log-me-7")
+        .unwrap_or_else(|| panic!("no log line of the request in {text}"));
+    assert_eq!(line["span"]["method"], "GET");
+    assert_eq!(line["span"]["path"], "/no/such/path");
+    assert_eq!(line["span"]["status"], 404);
+    assert!(line["span"]["latency_ms"].is_number(), "{line}");
 }
