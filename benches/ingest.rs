@@ -45,15 +45,24 @@ fn process_cpu(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// CPU seconds used by every running `postgres` process.
-fn postgres_cpu() -> f64 {
+/// CPU seconds used by the cluster under `pgdata`: its postmaster and every process it started.
+fn postgres_cpu(pgdata: &std::path::Path) -> f64 {
+    let Some(postmaster) = std::fs::read_to_string(pgdata.join("postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+    else {
+        return 0.0;
+    };
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "postgres")
+        .filter(|&pid| {
+            pid == postmaster
+                || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1))
+                        == Some(postmaster.to_string().as_str())
+                })
         })
         .map(process_cpu)
         .sum()
@@ -208,7 +217,7 @@ async fn run(batches: usize, clients: usize) {
     }
     let total_events = clients * per_client * BATCH;
 
-    let cpu_before = (process_cpu(server.0.id()), postgres_cpu());
+    let cpu_before = (process_cpu(server.0.id()), postgres_cpu(&dir.path().join("pg")));
     // Scenario 1: every client its own organization. Scenario 2 would add lock contention; one
     // organization's batches apply one at a time by design.
     let started = Instant::now();
@@ -243,7 +252,7 @@ async fn run(batches: usize, clients: usize) {
     }
     let elapsed = started.elapsed();
     let server_cpu = process_cpu(server.0.id()) - cpu_before.0;
-    let postgres_cpu_used = postgres_cpu() - cpu_before.1;
+    let postgres_cpu_used = postgres_cpu(&dir.path().join("pg")) - cpu_before.1;
     latencies.sort();
     let rate = total_events as f64 / elapsed.as_secs_f64();
     let p50 = latencies[latencies.len() / 2];
