@@ -60,7 +60,9 @@ fn postgres_cpu(pgdata: &std::path::Path) -> f64 {
         .filter(|&pid| {
             pid == postmaster
                 || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                    stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1))
+                    stat.rsplit(')')
+                        .next()
+                        .and_then(|rest| rest.split_whitespace().nth(1))
                         == Some(postmaster.to_string().as_str())
                 })
         })
@@ -217,7 +219,10 @@ async fn run(batches: usize, clients: usize) {
     }
     let total_events = clients * per_client * BATCH;
 
-    let cpu_before = (process_cpu(server.0.id()), postgres_cpu(&dir.path().join("pg")));
+    let cpu_before = (
+        process_cpu(server.0.id()),
+        postgres_cpu(&dir.path().join("pg")),
+    );
     // Scenario 1: every client its own organization. Scenario 2 would add lock contention; one
     // organization's batches apply one at a time by design.
     let started = Instant::now();

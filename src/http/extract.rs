@@ -44,10 +44,13 @@ where
 
 /// Maps a JSON rejection onto the envelope.
 pub fn json_rejection(e: JsonRejection) -> ApiError {
+    if let JsonRejection::JsonDataError(err) = &e {
+        // `path.to.field: what is wrong` (serde names the first problem it meets).
+        let text = inner_text(&err.body_text());
+        let details = data_error_detail(&text).into_iter().collect();
+        return ApiError::invalid(format!("invalid request body: {text}"), details);
+    }
     let message = match &e {
-        JsonRejection::JsonDataError(err) => {
-            format!("invalid request body: {}", inner_text(&err.body_text()))
-        }
         JsonRejection::JsonSyntaxError(err) => {
             format!("malformed JSON: {}", inner_text(&err.body_text()))
         }
@@ -60,6 +63,31 @@ pub fn json_rejection(e: JsonRejection) -> ApiError {
         other => other.body_text(),
     };
     rejection(e.status(), message)
+}
+
+/// The field a serde data error is about, as a `details` entry: `path: problem at line L column
+/// C` becomes `{field: path, message: problem}`, and a missing field is named by its own path.
+fn data_error_detail(text: &str) -> Option<super::error::FieldError> {
+    let (path, problem) = match text.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') => (Some(path), rest),
+        _ => (None, text),
+    };
+    let problem = match problem.rfind(" at line ") {
+        Some(i) => &problem[..i],
+        None => problem,
+    };
+    if let Some(field) = problem
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        let full = match path {
+            Some(p) if p != "." => format!("{p}.{field}"),
+            _ => field.to_owned(),
+        };
+        return Some(super::error::FieldError::new(full, "is required"));
+    }
+    path.filter(|p| *p != ".")
+        .map(|p| super::error::FieldError::new(p, problem))
 }
 
 /// axum's texts start with a generic sentence; keep the part that names the problem.

@@ -620,7 +620,7 @@ async fn rule_user_ids_are_integers() {
     // A type error is serde's: the first one is reported with its path.
     assert_rejected(
         |d| d["routing_profiles"][1]["user_ids"] = json!([1.5]),
-        &[],
+        &["routing_profiles[1].user_ids[0]"],
         "routing_profiles[1].user_ids[0]",
     )
     .await;
@@ -770,17 +770,22 @@ async fn rule_generic_guidelines_all_five_required() {
 async fn rule_unknown_fields_are_refused() {
     assert_rejected(
         |d| d["settings"]["colour"] = json!("blue"),
-        &[],
+        &["settings.colour"],
         "settings.colour: unknown field `colour`",
     )
     .await;
     assert_rejected(
         |d| d["routing_profiles"][0]["priority"] = json!(1),
-        &[],
+        &["routing_profiles[0].priority"],
         "routing_profiles[0].priority: unknown field `priority`",
     )
     .await;
-    assert_rejected(|d| d["extra"] = json!({}), &[], "unknown field `extra`").await;
+    assert_rejected(
+        |d| d["extra"] = json!({}),
+        &["extra"],
+        "unknown field `extra`",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -789,7 +794,7 @@ async fn rule_all_sections_and_fields_required() {
         |d| {
             d.as_object_mut().unwrap().remove("routing_profiles");
         },
-        &[],
+        &["routing_profiles"],
         "missing field `routing_profiles`",
     )
     .await;
@@ -797,7 +802,7 @@ async fn rule_all_sections_and_fields_required() {
         |d| {
             d["settings"].as_object_mut().unwrap().remove("timezone");
         },
-        &[],
+        &["settings.timezone"],
         "missing field `timezone`",
     )
     .await;
@@ -807,7 +812,7 @@ async fn rule_all_sections_and_fields_required() {
 async fn rule_field_types_are_checked() {
     assert_rejected(
         |d| d["settings"]["is_active"] = json!("yes"),
-        &[],
+        &["settings.is_active"],
         "settings.is_active: invalid type",
     )
     .await;
