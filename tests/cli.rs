@@ -413,6 +413,16 @@ async fn embedded_cluster_starts_stops_restarts_and_survives_an_unclean_stop() {
     assert!(again.started_here());
     assert_eq!(count_rows(&again).await, 3);
 
+    // The one that started it leaves first (an admin command finishing while a server that
+    // joined it still runs): the cluster stays up for the remaining user, who stops it last.
+    let server = Cluster::ensure_running(d, options).unwrap();
+    again.stop().unwrap();
+    assert_eq!(count_rows(&server).await, 4);
+    server.stop().unwrap();
+    assert!(!d.join("pg/postmaster.pid").exists());
+    let again = Cluster::ensure_running(d, options).unwrap();
+    assert!(again.started_here());
+
     // An unclean stop: the postmaster is killed, its pid file stays behind, and the pid in it now
     // belongs to an unrelated live process (ours), as after a container restart.
     let pid = postmaster_pid(d);
@@ -435,7 +445,7 @@ async fn embedded_cluster_starts_stops_restarts_and_survives_an_unclean_stop() {
 
     let recovered = Cluster::ensure_running(d, options).unwrap();
     assert!(recovered.started_here());
-    assert_eq!(count_rows(&recovered).await, 4);
+    assert_eq!(count_rows(&recovered).await, 5);
     recovered.stop().unwrap();
 }
 

@@ -4,7 +4,10 @@
 //! cluster under Baton's data dir, listen on a Unix socket inside that dir only (no TCP port that
 //! could collide), and reuse whatever is already there: an existing cluster is started, a running
 //! one (a server, or another admin command, on the same data dir) is joined, and a `postmaster.pid`
-//! left by an unclean stop is cleared. PostgreSQL refuses to run as root, so when Baton runs as root
+//! left by an unclean stop is cleared. Every Baton process using the cluster holds a shared lock
+//! on `<data-dir>/.baton.users`; the last one to leave stops the cluster (so an admin command
+//! never stops it under a running server, and a cluster left by a crashed server is stopped by
+//! whoever uses it last). PostgreSQL refuses to run as root, so when Baton runs as root
 //! the cluster belongs to, and runs as, the `postgres` system user. Local connections use `trust`:
 //! the socket lives in a directory that only the cluster's owner (and root) can enter.
 //!
@@ -46,6 +49,8 @@ pub struct Cluster {
     pgdata: PathBuf,
     owner: Option<User>,
     started_here: bool,
+    /// Shared lock on `.baton.users` while this process uses the cluster.
+    user_lock: Option<Flock<File>>,
 }
 
 impl Cluster {
@@ -74,35 +79,31 @@ impl Cluster {
             chown(&data_dir, user)?;
         }
 
-        // One process at a time creates or starts the cluster; the others wait, then join it.
-        let lock_path = data_dir.join(".baton.lock");
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open {}", lock_path.display()))?;
-        let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow!("cannot lock {}: {e}", lock_path.display()))?;
-
+        // One process at a time creates, starts or stops the cluster; the others wait.
+        let _init = lock_file(&data_dir.join(".baton.lock"), FlockArg::LockExclusive)?;
         let mut cluster = Cluster {
             bin_dir,
             data_dir,
             pgdata,
             owner,
             started_here: false,
+            user_lock: None,
         };
         if !cluster.pgdata.join("PG_VERSION").exists() {
             cluster.initdb(options)?;
         }
         cluster.write_settings(options)?;
-        if cluster.accepts_connections() {
-            return Ok(cluster);
+        if !cluster.accepts_connections() {
+            cluster.clear_stale_lock_files()?;
+            cluster.start()?;
+            cluster.started_here = true;
         }
-        cluster.clear_stale_lock_files()?;
-        cluster.start()?;
-        cluster.started_here = true;
+        cluster.user_lock = Some(lock_file(&cluster.users_lock_path(), FlockArg::LockShared)?);
         Ok(cluster)
+    }
+
+    fn users_lock_path(&self) -> PathBuf {
+        self.data_dir.join(".baton.users")
     }
 
     /// The directory holding the server's Unix socket (pass it as the connection host).
@@ -120,18 +121,21 @@ impl Cluster {
         &self.data_dir
     }
 
-    /// Whether this process started the server (and so should stop it).
+    /// Whether this process started the server.
     pub fn started_here(&self) -> bool {
         self.started_here
     }
 
-    /// Stops the server if this process started it; a server that was already running when we
-    /// arrived belongs to whoever started it and is left alone.
-    pub fn stop(self) -> Result<()> {
-        if !self.started_here {
-            return Ok(());
+    /// Leaves the cluster, and stops it if no other Baton process uses it any more.
+    pub fn stop(mut self) -> Result<()> {
+        let _init = lock_file(&self.data_dir.join(".baton.lock"), FlockArg::LockExclusive)?;
+        drop(self.user_lock.take());
+        match lock_file(&self.users_lock_path(), FlockArg::LockExclusiveNonblock) {
+            // Nobody else holds the shared lock: we are the last user.
+            Ok(_last) if self.accepts_connections() => self.stop_now(),
+            Ok(_) => Ok(()),
+            Err(_) => Ok(()),
         }
-        self.stop_now()
     }
 
     /// Stops the server whoever started it (fast shutdown: open sessions are ended).
@@ -320,6 +324,17 @@ impl Cluster {
         cmd.current_dir("/").stdin(Stdio::null());
         cmd
     }
+}
+
+/// Opens (creating it) and locks a lock file.
+fn lock_file(path: &Path, how: FlockArg) -> Result<Flock<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    Flock::lock(file, how).map_err(|(_, e)| anyhow!("cannot lock {}: {e}", path.display()))
 }
 
 /// The system user that must own and run the cluster: `postgres` when Baton runs as root,
