@@ -24,7 +24,7 @@ use crate::auth::extract::{Caller, ReadAccess};
 use crate::domain::events::{Reason, states};
 use crate::domain::timerange::{Bound, parse_bound, parse_timezone};
 use crate::store;
-use crate::store::handoffs::{HandoffRecord, ListFilter, Position};
+use crate::store::handoffs::{HandoffRecord, ListFilter, Position, Status};
 
 /// The tag of these routes in the OpenAPI document.
 pub const TAG: &str = "handoffs";
@@ -250,6 +250,9 @@ pub struct ListHandoffsQuery {
     /// Only handoffs whose current state is this one: `handoff_initiated`,
     /// `handoff_completed`, `handoff_failed` or a custom topic state (`[a-z0-9_]{1,64}`).
     pub state: Option<String>,
+    /// Only handoffs with this `status`: `open` (initiated or in a custom state), `completed` or
+    /// `failed`.
+    pub status: Option<String>,
     /// Only handoffs carrying this OpenCX reason (`ai_implied_handoff`,
     /// `based_on_instructions`, `instructions_not_clear`, `insufficient_knowledge`,
     /// `insufficient_tools`, `prohibited_topic`, `user_requested_human_assistance`).
@@ -370,6 +373,21 @@ pub async fn list_handoffs(
             format!("`{s}` is not a state: use handoff_initiated, handoff_completed, handoff_failed or a custom state ([a-z0-9_]{{1,64}})"),
         ));
     }
+    let status = match query.status.as_deref().map(str::trim) {
+        None => None,
+        Some(text) => match text {
+            "open" => Some(Status::Open),
+            "completed" => Some(Status::Completed),
+            "failed" => Some(Status::Failed),
+            _ => {
+                problems.push(FieldError::new(
+                    "status",
+                    format!("`{text}` is not a status: use open, completed or failed"),
+                ));
+                None
+            }
+        },
+    };
     let reason = query.reason.as_deref().map(str::trim);
     if let Some(r) = reason
         && Reason::parse(r).is_none()
@@ -465,6 +483,7 @@ pub async fn list_handoffs(
 
     let filter = ListFilter {
         state: state.map(str::to_owned),
+        status,
         reason: reason.map(str::to_owned),
         session_id: query.session_id.clone(),
         start,

@@ -210,8 +210,7 @@ const RECORD_COLUMNS: &str = r#"
      from handoff_references r
      where r.org_id = h.org_id and r.handoff_id = h.handoff_id) as refs"#;
 
-const RECORD_FROM: &str = r#"
-    from handoffs h
+const RECORD_JOINS: &str = r#"
     join sessions s on s.org_id = h.org_id and s.session_id = h.session_id
     left join agents a on a.org_id = s.org_id and a.agent_id = s.agent_id"#;
 
@@ -253,7 +252,8 @@ pub async fn handoff(
     handoff_id: &str,
 ) -> sqlx::Result<Option<HandoffDetail>> {
     let sql = format!(
-        "select {RECORD_COLUMNS}, h.data {RECORD_FROM} where h.org_id = $1 and h.handoff_id = $2"
+        "select {RECORD_COLUMNS}, h.data from handoffs h {RECORD_JOINS}
+         where h.org_id = $1 and h.handoff_id = $2"
     );
     let Some(row) = sqlx::query(&sql)
         .bind(org.get())
@@ -303,11 +303,24 @@ pub struct Position {
     pub handoff_id: String,
 }
 
+/// Where a handoff stands, as a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Initiated or in a custom state.
+    Open,
+    /// Completed.
+    Completed,
+    /// Failed.
+    Failed,
+}
+
 /// Filters and page of the list.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     /// Only handoffs in this state.
     pub state: Option<String>,
+    /// Only handoffs with this status.
+    pub status: Option<Status>,
     /// Only handoffs carrying this reason.
     pub reason: Option<String>,
     /// Only handoffs of this session.
@@ -321,18 +334,36 @@ pub struct ListFilter {
 }
 
 /// Up to `limit` handoffs, newest first (by first initiation, then id, descending).
+///
+/// The page is cut from `handoffs` alone (an ordered walk of `handoffs_initiated_at_idx`), and
+/// only its rows are joined to their sessions, agents and references. The limit is written into
+/// the SQL rather than bound: with a bound limit PostgreSQL's generic plan assumes a large page
+/// and hash-joins every session of the table (measured: 100 ms instead of 1 ms).
 pub async fn list(
     pool: &PgPool,
     org: OrgId,
     filter: &ListFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<HandoffRecord>> {
+    let limit = limit.clamp(1, 10_000);
     let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
-        "select {RECORD_COLUMNS} {RECORD_FROM} where h.org_id = "
+        "select {RECORD_COLUMNS} from (select * from handoffs h where h.org_id = "
     ));
     q.push_bind(org.get());
     if let Some(state) = &filter.state {
         q.push(" and h.state = ").push_bind(state);
+    }
+    match filter.status {
+        None => {}
+        Some(Status::Completed) => {
+            q.push(" and h.state = 'handoff_completed'");
+        }
+        Some(Status::Failed) => {
+            q.push(" and h.state = 'handoff_failed'");
+        }
+        Some(Status::Open) => {
+            q.push(" and h.state not in ('handoff_completed', 'handoff_failed')");
+        }
     }
     if let Some(reason) = &filter.reason {
         q.push(" and ").push_bind(reason).push(" = any(h.reasons)");
@@ -353,8 +384,10 @@ pub async fn list(
             .push_bind(&after.handoff_id)
             .push(")");
     }
-    q.push(" order by h.initiated_at desc, h.handoff_id desc limit ")
-        .push_bind(limit);
+    q.push(format!(
+        " order by h.initiated_at desc, h.handoff_id desc limit {limit}) h {RECORD_JOINS} \
+         order by h.initiated_at desc, h.handoff_id desc"
+    ));
     q.build()
         .fetch_all(pool)
         .await?

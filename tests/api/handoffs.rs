@@ -814,6 +814,12 @@ async fn list_filters_and_bad_parameters() {
     assert_eq!(list("state=customer_refund").await, ["h3"]);
     assert_eq!(list("state=handoff_initiated").await, ["h4"]);
     assert!(list("state=complaint_escalation").await.is_empty());
+    // status: a custom state is open.
+    assert_eq!(list("status=open").await, ["h4", "h3"]);
+    assert_eq!(list("status=completed").await, ["h1"]);
+    assert_eq!(list("status=failed").await, ["h2"]);
+    assert_eq!(list("status=open&state=customer_refund").await, ["h3"]);
+    assert!(list("status=failed&state=customer_refund").await.is_empty());
     assert_eq!(list("reason=prohibited_topic").await, ["h2", "h1"]);
     assert_eq!(list("reason=ai_implied_handoff").await, ["h4", "h3", "h2"]);
     assert_eq!(list("session_id=s2").await, ["h4", "h3"]);
@@ -869,7 +875,8 @@ async fn list_filters_and_bad_parameters() {
         ("timezone=Mars/Base", "timezone"),
         ("session_id=", "session_id"),
         ("organization_id=acme", "organization_id"),
-        ("status=open", "status"),
+        ("status=closed", "status"),
+        ("colour=red", "colour"),
         ("state=a&state=b", "state"),
     ] {
         let body = assert_error(
