@@ -57,7 +57,7 @@ fn time_of(g: usize, n: usize) -> DateTime<Utc> {
 /// in a custom state, 70% completed; one in seven carries `prohibited_topic`; sessions of every
 /// fifth handoff have no agent.
 async fn load(pool: &PgPool, org: Uuid, n: usize) {
-    let (n, step) = (n as i64, spacing(n as usize));
+    let (n, step) = (n as i64, spacing(n));
     for sql in [
         r#"insert into sessions (org_id, session_id, channel, agent_id, started_at, ended_at)
            select $1, 's' || g, 'web', case when g % 5 = 0 then null else 'agent-' || (g % 5) end,
