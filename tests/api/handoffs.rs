@@ -155,6 +155,24 @@ async fn handoff_state_by_id_and_shared_id_with_shared_id_winning() {
     assert_eq!(json_ok(res).await, h3);
     let res = get_key(&app, "/v1/acme/default/handoff_state?id=s2", &reader).await;
     assert_eq!(json_ok(res).await, h3);
+    // A handoff id wins over a session id: a handoff named `s2` (in s1, project support-bot).
+    post_ok(
+        &app,
+        &token,
+        &[initiated(
+            "e4",
+            "s2",
+            "s1",
+            &at(30),
+            json!({"data": {"y": 2}}),
+        )],
+    )
+    .await;
+    let res = get_key(&app, "/v1/acme/support-bot/handoff_state?id=s2", &reader).await;
+    assert_eq!(json_ok(res).await, json!({"id": "s2", "data": {"y": 2}}));
+    let res = get_key(&app, "/v1/acme/default/handoff_state?id=s2", &reader).await;
+    assert_eq!(json_ok(res).await, h3);
+    assert_eq!(json_ok(state("id=s1").await).await["id"], "h2");
 
     // account_id by id, in any case, and by slug.
     for account in [org.id.to_string(), org.id.to_string().to_uppercase()] {
