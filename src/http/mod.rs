@@ -7,8 +7,10 @@ pub mod configuration;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod handoffs;
 pub mod health;
 pub mod me;
+pub mod polyai;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,6 +93,8 @@ impl Default for HttpConfig {
         (name = "operations", description = "Probes and the API description"),
         (name = "events", description = "Getting data in: sessions, handoffs, agents and calls"),
         (name = "handoff configuration", description = "Quickchat's human handoff configuration: one document per organization, replaced whole by PUT, with ETags and revisions"),
+        (name = "handoff states", description = "PolyAI's Handoff API: a handoff's state data by id or shared_id"),
+        (name = "handoffs", description = "Handoff records with their sessions and state history, for operators and dashboards"),
     )
 )]
 struct ApiDoc;
@@ -128,6 +132,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(me::router())
         .merge(events::router())
         .merge(configuration::router())
+        .merge(polyai::router())
+        .merge(handoffs::router())
 }
 
 /// The OpenAPI document of the whole API (what `/openapi.json` serves).
