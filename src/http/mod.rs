@@ -9,6 +9,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod me;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,6 +92,7 @@ impl Default for HttpConfig {
         (name = "operations", description = "Probes and the API description"),
         (name = "events", description = "Getting data in: sessions, handoffs, agents and calls"),
         (name = "handoff configuration", description = "Quickchat's human handoff configuration: one document per organization, replaced whole by PUT, with ETags and revisions"),
+        (name = "call metrics", description = "Telzino's call metrics: volume, resolution, distributions, agents, AI insights and escalation reasons, per organization or across a reseller"),
     )
 )]
 struct ApiDoc;
@@ -128,6 +130,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(me::router())
         .merge(events::router())
         .merge(configuration::router())
+        .merge(metrics::router())
 }
 
 /// The OpenAPI document of the whole API (what `/openapi.json` serves).

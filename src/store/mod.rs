@@ -3,6 +3,7 @@
 
 pub mod configuration;
 pub mod events;
+pub mod metrics;
 pub mod rollups;
 pub mod secrets;
 pub mod tenants;

@@ -8,4 +8,5 @@ mod common;
 mod auth;
 mod configuration;
 mod events;
+mod metrics;
 mod operations;
