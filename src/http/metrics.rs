@@ -229,8 +229,12 @@ pub struct EscalationReason {
 ///
 /// Call volume, resolution, local-day and local-hour distributions, per-agent performance, AI
 /// insights and escalation reasons over `[startDate, endDate)`, for one organization or
-/// aggregated across a reseller's organizations. Calls are counted by `started_at`. Answered
-/// from rollups kept at ingest; exact for any bounds and any zone.
+/// aggregated across a reseller's organizations. Calls are counted by `started_at` in
+/// `[startDate, endDate)`. Answered from rollups kept at ingest (15-minute, hourly and daily UTC
+/// buckets) plus the raw calls of the parts of the range off the 15-minute grid, so any bounds
+/// and any zone (half- and quarter-hour offsets, DST days) are exact. Where Telzino's page and
+/// Baton's definitions differ, the field descriptions say which applies. Unknown query
+/// parameters are ignored.
 #[utoipa::path(
     get,
     path = "/v1/metrics",

@@ -235,18 +235,74 @@ pub struct RangeData {
     pub edge_calls: Vec<(Uuid, CallCompleted)>,
 }
 
+/// An empty range's bounds.
+const EMPTY: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
+
+/// The rollup condition: two ranges of 15-minute buckets, two of hours, one of days (what
+/// [`cover`](crate::domain::metrics::cover) yields at most), as plain parameters so that the
+/// planner uses the primary key for each.
+const RANGES: &str = "((r.grain = 15 and ((r.bucket >= $2 and r.bucket < $3) or (r.bucket >= $4 and r.bucket < $5))) \
+    or (r.grain = 60 and ((r.bucket >= $6 and r.bucket < $7) or (r.bucket >= $8 and r.bucket < $9))) \
+    or (r.grain = 1440 and r.bucket >= $10 and r.bucket < $11))";
+
+/// The bounds bound to [`RANGES`]'s `$2`…`$11`.
+#[derive(Debug, Clone, Copy)]
+struct Ranges([DateTime<Utc>; 10]);
+
+impl Ranges {
+    fn of(cover: &Cover) -> Ranges {
+        let mut bounds = [EMPTY; 10];
+        let mut used = [0usize; 3];
+        for span in &cover.spans {
+            let (g, base, slots) = match span.grain {
+                Grain::Quarter => (0, 0, 2),
+                Grain::Hour => (1, 4, 2),
+                Grain::Day => (2, 8, 1),
+            };
+            if used[g] < slots {
+                bounds[base + 2 * used[g]] = span.from;
+                bounds[base + 2 * used[g] + 1] = span.to;
+                used[g] += 1;
+            }
+        }
+        Ranges(bounds)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|t| *t == EMPTY)
+    }
+
+    fn bind<'q>(
+        &self,
+        mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        for t in self.0 {
+            q = q.bind(t);
+        }
+        q
+    }
+
+    fn bind_as<'q, O>(
+        &self,
+        mut q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        for t in self.0 {
+            q = q.bind(t);
+        }
+        q
+    }
+}
+
 /// Reads everything a range needs (four independent queries, run concurrently).
 pub async fn read(pool: &PgPool, orgs: &[OrgId], cover: &Cover) -> sqlx::Result<RangeData> {
     let org_ids: Vec<Uuid> = orgs.iter().map(|o| o.get()).collect();
     if org_ids.is_empty() {
         return Ok(RangeData::default());
     }
-    let grains: Vec<i16> = cover.spans.iter().map(|s| s.grain.minutes()).collect();
-    let froms: Vec<DateTime<Utc>> = cover.spans.iter().map(|s| s.from).collect();
-    let tos: Vec<DateTime<Utc>> = cover.spans.iter().map(|s| s.to).collect();
+    let ranges = Ranges::of(cover);
     let (agents, escalations, days, edge_calls) = tokio::try_join!(
-        read_agents(pool, &org_ids, &grains, &froms, &tos),
-        read_escalations(pool, &org_ids, &grains, &froms, &tos),
+        read_agents(pool, &org_ids, &ranges),
+        read_escalations(pool, &org_ids, &ranges),
         read_days(pool, &org_ids, cover),
         read_edges(pool, &org_ids, cover),
     )?;
@@ -258,17 +314,11 @@ pub async fn read(pool: &PgPool, orgs: &[OrgId], cover: &Cover) -> sqlx::Result<
     })
 }
 
-async fn read_agents(
-    pool: &PgPool,
-    orgs: &[Uuid],
-    grains: &[i16],
-    froms: &[DateTime<Utc>],
-    tos: &[DateTime<Utc>],
-) -> sqlx::Result<Vec<AgentSums>> {
-    if grains.is_empty() {
+async fn read_agents(pool: &PgPool, orgs: &[Uuid], r: &Ranges) -> sqlx::Result<Vec<AgentSums>> {
+    if r.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(
+    let sql = format!(
         r#"select r.org_id, r.agent_id, sum(r.calls)::int8 as calls,
                   sum(r.resolved)::int8 as resolved, sum(r.transferred)::int8 as transferred,
                   sum(r.abandoned)::int8 as abandoned, sum(r.other_outcome)::int8 as other_outcome,
@@ -282,18 +332,11 @@ async fn read_agents(
                   sum(r.context_sum) as context_sum, sum(r.context_calls)::int8 as context_calls,
                   sum(r.tool_calls)::int8 as tool_calls,
                   sum(r.tool_call_errors)::int8 as tool_call_errors
-           from unnest($2::int2[], $3::timestamptz[], $4::timestamptz[]) as p(grain, from_at, to_at)
-           join call_metric_rollups r
-             on r.org_id = any($1) and r.grain = p.grain
-            and r.bucket >= p.from_at and r.bucket < p.to_at
-           group by r.org_id, r.agent_id"#,
-    )
-    .bind(orgs)
-    .bind(grains)
-    .bind(froms)
-    .bind(tos)
-    .fetch_all(pool)
-    .await?;
+           from call_metric_rollups r
+           where r.org_id = any($1) and {RANGES}
+           group by r.org_id, r.agent_id"#
+    );
+    let rows = r.bind(sqlx::query(&sql).bind(orgs)).fetch_all(pool).await?;
     rows.iter()
         .map(|row| {
             Ok(AgentSums {
@@ -327,27 +370,20 @@ async fn read_agents(
 async fn read_escalations(
     pool: &PgPool,
     orgs: &[Uuid],
-    grains: &[i16],
-    froms: &[DateTime<Utc>],
-    tos: &[DateTime<Utc>],
+    r: &Ranges,
 ) -> sqlx::Result<Vec<(String, i64, f64)>> {
-    if grains.is_empty() {
+    if r.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_as(
+    let sql = format!(
         r#"select r.reason, sum(r.calls)::int8, sum(r.seconds_sum)
-           from unnest($2::int2[], $3::timestamptz[], $4::timestamptz[]) as p(grain, from_at, to_at)
-           join call_escalation_rollups r
-             on r.org_id = any($1) and r.grain = p.grain
-            and r.bucket >= p.from_at and r.bucket < p.to_at
-           group by r.reason"#,
-    )
-    .bind(orgs)
-    .bind(grains)
-    .bind(froms)
-    .bind(tos)
-    .fetch_all(pool)
-    .await
+           from call_escalation_rollups r
+           where r.org_id = any($1) and {RANGES}
+           group by r.reason"#
+    );
+    r.bind_as(sqlx::query_as(&sql).bind(orgs))
+        .fetch_all(pool)
+        .await
 }
 
 async fn read_days(
@@ -404,20 +440,23 @@ async fn read_edges(
     if cover.raw.is_empty() {
         return Ok(Vec::new());
     }
-    let froms: Vec<DateTime<Utc>> = cover.raw.iter().map(|r| r.0).collect();
-    let tos: Vec<DateTime<Utc>> = cover.raw.iter().map(|r| r.1).collect();
+    // At most two raw parts; a missing one is an empty range.
+    let part = |i: usize| cover.raw.get(i).copied().unwrap_or((EMPTY, EMPTY));
     let rows = sqlx::query(
         r#"select c.org_id, c.call_id, c.agent_id, c.started_at, c.duration_seconds, c.outcome,
                   c.sentiment, c.escalation_reason, c.escalated_after_seconds, c.ttft_ms,
                   c.stt_confidence, c.tool_calls, c.tool_call_errors, c.user_corrections,
                   c.cached_tokens, c.total_tokens
-           from unnest($2::timestamptz[], $3::timestamptz[]) as p(from_at, to_at)
-           join calls c
-             on c.org_id = any($1) and c.started_at >= p.from_at and c.started_at < p.to_at"#,
+           from calls c
+           where c.org_id = any($1)
+             and ((c.started_at >= $2 and c.started_at < $3)
+               or (c.started_at >= $4 and c.started_at < $5))"#,
     )
     .bind(orgs)
-    .bind(&froms)
-    .bind(&tos)
+    .bind(part(0).0)
+    .bind(part(0).1)
+    .bind(part(1).0)
+    .bind(part(1).1)
     .fetch_all(pool)
     .await?;
     rows.iter()
