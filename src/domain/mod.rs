@@ -3,5 +3,6 @@
 
 pub mod configuration;
 pub mod events;
+pub mod metrics;
 pub mod projection;
 pub mod timerange;

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod handoffs;
 pub mod health;
 pub mod me;
+pub mod metrics;
 pub mod polyai;
 
 use std::sync::Arc;
@@ -95,6 +96,7 @@ impl Default for HttpConfig {
         (name = "handoff configuration", description = "Quickchat's human handoff configuration: one document per organization, replaced whole by PUT, with ETags and revisions"),
         (name = "handoff states", description = "PolyAI's Handoff API: a handoff's state data by id or shared_id"),
         (name = "handoffs", description = "Handoff records with their sessions and state history, for operators and dashboards"),
+        (name = "call metrics", description = "Telzino's call metrics: volume, resolution, distributions, agents, AI insights and escalation reasons, per organization or across a reseller"),
     )
 )]
 struct ApiDoc;
@@ -134,6 +136,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(configuration::router())
         .merge(polyai::router())
         .merge(handoffs::router())
+        .merge(metrics::router())
 }
 
 /// The OpenAPI document of the whole API (what `/openapi.json` serves).

@@ -4,6 +4,7 @@
 pub mod configuration;
 pub mod events;
 pub mod handoffs;
+pub mod metrics;
 pub mod rollups;
 pub mod secrets;
 pub mod tenants;

@@ -9,4 +9,5 @@ mod auth;
 mod configuration;
 mod events;
 mod handoffs;
+mod metrics;
 mod operations;

@@ -1,0 +1,394 @@
+//! `GET /v1/metrics` benchmark (not a test): 90-day requests over HTTP to a release build of
+//! `baton serve` on a fresh embedded PostgreSQL, for one large organization, for a reseller of
+//! 100 organizations, and for a small organization (cost must not grow with history); beside
+//! the naive SQL over raw calls for the same figures, measured in the same run.
+//!
+//! Data is loaded with `insert … select generate_series(…)` into `calls`, and the rollups are
+//! built from those rows with the same definitions ingestion uses (the property test in
+//! `tests/api/metrics.rs` proves rollups equal raw recomputation); pushing millions of events
+//! through HTTP would take too long here.
+//!
+//! Run: `cargo bench --bench metrics` (env: BENCH_CALLS, calls of the large organization,
+//! default 10,000,000; BENCH_RESELLER_CALLS, calls per reseller organization, default 20,000;
+//! BENCH_REQUESTS, default 400).
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use baton::auth::{Scope, Subject};
+use baton::db::embedded_options;
+use baton::pg::{Cluster, ClusterOptions};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+/// The server process, killed if the benchmark panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One year of history ending here; the request covers its last 90 days.
+const HISTORY_END: &str = "2026-11-21T00:00:00Z";
+const START: &str = "2026-08-23T10:07:00Z";
+const END: &str = "2026-11-21T10:07:00Z";
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+/// Inserts `n` calls for `org` spread evenly over the year before [`HISTORY_END`], with
+/// `agents` agents and every optional field present on some calls and absent on others.
+async fn load_calls(conn: &mut PgConnection, org: Uuid, n: usize, agents: usize) {
+    sqlx::query(
+        r#"insert into calls (org_id, call_id, agent_id, started_at, duration_seconds, outcome,
+               sentiment, escalation_reason, escalated_after_seconds, ttft_ms, stt_confidence,
+               tool_calls, tool_call_errors, user_corrections, cached_tokens, total_tokens)
+           select $1, 'c' || i, 'agent-' || (i % $3),
+                  $4::timestamptz - interval '365 days' + make_interval(secs => i * 31536000.0 / $2),
+                  30 + (i * 37) % 600,
+                  case i % 10 when 0 then 'transferred' when 1 then 'transferred'
+                              when 2 then 'abandoned' when 3 then 'other' else 'resolved' end,
+                  case i % 3 when 0 then 'positive' when 1 then 'neutral' else null end,
+                  case when i % 10 < 2 and i % 7 <> 0
+                       then (array['billing dispute', 'technical issue', 'angry caller'])[1 + i % 3] end,
+                  case when i % 4 = 0 then null else 20 + i % 100 end,
+                  case when i % 5 = 0 then null else 300 + i % 400 end,
+                  case when i % 6 = 0 then null else 0.8 + (i % 20) / 100.0 end,
+                  case when i % 8 = 0 then null else i % 4 end,
+                  case when i % 8 = 0 then null else least(i % 2, i % 4) end,
+                  case when i % 9 = 0 then null else i % 3 end,
+                  case when i % 11 = 0 then null else i % 500 end,
+                  case when i % 11 = 0 then null else 1000 end
+           from generate_series(0, $2 - 1) as i"#,
+    )
+    .bind(org)
+    .bind(n as i64)
+    .bind(agents as i64)
+    .bind(chrono::DateTime::parse_from_rfc3339(HISTORY_END).unwrap())
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+}
+
+/// Builds every rollup of `orgs` from their calls, with ingestion's definitions.
+async fn build_rollups(conn: &mut PgConnection, orgs: &[Uuid]) {
+    for grain in [15i16, 60, 1440] {
+        sqlx::query(
+            r#"insert into call_metric_rollups
+               select org_id, $2, date_bin(make_interval(mins => $2), started_at, timestamptz '2000-01-01 00:00:00+00'),
+                      agent_id, count(*),
+                      count(*) filter (where outcome = 'resolved'),
+                      count(*) filter (where outcome = 'transferred'),
+                      count(*) filter (where outcome = 'abandoned'),
+                      count(*) filter (where outcome = 'other'),
+                      sum(duration_seconds), count(sentiment),
+                      count(*) filter (where sentiment = 'positive'),
+                      coalesce(sum(ttft_ms), 0), count(ttft_ms),
+                      coalesce(sum(stt_confidence), 0), count(stt_confidence),
+                      count(user_corrections), count(*) filter (where user_corrections = 0),
+                      coalesce(sum(cached_tokens::float8 / total_tokens)
+                               filter (where cached_tokens is not null and total_tokens > 0), 0),
+                      count(*) filter (where cached_tokens is not null and total_tokens > 0),
+                      coalesce(sum(tool_calls) filter (where tool_calls is not null and tool_call_errors is not null), 0),
+                      coalesce(sum(tool_call_errors) filter (where tool_calls is not null and tool_call_errors is not null), 0)
+               from calls where org_id = any($1)
+               group by org_id, 3, agent_id"#,
+        )
+        .bind(orgs)
+        .bind(grain)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            r#"insert into call_escalation_rollups
+               select org_id, $2, date_bin(make_interval(mins => $2), started_at, timestamptz '2000-01-01 00:00:00+00'),
+                      escalation_reason, count(*), sum(coalesce(escalated_after_seconds, duration_seconds))
+               from calls
+               where org_id = any($1) and outcome = 'transferred' and escalation_reason is not null
+               group by org_id, 3, escalation_reason"#,
+        )
+        .bind(orgs)
+        .bind(grain)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        r#"insert into call_volume_days
+           with q as (
+               select org_id, (started_at at time zone 'UTC')::date as d,
+                      floor(extract(epoch from started_at - (date_trunc('day', started_at at time zone 'UTC') at time zone 'UTC')) / 900)::int as s,
+                      count(*) as c, count(*) filter (where outcome = 'resolved') as r,
+                      sum(duration_seconds) as sec
+               from calls where org_id = any($1) group by 1, 2, 3
+           ), days as (select distinct org_id, d from q)
+           select days.org_id, days.d,
+                  array_agg(coalesce(q.c, 0) order by s.s),
+                  array_agg(coalesce(q.r, 0) order by s.s),
+                  array_agg(coalesce(q.sec, 0) order by s.s)
+           from days cross join generate_series(0, 95) as s(s)
+           left join q on q.org_id = days.org_id and q.d = days.d and q.s = s.s
+           group by days.org_id, days.d"#,
+    )
+    .bind(orgs)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+}
+
+/// The naive answer: the same figures straight from raw calls (headline and per-agent, hours,
+/// days, reasons). Returns its duration.
+async fn naive(conn: &mut PgConnection, orgs: &[Uuid]) -> Duration {
+    let s = chrono::DateTime::parse_from_rfc3339(START).unwrap();
+    let e = chrono::DateTime::parse_from_rfc3339(END).unwrap();
+    let t = Instant::now();
+    for sql in [
+        r#"select org_id, agent_id, count(*), count(*) filter (where outcome = 'resolved'),
+                  count(*) filter (where outcome = 'transferred'), count(*) filter (where outcome = 'abandoned'),
+                  sum(duration_seconds), avg(ttft_ms), count(*) filter (where sentiment = 'positive'),
+                  count(sentiment), avg(stt_confidence), count(*) filter (where user_corrections = 0),
+                  count(user_corrections), avg(cached_tokens::float8 / nullif(total_tokens, 0)),
+                  sum(tool_calls), sum(tool_call_errors)
+           from calls where org_id = any($1) and started_at >= $2 and started_at < $3
+           group by org_id, agent_id"#,
+        r#"select extract(hour from started_at at time zone 'UTC'), count(*), sum(duration_seconds)
+           from calls where org_id = any($1) and started_at >= $2 and started_at < $3 group by 1"#,
+        r#"select (started_at at time zone 'UTC')::date, count(*), count(*) filter (where outcome = 'resolved')
+           from calls where org_id = any($1) and started_at >= $2 and started_at < $3 group by 1"#,
+        r#"select escalation_reason, count(*), avg(coalesce(escalated_after_seconds, duration_seconds))
+           from calls where org_id = any($1) and started_at >= $2 and started_at < $3
+             and outcome = 'transferred' and escalation_reason is not null group by 1"#,
+    ] {
+        sqlx::query(sql)
+            .bind(orgs)
+            .bind(s)
+            .bind(e)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    }
+    t.elapsed()
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn measure(client: &reqwest::Client, url: &str, token: &str, requests: usize) -> Stats {
+    for _ in 0..20 {
+        let res = client.get(url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    }
+    let mut latencies = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t = Instant::now();
+        let res = client.get(url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.bytes().await.unwrap();
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    Stats {
+        p50: latencies[latencies.len() / 2],
+        p99: latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)],
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn run() {
+    let big_calls = env_usize("BENCH_CALLS", 10_000_000);
+    let reseller_calls = env_usize("BENCH_RESELLER_CALLS", 20_000);
+    let requests = env_usize("BENCH_REQUESTS", 400);
+    let dir = tempfile::Builder::new()
+        .prefix("baton-bench-metrics-")
+        .tempdir()
+        .unwrap();
+    let cluster = Cluster::ensure_running(dir.path(), ClusterOptions::default()).unwrap();
+    cluster
+        .stop_when_process_exits(std::process::id(), true)
+        .unwrap();
+    let db = baton::db::Database::open(
+        &baton::db::DbTarget::Embedded(dir.path().to_path_buf()),
+        &baton::db::DbConfig::default(),
+    )
+    .await
+    .unwrap();
+    let pool = &db.pool;
+    let keys = baton::admin::signing_keys(pool).await.unwrap();
+    let token = |subject| {
+        let keys = &keys;
+        async move {
+            baton::admin::issue_token_for(
+                pool,
+                keys,
+                subject,
+                &[Scope::ReadAll],
+                chrono::Duration::days(1),
+            )
+            .await
+            .unwrap()
+            .token
+        }
+    };
+    let big = baton::admin::create_org(pool, "big", None, None, None)
+        .await
+        .unwrap();
+    let small = baton::admin::create_org(pool, "small", None, None, None)
+        .await
+        .unwrap();
+    let reseller = baton::admin::create_reseller(pool, "resell", None)
+        .await
+        .unwrap();
+    let mut reseller_orgs = Vec::new();
+    for i in 0..100 {
+        let o = baton::admin::create_org(pool, &format!("r-{i}"), None, Some("resell"), None)
+            .await
+            .unwrap();
+        reseller_orgs.push(o.id);
+    }
+
+    let mut conn =
+        PgConnection::connect_with(&embedded_options(&cluster, baton::db::DATABASE_NAME))
+            .await
+            .unwrap();
+    let t = Instant::now();
+    load_calls(&mut conn, big.id, big_calls, 10).await;
+    load_calls(&mut conn, small.id, 10_000, 10).await;
+    for &o in &reseller_orgs {
+        load_calls(&mut conn, o, reseller_calls, 5).await;
+    }
+    let load_calls_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut all = vec![big.id, small.id];
+    all.extend(&reseller_orgs);
+    build_rollups(&mut conn, &all).await;
+    sqlx::query("vacuum analyze")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let rollup_s = t.elapsed().as_secs_f64();
+    let rollup_rows: i64 = sqlx::query_scalar("select count(*) from call_metric_rollups")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .env("BATON_DATA_DIR", dir.path())
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("{base}/v1/metrics?startDate={START}&endDate={END}");
+    let url_kolkata = format!("{url}&timezone=Asia/Kolkata");
+
+    println!(
+        "metrics: loaded {big_calls} calls (org big), 10000 (org small), 100 x {reseller_calls} (reseller) in {load_calls_s:.0} s; rollups built in {rollup_s:.0} s ({rollup_rows} agent rollup rows)"
+    );
+    println!("  request: 90 days, {START} .. {END} (bounds off the 15-minute grid)");
+    let cases: Vec<(&str, String, &str, Vec<Uuid>)> = vec![
+        (
+            "org, big",
+            token(Subject::Org(big.id)).await,
+            url.as_str(),
+            vec![big.id],
+        ),
+        (
+            "org, big, Asia/Kolkata",
+            token(Subject::Org(big.id)).await,
+            url_kolkata.as_str(),
+            vec![big.id],
+        ),
+        (
+            "org, small",
+            token(Subject::Org(small.id)).await,
+            url.as_str(),
+            vec![small.id],
+        ),
+        (
+            "reseller, 100 orgs",
+            token(Subject::Reseller(reseller.id)).await,
+            url.as_str(),
+            reseller_orgs.clone(),
+        ),
+    ];
+    println!("  | case | calls in range | GET p50 ms | GET p99 ms | naive SQL p50 ms |");
+    println!("  |---|---|---|---|---|");
+    for (name, token, url, orgs) in cases {
+        let body: serde_json::Value = client
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let in_range = body["data"]["metrics"]["totalCalls"].as_i64().unwrap();
+        let stats = measure(&client, url, &token, requests).await;
+        let mut naive_runs = Vec::new();
+        for _ in 0..5 {
+            naive_runs.push(naive(&mut conn, &orgs).await);
+        }
+        naive_runs.sort();
+        println!(
+            "  | {name} | {in_range} | {:.2} | {:.2} | {:.1} |",
+            ms(stats.p50),
+            ms(stats.p99),
+            ms(naive_runs[2])
+        );
+    }
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    server.0.wait().unwrap();
+    conn.close().await.unwrap();
+    db.close().await.unwrap();
+    cluster.stop_now().ok();
+}
