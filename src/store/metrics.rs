@@ -238,14 +238,29 @@ pub struct RangeData {
 /// An empty range's bounds.
 const EMPTY: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
 
-/// The rollup condition: two ranges of 15-minute buckets, two of hours, one of days (what
-/// [`cover`](crate::domain::metrics::cover) yields at most), as plain parameters so that the
-/// planner uses the primary key for each.
-const RANGES: &str = "((r.grain = 15 and ((r.bucket >= $2 and r.bucket < $3) or (r.bucket >= $4 and r.bucket < $5))) \
-    or (r.grain = 60 and ((r.bucket >= $6 and r.bucket < $7) or (r.bucket >= $8 and r.bucket < $9))) \
-    or (r.grain = 1440 and r.bucket >= $10 and r.bucket < $11))";
+/// The rollup rows of the organizations `$1` in two ranges of 15-minute buckets, two of hours
+/// and one of days (what [`cover`](crate::domain::metrics::cover) yields at most), as a table
+/// `r`. One branch per range, so that each is a primary-key range scan per organization
+/// (`org_id = any($1) and grain = … and bucket between …`): a single condition OR-ing the
+/// ranges leaves only `org_id` to the index and reads an organization's whole history.
+fn spans(table: &str) -> String {
+    let branch = |grain: u32, from: u32| {
+        format!(
+            "select * from {table} where org_id = any($1) and grain = {grain} and bucket >= ${from} and bucket < ${}",
+            from + 1
+        )
+    };
+    format!(
+        "({} union all {} union all {} union all {} union all {}) r",
+        branch(15, 2),
+        branch(15, 4),
+        branch(60, 6),
+        branch(60, 8),
+        branch(1440, 10)
+    )
+}
 
-/// The bounds bound to [`RANGES`]'s `$2`…`$11`.
+/// The bounds bound to [`spans`]'s `$2`…`$11`.
 #[derive(Debug, Clone, Copy)]
 struct Ranges([DateTime<Utc>; 10]);
 
@@ -332,9 +347,9 @@ async fn read_agents(pool: &PgPool, orgs: &[Uuid], r: &Ranges) -> sqlx::Result<V
                   sum(r.context_sum) as context_sum, sum(r.context_calls)::int8 as context_calls,
                   sum(r.tool_calls)::int8 as tool_calls,
                   sum(r.tool_call_errors)::int8 as tool_call_errors
-           from call_metric_rollups r
-           where r.org_id = any($1) and {RANGES}
-           group by r.org_id, r.agent_id"#
+           from {spans}
+           group by r.org_id, r.agent_id"#,
+        spans = spans("call_metric_rollups")
     );
     let rows = r.bind(sqlx::query(&sql).bind(orgs)).fetch_all(pool).await?;
     rows.iter()
@@ -377,9 +392,9 @@ async fn read_escalations(
     }
     let sql = format!(
         r#"select r.reason, sum(r.calls)::int8, sum(r.seconds_sum)
-           from call_escalation_rollups r
-           where r.org_id = any($1) and {RANGES}
-           group by r.reason"#
+           from {spans}
+           group by r.reason"#,
+        spans = spans("call_escalation_rollups")
     );
     r.bind_as(sqlx::query_as(&sql).bind(orgs))
         .fetch_all(pool)
