@@ -3,6 +3,7 @@
 //! Each resource module returns its own `OpenApiRouter`; [`router`] merges them, splits out the
 //! OpenAPI document (served at `/openapi.json`), and adds the layers in the order commented there.
 
+pub mod analytics;
 pub mod configuration;
 pub mod error;
 pub mod events;
@@ -90,6 +91,7 @@ impl Default for HttpConfig {
     tags(
         (name = "operations", description = "Probes and the API description"),
         (name = "events", description = "Getting data in: sessions, handoffs, agents and calls"),
+        (name = "handoff analytics", description = "OpenCX's handoff analytics report, answered from rollups kept current at ingestion"),
         (name = "handoff configuration", description = "Quickchat's human handoff configuration: one document per organization, replaced whole by PUT, with ETags and revisions"),
     )
 )]
@@ -128,6 +130,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(me::router())
         .merge(events::router())
         .merge(configuration::router())
+        .merge(analytics::router())
 }
 
 /// The OpenAPI document of the whole API (what `/openapi.json` serves).

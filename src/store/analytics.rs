@@ -1,0 +1,450 @@
+//! Handoff analytics rollups: maintained in the ingest transaction, read by
+//! `GET /handoff-analytics` (tables in `migrations/20261121000004_handoff_analytics_rollups.sql`).
+//!
+//! Policy: a batch moves each count it changes in every grain (old state subtracted, new state
+//! added), so a rollup always equals a recomputation from the projections. A handoff is counted
+//! once, in the 15-minute bucket of its first initiation, under scope `''` and under every
+//! instruction it references; a retry that adds reasons or references, or replaces the
+//! sentiment, moves its counts. A session's reason combination is recomputed from the stored
+//! handoffs for the sessions whose handoffs gained reasons or references. Reads sum the
+//! rollup blocks of a [`Plan`] and count the sub-15-minute edges from the projections, in one
+//! statement.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::auth::OrgId;
+use crate::domain::analytics::{Counts, Cover, GRAINS, Plan, bucket, parse_combination};
+use crate::domain::events::{Reason, ReferenceType};
+use crate::domain::projection::{Changes, HandoffRow};
+
+/// Breakdown kinds besides the reference types (which are their own kinds).
+const REASON: &str = "reason";
+const SENTIMENT: &str = "sentiment";
+const NO_SENTIMENT: &str = "no_sentiment";
+const COMBINATION: &str = "combination";
+
+/// Count changes of one batch, by 15-minute bucket.
+#[derive(Default)]
+struct Deltas {
+    /// `(scope, bucket) → handoffs`.
+    totals: BTreeMap<(String, DateTime<Utc>), i64>,
+    /// `(scope, bucket, kind, key) → count`.
+    breakdown: BTreeMap<(String, DateTime<Utc>, String, String), i64>,
+    /// `bucket → sessions`.
+    sessions: BTreeMap<DateTime<Utc>, i64>,
+}
+
+impl Deltas {
+    /// Adds (`sign` 1) or subtracts (-1) one handoff's contribution.
+    fn handoff(&mut self, h: &HandoffRow, refs: &[(String, String)], sign: i64) {
+        let at = bucket(h.initiated_at, 0);
+        let scopes = std::iter::once("").chain(
+            refs.iter()
+                .filter(|(t, _)| t == ReferenceType::Instruction.as_str())
+                .map(|(_, id)| id.as_str()),
+        );
+        for scope in scopes {
+            *self.totals.entry((scope.to_owned(), at)).or_default() += sign;
+            let mut add = |kind: &str, key: &str| {
+                *self
+                    .breakdown
+                    .entry((scope.to_owned(), at, kind.to_owned(), key.to_owned()))
+                    .or_default() += sign;
+            };
+            for r in &h.reasons {
+                add(REASON, r.as_str());
+            }
+            match &h.sentiment {
+                Some(s) => add(SENTIMENT, s),
+                None => add(NO_SENTIMENT, ""),
+            }
+            for (t, id) in refs {
+                add(t, id);
+            }
+        }
+    }
+}
+
+/// Updates the analytics rollups for one applied batch (called by `store::rollups::apply`).
+///
+/// `changes.references` must hold only the pairs this batch stored (not those stored before).
+pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
+    let mut deltas = Deltas::default();
+    for s in &changes.sessions {
+        if !changes.sessions_before.contains_key(&s.session_id) {
+            *deltas.sessions.entry(bucket(s.started_at, 0)).or_default() += 1;
+        }
+    }
+
+    // Handoffs whose counted state changed: new, or with other reasons, sentiment or references.
+    let mut new_refs: HashMap<&str, Vec<(String, String)>> = HashMap::new();
+    for (h, r) in &changes.references {
+        new_refs
+            .entry(h.as_str())
+            .or_default()
+            .push((r.kind.as_str().to_owned(), r.id.clone()));
+    }
+    let moved: Vec<&HandoffRow> = changes
+        .handoffs
+        .iter()
+        .filter(|h| match changes.handoffs_before.get(&h.handoff_id) {
+            None => true,
+            Some(b) => {
+                b.reasons != h.reasons
+                    || b.sentiment != h.sentiment
+                    || new_refs.contains_key(h.handoff_id.as_str())
+            }
+        })
+        .collect();
+    if !moved.is_empty() {
+        let ids: Vec<&str> = moved.iter().map(|h| h.handoff_id.as_str()).collect();
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            r#"select handoff_id, ref_type, ref_id from handoff_references
+               where org_id = $1 and handoff_id = any($2)"#,
+        )
+        .bind(org.get())
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut refs: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for (h, t, id) in rows {
+            refs.entry(h).or_default().push((t, id));
+        }
+        for h in &moved {
+            let after = refs.get(&h.handoff_id).map(Vec::as_slice).unwrap_or(&[]);
+            if let Some(before) = changes.handoffs_before.get(&h.handoff_id) {
+                let added: HashSet<&(String, String)> = new_refs
+                    .get(h.handoff_id.as_str())
+                    .map(|v| v.iter().collect())
+                    .unwrap_or_default();
+                let old: Vec<(String, String)> = after
+                    .iter()
+                    .filter(|r| !added.contains(r))
+                    .cloned()
+                    .collect();
+                deltas.handoff(before, &old, -1);
+            }
+            deltas.handoff(h, after, 1);
+        }
+
+        // Reason combinations of the sessions whose handoffs moved: recomputed from the stored
+        // handoffs, compared with the stored combination, the difference counted.
+        let mut sessions: Vec<&str> = moved
+            .iter()
+            .filter(|h| {
+                changes.handoffs_before.get(&h.handoff_id).is_none_or(|b| {
+                    b.reasons != h.reasons || new_refs.contains_key(h.handoff_id.as_str())
+                })
+            })
+            .map(|h| h.session_id.as_str())
+            .collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        if !sessions.is_empty() {
+            let moves: Vec<(String, DateTime<Utc>, String, i64)> = sqlx::query_as(
+                r#"with fresh as (
+                       select s.scope, h.session_id, min(h.initiated_at) as first_initiated_at,
+                              string_agg(distinct x.reason, ',' order by x.reason collate "C") as reasons
+                       from handoffs h
+                       cross join lateral (
+                           select ''::text as scope
+                           union all
+                           select r.ref_id from handoff_references r
+                           where r.org_id = h.org_id and r.handoff_id = h.handoff_id
+                             and r.ref_type = 'instruction'
+                       ) s
+                       cross join unnest(h.reasons) as x(reason)
+                       where h.org_id = $1 and h.session_id = any($2)
+                       group by s.scope, h.session_id
+                   ),
+                   old as (
+                       select scope, session_id, first_initiated_at, reasons
+                       from handoff_session_reasons
+                       where org_id = $1 and session_id = any($2)
+                   ),
+                   stored as (
+                       insert into handoff_session_reasons
+                           (org_id, scope, session_id, first_initiated_at, reasons)
+                       select $1, scope, session_id, first_initiated_at, reasons from fresh
+                       on conflict (org_id, scope, session_id) do update
+                       set first_initiated_at = excluded.first_initiated_at,
+                           reasons = excluded.reasons
+                       where (handoff_session_reasons.first_initiated_at,
+                              handoff_session_reasons.reasons)
+                             is distinct from (excluded.first_initiated_at, excluded.reasons)
+                   )
+                   select scope, first_initiated_at, reasons, sum(d)::int8
+                   from (
+                       select scope, first_initiated_at, reasons, -1 as d from old
+                       union all
+                       select scope, first_initiated_at, reasons, 1 from fresh
+                   ) m
+                   group by scope, first_initiated_at, reasons
+                   having sum(d) <> 0"#,
+            )
+            .bind(org.get())
+            .bind(&sessions)
+            .fetch_all(&mut *conn)
+            .await?;
+            for (scope, first, reasons, d) in moves {
+                *deltas
+                    .breakdown
+                    .entry((scope, bucket(first, 0), COMBINATION.to_owned(), reasons))
+                    .or_default() += d;
+            }
+        }
+    }
+    write(conn, org, &deltas).await
+}
+
+/// Adds the deltas to every grain.
+async fn write(conn: &mut PgConnection, org: OrgId, d: &Deltas) -> sqlx::Result<()> {
+    let grains = 0..GRAINS.len();
+    let mut totals: BTreeMap<(&str, i16, DateTime<Utc>), i64> = BTreeMap::new();
+    for ((scope, at), n) in d.totals.iter().filter(|(_, n)| **n != 0) {
+        for g in grains.clone() {
+            *totals
+                .entry((scope.as_str(), g as i16, bucket(*at, g)))
+                .or_default() += n;
+        }
+    }
+    let mut breakdown: BTreeMap<(&str, i16, DateTime<Utc>, &str, &str), i64> = BTreeMap::new();
+    for ((scope, at, kind, key), n) in d.breakdown.iter().filter(|(_, n)| **n != 0) {
+        for g in grains.clone() {
+            *breakdown
+                .entry((scope, g as i16, bucket(*at, g), kind, key))
+                .or_default() += n;
+        }
+    }
+    let mut sessions: BTreeMap<(i16, DateTime<Utc>), i64> = BTreeMap::new();
+    for (at, n) in d.sessions.iter().filter(|(_, n)| **n != 0) {
+        for g in grains.clone() {
+            *sessions.entry((g as i16, bucket(*at, g))).or_default() += n;
+        }
+    }
+    if !totals.is_empty() {
+        sqlx::query(
+            r#"insert into handoff_rollup_totals (org_id, scope, grain, bucket, handoffs)
+               select $1, * from unnest($2::text[], $3::int2[], $4::timestamptz[], $5::int8[])
+               on conflict (org_id, scope, grain, bucket) do update
+               set handoffs = handoff_rollup_totals.handoffs + excluded.handoffs"#,
+        )
+        .bind(org.get())
+        .bind(totals.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind(totals.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(totals.keys().map(|k| k.2).collect::<Vec<_>>())
+        .bind(totals.values().copied().collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !breakdown.is_empty() {
+        sqlx::query(
+            r#"insert into handoff_rollup_breakdown (org_id, scope, grain, bucket, kind, key, count)
+               select $1, * from unnest($2::text[], $3::int2[], $4::timestamptz[], $5::text[],
+                                        $6::text[], $7::int8[])
+               on conflict (org_id, scope, grain, bucket, kind, key) do update
+               set count = handoff_rollup_breakdown.count + excluded.count"#,
+        )
+        .bind(org.get())
+        .bind(breakdown.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind(breakdown.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(breakdown.keys().map(|k| k.2).collect::<Vec<_>>())
+        .bind(breakdown.keys().map(|k| k.3).collect::<Vec<_>>())
+        .bind(breakdown.keys().map(|k| k.4).collect::<Vec<_>>())
+        .bind(breakdown.values().copied().collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !sessions.is_empty() {
+        sqlx::query(
+            r#"insert into session_rollups (org_id, grain, bucket, sessions)
+               select $1, * from unnest($2::int2[], $3::timestamptz[], $4::int8[])
+               on conflict (org_id, grain, bucket) do update
+               set sessions = session_rollups.sessions + excluded.sessions"#,
+        )
+        .bind(org.get())
+        .bind(sessions.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind(sessions.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(sessions.values().copied().collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Segment and raw-interval arrays of covers, each labelled (`-1` for the whole range).
+#[derive(Default)]
+struct Arrays {
+    grain: Vec<i16>,
+    from: Vec<DateTime<Utc>>,
+    to: Vec<DateTime<Utc>>,
+    label: Vec<i32>,
+    raw_from: Vec<DateTime<Utc>>,
+    raw_to: Vec<DateTime<Utc>>,
+    raw_label: Vec<i32>,
+}
+
+impl Arrays {
+    fn push(&mut self, c: &Cover, label: i32) {
+        for s in &c.segments {
+            self.grain.push(s.grain as i16);
+            self.from.push(s.from);
+            self.to.push(s.to);
+            self.label.push(label);
+        }
+        for (f, t) in &c.raw {
+            self.raw_from.push(*f);
+            self.raw_to.push(*t);
+            self.raw_label.push(label);
+        }
+    }
+}
+
+/// Reads the counts of a plan: all handoffs (`instruction` `None`) or those referencing an
+/// instruction.
+pub async fn read(
+    db: impl PgExecutor<'_>,
+    org: OrgId,
+    instruction: Option<&str>,
+    plan: &Plan,
+) -> sqlx::Result<Counts> {
+    let mut range = Arrays::default();
+    range.push(&plan.range, -1);
+    let mut days = Arrays::default();
+    for (i, c) in &plan.days_cover {
+        days.push(c, *i as i32);
+    }
+    let rows: Vec<(i32, String, String, i64)> = sqlx::query_as(
+        r#"with rseg as (
+               select * from unnest($3::int2[], $4::timestamptz[], $5::timestamptz[])
+                   as s(grain, f, t)
+           ),
+           rraw as (
+               select * from unnest($6::timestamptz[], $7::timestamptz[]) as w(f, t)
+           ),
+           dseg as (
+               select * from unnest($8::int2[], $9::timestamptz[], $10::timestamptz[], $11::int4[])
+                   as s(grain, f, t, day)
+           ),
+           draw as (
+               select * from unnest($12::timestamptz[], $13::timestamptz[], $14::int4[])
+                   as w(f, t, day)
+           ),
+           edge as materialized (
+               select h.handoff_id, h.reasons, h.sentiment
+               from rraw w
+               join handoffs h
+                 on h.org_id = $1 and h.initiated_at >= w.f and h.initiated_at < w.t
+               where $2::text = '' or exists (
+                   select 1 from handoff_references r
+                   where r.org_id = $1 and r.handoff_id = h.handoff_id
+                     and r.ref_type = 'instruction' and r.ref_id = $2)
+           )
+           select -1 as day, b.kind, b.key, sum(b.count)::int8 as n
+           from rseg s
+           join handoff_rollup_breakdown b
+             on b.org_id = $1 and b.scope = $2 and b.grain = s.grain
+            and b.bucket >= s.f and b.bucket < s.t
+           group by b.kind, b.key
+           union all
+           select s.day, 'handoffs', '', sum(t.handoffs)::int8
+           from dseg s
+           join handoff_rollup_totals t
+             on t.org_id = $1 and t.scope = $2 and t.grain = s.grain
+            and t.bucket >= s.f and t.bucket < s.t
+           group by s.day
+           union all
+           select w.day, 'handoffs', '', count(*)
+           from draw w
+           join handoffs h
+             on h.org_id = $1 and h.initiated_at >= w.f and h.initiated_at < w.t
+           where $2::text = '' or exists (
+               select 1 from handoff_references r
+               where r.org_id = $1 and r.handoff_id = h.handoff_id
+                 and r.ref_type = 'instruction' and r.ref_id = $2)
+           group by w.day
+           union all
+           select -1, 'sessions', '', sum(r.sessions)::int8
+           from rseg s
+           join session_rollups r
+             on r.org_id = $1 and r.grain = s.grain and r.bucket >= s.f and r.bucket < s.t
+           having count(*) > 0
+           union all
+           select -1, 'sessions', '', count(*)
+           from rraw w
+           join sessions s
+             on s.org_id = $1 and s.started_at >= w.f and s.started_at < w.t
+           union all
+           select -1, 'reason', x.reason, count(*)
+           from edge e cross join unnest(e.reasons) as x(reason)
+           group by x.reason
+           union all
+           select -1, case when e.sentiment is null then 'no_sentiment' else 'sentiment' end,
+                  coalesce(e.sentiment, ''), count(*)
+           from edge e
+           group by 2, 3
+           union all
+           select -1, r.ref_type, r.ref_id, count(*)
+           from edge e
+           join handoff_references r on r.org_id = $1 and r.handoff_id = e.handoff_id
+           group by r.ref_type, r.ref_id
+           union all
+           select -1, 'combination', c.reasons, count(*)
+           from rraw w
+           join handoff_session_reasons c
+             on c.org_id = $1 and c.scope = $2
+            and c.first_initiated_at >= w.f and c.first_initiated_at < w.t
+           group by c.reasons"#,
+    )
+    .bind(org.get())
+    .bind(instruction.unwrap_or(""))
+    .bind(&range.grain)
+    .bind(&range.from)
+    .bind(&range.to)
+    .bind(&range.raw_from)
+    .bind(&range.raw_to)
+    .bind(&days.grain)
+    .bind(&days.from)
+    .bind(&days.to)
+    .bind(&days.label)
+    .bind(&days.raw_from)
+    .bind(&days.raw_to)
+    .bind(&days.raw_label)
+    .fetch_all(db)
+    .await?;
+
+    let mut counts = Counts::default();
+    for (day, kind, key, n) in rows {
+        match kind.as_str() {
+            "handoffs" => {
+                if let Ok(day) = usize::try_from(day) {
+                    *counts.handoffs_by_day.entry(day).or_default() += n;
+                }
+            }
+            "sessions" => counts.sessions += n,
+            REASON => {
+                let reason = parse_stored(&key, Reason::parse)?;
+                *counts.reasons.entry(reason).or_default() += n;
+            }
+            SENTIMENT => *counts.sentiments.entry(Some(key)).or_default() += n,
+            NO_SENTIMENT => *counts.sentiments.entry(None).or_default() += n,
+            COMBINATION => {
+                let reasons = parse_stored(&key, parse_combination)?;
+                *counts.combinations.entry(reasons).or_default() += n;
+            }
+            other => {
+                let kind = parse_stored(other, ReferenceType::parse)?;
+                *counts.references.entry((kind, key)).or_default() += n;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+fn parse_stored<T>(text: &str, parse: fn(&str) -> Option<T>) -> sqlx::Result<T> {
+    parse(text)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unexpected stored value `{text}`").into()))
+}
