@@ -411,8 +411,8 @@ fn summary(
     );
     if instruction.is_none() && sessions > 0 {
         text.push_str(&format!(
-            " ({}% of sessions handed off)",
-            format_pct(percentage(handoffs, sessions))
+            " ({:.2} handoffs per session)",
+            handoffs as f64 / sessions as f64
         ));
     }
     match top {
@@ -538,7 +538,7 @@ mod tests {
         assert_eq!(s, [Some("angry".into()), Some("sad".into()), None]);
         assert_eq!(
             r.summary,
-            "3 handoffs and 4 sessions started from 2026-11-01T00:00:00Z to 2026-11-02T00:00:00Z (75.00% of sessions handed off); most common reason: ai_implied_handoff (66.67% of handoffs)."
+            "3 handoffs and 4 sessions started from 2026-11-01T00:00:00Z to 2026-11-02T00:00:00Z (0.75 handoffs per session); most common reason: ai_implied_handoff (66.67% of handoffs)."
         );
     }
 }

@@ -128,8 +128,10 @@ impl From<ReferenceType> for HandoffReferenceType {
 /// missing.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct HandoffAnalyticsPublicResponseDto {
-    /// One deterministic sentence built from the figures: handoffs, sessions, the range, the
-    /// share of sessions handed off (without `instruction_id`) and the most common reason.
+    /// One deterministic sentence built from the figures: handoffs, sessions, the range,
+    /// handoffs per session (without `instruction_id`) and the most common reason, e.g. `6
+    /// handoffs and 4 sessions started from 2026-11-02T00:00:00Z to 2026-11-04T00:00:00Z (1.50
+    /// handoffs per session); most common reason: insufficient_knowledge (50.00% of handoffs).`
     pub summary: String,
     /// Handoffs first initiated in the range. A handoff is one `handoff_id`: a retry after
     /// `handoff_failed` is the same handoff, counted once, at its first initiation. With

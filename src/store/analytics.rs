@@ -147,7 +147,7 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
             let moves: Vec<(String, DateTime<Utc>, String, i64)> = sqlx::query_as(
                 r#"with fresh as (
                        select s.scope, h.session_id, min(h.initiated_at) as first_initiated_at,
-                              string_agg(distinct x.reason, ',' order by x.reason collate "C") as reasons
+                              string_agg(distinct x.reason collate "C", ',' order by x.reason collate "C") as reasons
                        from handoffs h
                        cross join lateral (
                            select ''::text as scope
