@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Offset, SecondsFormat, Utc};
 
 use super::events::{Reason, ReferenceType};
 use super::timerange::{TimeRange, day_start};
@@ -117,19 +117,28 @@ fn aligned(a: DateTime<Utc>, b: DateTime<Utc>, max_grain: usize, out: &mut Vec<S
 /// Everything one request reads: the range's cover, and each local day's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
+    /// The range's start.
+    pub start: DateTime<Utc>,
+    /// The range's end (exclusive).
+    pub end: DateTime<Utc>,
     /// The local days, in order (`trends`).
     pub days: Vec<NaiveDate>,
     /// The whole range (breakdowns and sessions).
     pub range: Cover,
     /// Each local day's part of the range, with the day's index.
     pub days_cover: Vec<(usize, Cover)>,
+    /// Whether every local day's cover reads from the projections only at the range's own
+    /// edges. True for every zone today (offsets are multiples of 15 minutes); false only for
+    /// dates under a historical local mean time (e.g. Africa/Monrovia before 1972), where the
+    /// days are counted from the projections instead.
+    pub days_aligned: bool,
 }
 
 impl Plan {
     /// The plan of a range.
     pub fn new(range: &TimeRange) -> Plan {
         let days = range.local_days();
-        let days_cover = days
+        let days_cover: Vec<(usize, Cover)> = days
             .iter()
             .enumerate()
             .map(|(i, day)| {
@@ -142,10 +151,17 @@ impl Plan {
                 (i, cover(from, to, DAY_GRAIN))
             })
             .collect();
+        let whole = cover(range.start, range.end, GRAINS.len() - 1);
+        let days_aligned = days_cover
+            .iter()
+            .all(|(_, c)| c.raw.iter().all(|piece| whole.raw.contains(piece)));
         Plan {
-            range: cover(range.start, range.end, GRAINS.len() - 1),
+            start: range.start,
+            end: range.end,
+            range: whole,
             days,
             days_cover,
+            days_aligned,
         }
     }
 }
@@ -381,9 +397,14 @@ pub fn parse_combination(key: &str) -> Option<Vec<Reason>> {
     key.split(',').map(Reason::parse).collect()
 }
 
+/// RFC 3339 with the zone's offset; in UTC when the offset has seconds (historical local mean
+/// times), which RFC 3339 cannot write.
 fn local_rfc3339(range: &TimeRange, t: DateTime<Utc>) -> String {
-    t.with_timezone(&range.tz)
-        .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    let local = t.with_timezone(&range.tz);
+    if local.offset().fix().local_minus_utc() % 60 != 0 {
+        return t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    }
+    local.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 fn plural(n: i64, one: &str, many: &str) -> String {
@@ -493,6 +514,21 @@ mod tests {
             assert!(c.raw.is_empty());
             assert!(c.segments.iter().all(|s| s.grain <= DAY_GRAIN));
         }
+        assert!(plan.days_aligned);
+    }
+
+    #[test]
+    fn local_mean_time_days_are_not_aligned() {
+        // Monrovia kept UTC-00:44:30 until 1972: its midnights are not on 15-minute boundaries.
+        let tz: Tz = "Africa/Monrovia".parse().unwrap();
+        let range = TimeRange {
+            start: day_start(tz, NaiveDate::from_ymd_opt(1960, 1, 1).unwrap()),
+            end: day_start(tz, NaiveDate::from_ymd_opt(1960, 1, 4).unwrap()),
+            tz,
+        };
+        let plan = Plan::new(&range);
+        assert!(!plan.days_aligned);
+        assert_eq!(plan.range.raw.len(), 2);
     }
 
     #[test]

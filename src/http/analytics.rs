@@ -140,7 +140,8 @@ pub struct HandoffAnalyticsPublicResponseDto {
     /// Sessions started in the range (never narrowed by `instruction_id`), so
     /// `total_handoffs / total_sessions` is the handoff rate.
     pub total_sessions: u64,
-    /// The range's start (inclusive), RFC 3339 in the request's time zone.
+    /// The range's start (inclusive), RFC 3339 with the request's time zone offset (in UTC for
+    /// historical offsets with seconds, which RFC 3339 cannot write).
     pub start_date: String,
     /// The range's end (exclusive), RFC 3339 in the request's time zone.
     pub end_date: String,
@@ -292,7 +293,7 @@ pub async fn get_handoff_analytics(
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let instruction = non_empty(&q.instruction_id);
     let plan = Plan::new(&range);
-    let counts = store::analytics::read(&pool, org, instruction, &plan).await?;
+    let counts = store::analytics::read(&pool, org, instruction, range.tz.name(), &plan).await?;
     let r = domain::report(&range, &plan, instruction, &counts);
     let refs = |list: Vec<domain::ReferenceCount>| -> Vec<HandoffReferenceCount> {
         list.into_iter()

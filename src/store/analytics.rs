@@ -275,146 +275,65 @@ async fn write(conn: &mut PgConnection, org: OrgId, d: &Deltas) -> sqlx::Result<
     Ok(())
 }
 
-/// Segment and raw-interval arrays of covers, each labelled (`-1` for the whole range).
-#[derive(Default)]
-struct Arrays {
-    grain: Vec<i16>,
-    from: Vec<DateTime<Utc>>,
-    to: Vec<DateTime<Utc>>,
-    label: Vec<i32>,
-    raw_from: Vec<DateTime<Utc>>,
-    raw_to: Vec<DateTime<Utc>>,
-    raw_label: Vec<i32>,
-}
-
-impl Arrays {
-    fn push(&mut self, c: &Cover, label: i32) {
-        for s in &c.segments {
-            self.grain.push(s.grain as i16);
-            self.from.push(s.from);
-            self.to.push(s.to);
-            self.label.push(label);
-        }
-        for (f, t) in &c.raw {
-            self.raw_from.push(*f);
-            self.raw_to.push(*t);
-            self.raw_label.push(label);
-        }
-    }
-}
-
 /// Reads the counts of a plan: all handoffs (`instruction` `None`) or those referencing an
 /// instruction.
+///
+/// The whole blocks are summed from the rollups; the range's edges (under 15 minutes each) are
+/// counted from the projections with plain index range scans (scalar bounds, so every plan,
+/// generic or custom, uses the indexes), and their handoffs are given to local days in SQL.
 pub async fn read(
     db: impl PgExecutor<'_>,
     org: OrgId,
     instruction: Option<&str>,
+    tz: &str,
     plan: &Plan,
 ) -> sqlx::Result<Counts> {
-    let mut range = Arrays::default();
-    range.push(&plan.range, -1);
-    let mut days = Arrays::default();
-    for (i, c) in &plan.days_cover {
-        days.push(c, *i as i32);
+    let mut range = Segments::default();
+    range.push(&plan.range);
+    let mut days = Segments::default();
+    if plan.days_aligned {
+        for (i, c) in &plan.days_cover {
+            days.push(c);
+            days.label.resize(days.grain.len(), *i as i32);
+        }
     }
-    let rows: Vec<(i32, String, String, i64)> = sqlx::query_as(
-        r#"with rseg as (
-               select * from unnest($3::int2[], $4::timestamptz[], $5::timestamptz[])
-                   as s(grain, f, t)
-           ),
-           rraw as (
-               select * from unnest($6::timestamptz[], $7::timestamptz[]) as w(f, t)
-           ),
-           dseg as (
-               select * from unnest($8::int2[], $9::timestamptz[], $10::timestamptz[], $11::int4[])
-                   as s(grain, f, t, day)
-           ),
-           draw as (
-               select * from unnest($12::timestamptz[], $13::timestamptz[], $14::int4[])
-                   as w(f, t, day)
-           ),
-           edge as materialized (
-               select h.handoff_id, h.reasons, h.sentiment
-               from rraw w
-               join handoffs h
-                 on h.org_id = $1 and h.initiated_at >= w.f and h.initiated_at < w.t
-               where $2::text = '' or exists (
-                   select 1 from handoff_references r
-                   where r.org_id = $1 and r.handoff_id = h.handoff_id
-                     and r.ref_type = 'instruction' and r.ref_id = $2)
-           )
-           select -1 as day, b.kind, b.key, sum(b.count)::int8 as n
-           from rseg s
-           join handoff_rollup_breakdown b
-             on b.org_id = $1 and b.scope = $2 and b.grain = s.grain
-            and b.bucket >= s.f and b.bucket < s.t
-           group by b.kind, b.key
-           union all
-           select s.day, 'handoffs', '', sum(t.handoffs)::int8
-           from dseg s
-           join handoff_rollup_totals t
-             on t.org_id = $1 and t.scope = $2 and t.grain = s.grain
-            and t.bucket >= s.f and t.bucket < s.t
-           group by s.day
-           union all
-           select w.day, 'handoffs', '', count(*)
-           from draw w
-           join handoffs h
-             on h.org_id = $1 and h.initiated_at >= w.f and h.initiated_at < w.t
-           where $2::text = '' or exists (
-               select 1 from handoff_references r
-               where r.org_id = $1 and r.handoff_id = h.handoff_id
-                 and r.ref_type = 'instruction' and r.ref_id = $2)
-           group by w.day
-           union all
-           select -1, 'sessions', '', sum(r.sessions)::int8
-           from rseg s
-           join session_rollups r
-             on r.org_id = $1 and r.grain = s.grain and r.bucket >= s.f and r.bucket < s.t
-           having count(*) > 0
-           union all
-           select -1, 'sessions', '', count(*)
-           from rraw w
-           join sessions s
-             on s.org_id = $1 and s.started_at >= w.f and s.started_at < w.t
-           union all
-           select -1, 'reason', x.reason, count(*)
-           from edge e cross join unnest(e.reasons) as x(reason)
-           group by x.reason
-           union all
-           select -1, case when e.sentiment is null then 'no_sentiment' else 'sentiment' end,
-                  coalesce(e.sentiment, ''), count(*)
-           from edge e
-           group by 2, 3
-           union all
-           select -1, r.ref_type, r.ref_id, count(*)
-           from edge e
-           join handoff_references r on r.org_id = $1 and r.handoff_id = e.handoff_id
-           group by r.ref_type, r.ref_id
-           union all
-           select -1, 'combination', c.reasons, count(*)
-           from rraw w
-           join handoff_session_reasons c
-             on c.org_id = $1 and c.scope = $2
-            and c.first_initiated_at >= w.f and c.first_initiated_at < w.t
-           group by c.reasons"#,
-    )
-    .bind(org.get())
-    .bind(instruction.unwrap_or(""))
-    .bind(&range.grain)
-    .bind(&range.from)
-    .bind(&range.to)
-    .bind(&range.raw_from)
-    .bind(&range.raw_to)
-    .bind(&days.grain)
-    .bind(&days.from)
-    .bind(&days.to)
-    .bind(&days.label)
-    .bind(&days.raw_from)
-    .bind(&days.raw_to)
-    .bind(&days.raw_label)
-    .fetch_all(db)
-    .await?;
+    // At most two edges; an absent one is the empty interval [start, start).
+    let edge = |i: usize| plan.range.raw.get(i).copied();
+    let empty = (plan.range.raw.first().map(|r| r.0)).unwrap_or_default();
+    let (e1, e2) = (
+        edge(0).unwrap_or((empty, empty)),
+        edge(1).unwrap_or((empty, empty)),
+    );
+    let (whole_from, whole_to) = if plan.days_aligned {
+        (empty, empty)
+    } else {
+        (plan.start, plan.end)
+    };
+    let rows: Vec<(i32, String, String, i64)> = sqlx::query_as(READ)
+        .bind(org.get())
+        .bind(instruction.unwrap_or(""))
+        .bind(&range.grain)
+        .bind(&range.from)
+        .bind(&range.to)
+        .bind(e1.0)
+        .bind(e1.1)
+        .bind(e2.0)
+        .bind(e2.1)
+        .bind(&days.grain)
+        .bind(&days.from)
+        .bind(&days.to)
+        .bind(&days.label)
+        .bind(tz)
+        .bind(whole_from)
+        .bind(whole_to)
+        .fetch_all(db)
+        .await?;
+    let day_index: HashMap<String, usize> = plan
+        .days
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.format("%Y-%m-%d").to_string(), i))
+        .collect();
 
     let mut counts = Counts::default();
     for (day, kind, key, n) in rows {
@@ -422,6 +341,12 @@ pub async fn read(
             "handoffs" => {
                 if let Ok(day) = usize::try_from(day) {
                     *counts.handoffs_by_day.entry(day).or_default() += n;
+                }
+            }
+            // Edge handoffs, by local date.
+            "handoffs_on" => {
+                if let Some(day) = day_index.get(&key) {
+                    *counts.handoffs_by_day.entry(*day).or_default() += n;
                 }
             }
             "sessions" => counts.sessions += n,
@@ -448,3 +373,113 @@ fn parse_stored<T>(text: &str, parse: fn(&str) -> Option<T>) -> sqlx::Result<T> 
     parse(text)
         .ok_or_else(|| sqlx::Error::Decode(format!("unexpected stored value `{text}`").into()))
 }
+
+/// Segment arrays of covers (with a label per segment for local days).
+#[derive(Default)]
+struct Segments {
+    grain: Vec<i16>,
+    from: Vec<DateTime<Utc>>,
+    to: Vec<DateTime<Utc>>,
+    label: Vec<i32>,
+}
+
+impl Segments {
+    fn push(&mut self, c: &Cover) {
+        for s in &c.segments {
+            self.grain.push(s.grain as i16);
+            self.from.push(s.from);
+            self.to.push(s.to);
+        }
+    }
+}
+
+/// The read: `$1` org, `$2` scope, `$3..$5` the range's blocks, `$6..$9` its two edges,
+/// `$10..$13` the local days' blocks, `$14` the zone, `$15..$16` the whole range when local days
+/// are not unions of blocks (else empty).
+const READ: &str = r#"
+with edge_all as materialized (
+    select h.handoff_id, h.initiated_at, h.reasons, h.sentiment
+    from handoffs h
+    where h.org_id = $1 and h.initiated_at >= $6 and h.initiated_at < $7
+    union all
+    select h.handoff_id, h.initiated_at, h.reasons, h.sentiment
+    from handoffs h
+    where h.org_id = $1 and h.initiated_at >= $8 and h.initiated_at < $9
+),
+edge as materialized (
+    select e.* from edge_all e
+    cross join lateral (
+        select count(*) as n from handoff_references r
+        where r.org_id = $1 and r.handoff_id = e.handoff_id
+          and r.ref_type = 'instruction' and r.ref_id = $2
+    ) m
+    where $2::text = '' or m.n > 0
+),
+rseg as (
+    select * from unnest($3::int2[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
+),
+dseg as (
+    select * from unnest($10::int2[], $11::timestamptz[], $12::timestamptz[], $13::int4[])
+        as s(grain, f, t, day)
+)
+select -1 as day, b.kind, b.key, sum(b.count)::int8 as n
+from rseg s
+join handoff_rollup_breakdown b
+  on b.org_id = $1 and b.scope = $2 and b.grain = s.grain and b.bucket >= s.f and b.bucket < s.t
+group by b.kind, b.key
+union all
+select s.day, 'handoffs', '', sum(t.handoffs)::int8
+from dseg s
+join handoff_rollup_totals t
+  on t.org_id = $1 and t.scope = $2 and t.grain = s.grain and t.bucket >= s.f and t.bucket < s.t
+group by s.day
+union all
+select -1, 'handoffs_on', to_char(e.initiated_at at time zone $14, 'YYYY-MM-DD'), count(*)
+from edge e
+where $15::timestamptz = $16::timestamptz
+group by 3
+union all
+select -1, 'handoffs_on', to_char(h.initiated_at at time zone $14, 'YYYY-MM-DD'), count(*)
+from handoffs h
+where h.org_id = $1 and h.initiated_at >= $15 and h.initiated_at < $16
+  and ($2::text = '' or exists (
+      select 1 from handoff_references r
+      where r.org_id = $1 and r.handoff_id = h.handoff_id
+        and r.ref_type = 'instruction' and r.ref_id = $2))
+group by 3
+union all
+select -1, 'sessions', '', sum(r.sessions)::int8
+from rseg s
+join session_rollups r
+  on r.org_id = $1 and r.grain = s.grain and r.bucket >= s.f and r.bucket < s.t
+having count(*) > 0
+union all
+select -1, 'sessions', '', count(*)
+from sessions s
+where s.org_id = $1
+  and ((s.started_at >= $6 and s.started_at < $7) or (s.started_at >= $8 and s.started_at < $9))
+union all
+select -1, 'reason', x.reason, count(*)
+from edge e cross join unnest(e.reasons) as x(reason)
+group by x.reason
+union all
+select -1, case when e.sentiment is null then 'no_sentiment' else 'sentiment' end,
+       coalesce(e.sentiment, ''), count(*)
+from edge e
+group by 2, 3
+union all
+select -1, r.ref_type, r.ref_id, count(*)
+from edge e
+cross join lateral (
+    select r.ref_type, r.ref_id from handoff_references r
+    where r.org_id = $1 and r.handoff_id = e.handoff_id
+) r
+group by r.ref_type, r.ref_id
+union all
+select -1, 'combination', c.reasons, count(*)
+from handoff_session_reasons c
+where c.org_id = $1 and c.scope = $2
+  and ((c.first_initiated_at >= $6 and c.first_initiated_at < $7)
+       or (c.first_initiated_at >= $8 and c.first_initiated_at < $9))
+group by c.reasons
+"#;

@@ -1143,3 +1143,46 @@ async fn property_rollups_equal_recomputation_from_raw_rows() {
         panic!("{e}");
     }
 }
+
+#[tokio::test]
+async fn local_mean_time_days_are_exact_too() {
+    // Africa/Monrovia kept UTC-00:44:30 until 1972: its midnights fall between 15-minute buckets,
+    // so its days are counted from the projections.
+    let app = TestApp::spawn().await;
+    let org = app.org("acme", None, None).await;
+    let token = app.writer(&org).await;
+    let mut events = vec![started("s", "1959-12-31T00:00:00Z")];
+    // Local: 23:05:30 Jan 1, 23:45:30 Jan 1, 00:05:30 Jan 2, and 00:00:30 Jan 3 (outside).
+    for (i, at) in [
+        "1960-01-01T23:50:00Z",
+        "1960-01-02T00:30:00Z",
+        "1960-01-02T00:50:00Z",
+        "1960-01-03T00:45:00Z",
+    ]
+    .iter()
+    .enumerate()
+    {
+        events.push(initiated(
+            &format!("e{i}"),
+            &format!("h{i}"),
+            "s",
+            at,
+            json!({"reasons": [UR]}),
+        ));
+    }
+    post(&app, &token, &events).await;
+    let body = report(
+        &app,
+        &token,
+        "start_date=1960-01-01&end_date=1960-01-02&timezone=Africa/Monrovia",
+    )
+    .await;
+    // RFC 3339 has no offset seconds: such bounds are written in UTC.
+    assert_eq!(body["start_date"], "1960-01-01T00:44:30Z");
+    assert_eq!(
+        body["trends"],
+        json!([{"date": "1960-01-01", "count": 2}, {"date": "1960-01-02", "count": 1}])
+    );
+    assert_eq!(body["total_handoffs"], 3);
+    assert_eq!(body["reasons"], reasons(&[(UR, 3, 100.0)]));
+}
