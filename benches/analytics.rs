@@ -409,7 +409,7 @@ async fn run() {
         for sql in [
             "load 'auto_explain'",
             "alter system set session_preload_libraries = 'auto_explain'",
-            "alter system set auto_explain.log_min_duration = '20ms'",
+            "alter system set auto_explain.log_min_duration = '3ms'",
             "alter system set auto_explain.log_analyze = on",
             "select pg_reload_conf()",
         ] {

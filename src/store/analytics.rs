@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::auth::OrgId;
-use crate::domain::analytics::{Counts, Cover, GRAINS, Plan, bucket, parse_combination};
+use crate::domain::analytics::{Counts, Cover, GRAINS, Plan, Segment, bucket, parse_combination};
 use crate::domain::events::{Reason, ReferenceType};
 use crate::domain::projection::{Changes, HandoffRow};
 
@@ -290,13 +290,29 @@ pub async fn read(
 ) -> sqlx::Result<Counts> {
     let mut range = Segments::default();
     range.push(&plan.range);
-    let mut days = Segments::default();
+    // The local days' blocks, merged where adjacent: each block lies inside one local day, so
+    // the day of its start names it (no label needed), and a UTC zone reads one run of days.
+    let mut blocks: Vec<Segment> = Vec::new();
     if plan.days_aligned {
-        for (i, c) in &plan.days_cover {
-            days.push(c);
-            days.label.resize(days.grain.len(), *i as i32);
-        }
+        blocks = plan
+            .days_cover
+            .iter()
+            .flat_map(|(_, c)| c.segments.iter().copied())
+            .collect();
+        blocks.sort_by_key(|b| (b.grain, b.from));
+        blocks.dedup_by(|next, prev| {
+            let adjacent = prev.grain == next.grain && prev.to == next.from;
+            if adjacent {
+                prev.to = next.to;
+            }
+            adjacent
+        });
     }
+    let mut days = Segments::default();
+    days.push(&Cover {
+        segments: blocks,
+        raw: Vec::new(),
+    });
     // At most two edges; an absent one is the empty interval [start, start).
     let edge = |i: usize| plan.range.raw.get(i).copied();
     let empty = (plan.range.raw.first().map(|r| r.0)).unwrap_or_default();
@@ -309,7 +325,7 @@ pub async fn read(
     } else {
         (plan.start, plan.end)
     };
-    let rows: Vec<(i32, String, String, i64)> = sqlx::query_as(READ)
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(READ)
         .bind(org.get())
         .bind(instruction.unwrap_or(""))
         .bind(&range.grain)
@@ -322,7 +338,6 @@ pub async fn read(
         .bind(&days.grain)
         .bind(&days.from)
         .bind(&days.to)
-        .bind(&days.label)
         .bind(tz)
         .bind(whole_from)
         .bind(whole_to)
@@ -336,14 +351,9 @@ pub async fn read(
         .collect();
 
     let mut counts = Counts::default();
-    for (day, kind, key, n) in rows {
+    for (kind, key, n) in rows {
         match kind.as_str() {
-            "handoffs" => {
-                if let Ok(day) = usize::try_from(day) {
-                    *counts.handoffs_by_day.entry(day).or_default() += n;
-                }
-            }
-            // Edge handoffs, by local date.
+            // Handoffs by local date.
             "handoffs_on" => {
                 if let Some(day) = day_index.get(&key) {
                     *counts.handoffs_by_day.entry(*day).or_default() += n;
@@ -380,7 +390,6 @@ struct Segments {
     grain: Vec<i16>,
     from: Vec<DateTime<Utc>>,
     to: Vec<DateTime<Utc>>,
-    label: Vec<i32>,
 }
 
 impl Segments {
@@ -394,8 +403,10 @@ impl Segments {
 }
 
 /// The read: `$1` org, `$2` scope, `$3..$5` the range's blocks, `$6..$9` its two edges,
-/// `$10..$13` the local days' blocks, `$14` the zone, `$15..$16` the whole range when local days
-/// are not unions of blocks (else empty).
+/// `$10..$12` the local days' blocks, `$13` the zone, `$14..$15` the whole range when local days
+/// are not unions of blocks (else empty). Each block run is read by its own index range scan
+/// (`offset 0` keeps the lateral subqueries from being flattened into a hash join over all of
+/// the organization's rollup rows).
 const READ: &str = r#"
 with edge_all as materialized (
     select h.handoff_id, h.initiated_at, h.reasons, h.sentiment
@@ -419,56 +430,66 @@ rseg as (
     select * from unnest($3::int2[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
 ),
 dseg as (
-    select * from unnest($10::int2[], $11::timestamptz[], $12::timestamptz[], $13::int4[])
-        as s(grain, f, t, day)
+    select * from unnest($10::int2[], $11::timestamptz[], $12::timestamptz[]) as s(grain, f, t)
 )
-select -1 as day, b.kind, b.key, sum(b.count)::int8 as n
+select b.kind, b.key, sum(b.count)::int8 as n
 from rseg s
-join handoff_rollup_breakdown b
-  on b.org_id = $1 and b.scope = $2 and b.grain = s.grain and b.bucket >= s.f and b.bucket < s.t
+cross join lateral (
+    select b.kind, b.key, b.count from handoff_rollup_breakdown b
+    where b.org_id = $1 and b.scope = $2 and b.grain = s.grain
+      and b.bucket >= s.f and b.bucket < s.t
+    offset 0
+) b
 group by b.kind, b.key
 union all
-select s.day, 'handoffs', '', sum(t.handoffs)::int8
+select 'handoffs_on', to_char(t.bucket at time zone $13, 'YYYY-MM-DD'), sum(t.handoffs)::int8
 from dseg s
-join handoff_rollup_totals t
-  on t.org_id = $1 and t.scope = $2 and t.grain = s.grain and t.bucket >= s.f and t.bucket < s.t
-group by s.day
+cross join lateral (
+    select t.bucket, t.handoffs from handoff_rollup_totals t
+    where t.org_id = $1 and t.scope = $2 and t.grain = s.grain
+      and t.bucket >= s.f and t.bucket < s.t
+    offset 0
+) t
+group by 2
 union all
-select -1, 'handoffs_on', to_char(e.initiated_at at time zone $14, 'YYYY-MM-DD'), count(*)
+select 'handoffs_on', to_char(e.initiated_at at time zone $13, 'YYYY-MM-DD'), count(*)
 from edge e
-where $15::timestamptz = $16::timestamptz
-group by 3
+where $14::timestamptz = $15::timestamptz
+group by 2
 union all
-select -1, 'handoffs_on', to_char(h.initiated_at at time zone $14, 'YYYY-MM-DD'), count(*)
+select 'handoffs_on', to_char(h.initiated_at at time zone $13, 'YYYY-MM-DD'), count(*)
 from handoffs h
-where h.org_id = $1 and h.initiated_at >= $15 and h.initiated_at < $16
+where h.org_id = $1 and h.initiated_at >= $14 and h.initiated_at < $15
   and ($2::text = '' or exists (
       select 1 from handoff_references r
       where r.org_id = $1 and r.handoff_id = h.handoff_id
         and r.ref_type = 'instruction' and r.ref_id = $2))
-group by 3
+group by 2
 union all
-select -1, 'sessions', '', sum(r.sessions)::int8
+select 'sessions', '', sum(r.sessions)::int8
 from rseg s
-join session_rollups r
-  on r.org_id = $1 and r.grain = s.grain and r.bucket >= s.f and r.bucket < s.t
+cross join lateral (
+    select r.sessions from session_rollups r
+    where r.org_id = $1 and r.grain = s.grain and r.bucket >= s.f and r.bucket < s.t
+    offset 0
+) r
 having count(*) > 0
 union all
-select -1, 'sessions', '', count(*)
+select 'sessions', '', count(*)
 from sessions s
 where s.org_id = $1
   and ((s.started_at >= $6 and s.started_at < $7) or (s.started_at >= $8 and s.started_at < $9))
 union all
-select -1, 'reason', x.reason, count(*)
+select 'reason', x.reason, count(*)
 from edge e cross join unnest(e.reasons) as x(reason)
 group by x.reason
 union all
-select -1, case when e.sentiment is null then 'no_sentiment' else 'sentiment' end,
+select case when e.sentiment is null then 'no_sentiment' else 'sentiment' end,
        coalesce(e.sentiment, ''), count(*)
 from edge e
-group by 2, 3
+group by 1, 2
 union all
-select -1, r.ref_type, r.ref_id, count(*)
+select r.ref_type, r.ref_id, count(*)
 from edge e
 cross join lateral (
     select r.ref_type, r.ref_id from handoff_references r
@@ -476,7 +497,7 @@ cross join lateral (
 ) r
 group by r.ref_type, r.ref_id
 union all
-select -1, 'combination', c.reasons, count(*)
+select 'combination', c.reasons, count(*)
 from handoff_session_reasons c
 where c.org_id = $1 and c.scope = $2
   and ((c.first_initiated_at >= $6 and c.first_initiated_at < $7)
