@@ -63,7 +63,9 @@ create table handoff_session_reasons (
     session_id text not null,
     first_initiated_at timestamptz not null,
     reasons text not null,
-    constraint handoff_session_reasons_pkey primary key (org_id, scope, session_id)
+    -- Keyed by session first: the ingest reads and rewrites all scopes of the sessions it
+    -- touches.
+    constraint handoff_session_reasons_pkey primary key (org_id, session_id, scope)
 );
 
 create index handoff_session_reasons_first_idx

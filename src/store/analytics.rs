@@ -8,7 +8,9 @@
 //! sentiment, moves its counts. A session's reason combination is recomputed from the stored
 //! handoffs for the sessions whose handoffs gained reasons or references. Reads sum the
 //! rollup blocks of a [`Plan`] and count the sub-15-minute edges from the projections, in one
-//! statement.
+//! statement. Lookups by lists of ids go through `lateral (… offset 0)` so that every plan,
+//! generic ones included, probes the index per id instead of scanning the organization's rows:
+//! the cost of a batch or a read never grows with history.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -102,8 +104,13 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
     if !moved.is_empty() {
         let ids: Vec<&str> = moved.iter().map(|h| h.handoff_id.as_str()).collect();
         let rows: Vec<(String, String, String)> = sqlx::query_as(
-            r#"select handoff_id, ref_type, ref_id from handoff_references
-               where org_id = $1 and handoff_id = any($2)"#,
+            r#"select r.handoff_id, r.ref_type, r.ref_id
+               from unnest($2::text[]) as q(handoff_id)
+               cross join lateral (
+                   select r.handoff_id, r.ref_type, r.ref_id from handoff_references r
+                   where r.org_id = $1 and r.handoff_id = q.handoff_id
+                   offset 0
+               ) r"#,
         )
         .bind(org.get())
         .bind(&ids)
@@ -145,31 +152,52 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
         sessions.dedup();
         if !sessions.is_empty() {
             let moves: Vec<(String, DateTime<Utc>, String, i64)> = sqlx::query_as(
-                r#"with fresh as (
-                       select s.scope, h.session_id, min(h.initiated_at) as first_initiated_at,
-                              string_agg(distinct x.reason collate "C", ',' order by x.reason collate "C") as reasons
-                       from handoffs h
+                r#"with touched as materialized (
+                       select h.handoff_id, h.session_id, h.initiated_at, h.reasons
+                       from unnest($2::text[]) as q(session_id)
                        cross join lateral (
-                           select ''::text as scope
-                           union all
+                           select h.handoff_id, h.session_id, h.initiated_at, h.reasons
+                           from handoffs h
+                           where h.org_id = $1 and h.session_id = q.session_id
+                           offset 0
+                       ) h
+                   ),
+                   scoped as (
+                       select ''::text as scope, t.session_id, t.initiated_at, t.reasons
+                       from touched t
+                       union all
+                       select r.ref_id, t.session_id, t.initiated_at, t.reasons
+                       from touched t
+                       cross join lateral (
                            select r.ref_id from handoff_references r
-                           where r.org_id = h.org_id and r.handoff_id = h.handoff_id
+                           where r.org_id = $1 and r.handoff_id = t.handoff_id
                              and r.ref_type = 'instruction'
-                       ) s
-                       cross join unnest(h.reasons) as x(reason)
-                       where h.org_id = $1 and h.session_id = any($2)
-                       group by s.scope, h.session_id
+                           offset 0
+                       ) r
+                   ),
+                   fresh as (
+                       select s.scope, s.session_id, min(s.initiated_at) as first_initiated_at,
+                              string_agg(distinct x.reason collate "C", ','
+                                         order by x.reason collate "C") as reasons
+                       from scoped s
+                       cross join unnest(s.reasons) as x(reason)
+                       group by s.scope, s.session_id
                    ),
                    old as (
-                       select scope, session_id, first_initiated_at, reasons
-                       from handoff_session_reasons
-                       where org_id = $1 and session_id = any($2)
+                       select c.scope, c.session_id, c.first_initiated_at, c.reasons
+                       from unnest($2::text[]) as q(session_id)
+                       cross join lateral (
+                           select c.scope, c.session_id, c.first_initiated_at, c.reasons
+                           from handoff_session_reasons c
+                           where c.org_id = $1 and c.session_id = q.session_id
+                           offset 0
+                       ) c
                    ),
                    stored as (
                        insert into handoff_session_reasons
                            (org_id, scope, session_id, first_initiated_at, reasons)
                        select $1, scope, session_id, first_initiated_at, reasons from fresh
-                       on conflict (org_id, scope, session_id) do update
+                       on conflict (org_id, session_id, scope) do update
                        set first_initiated_at = excluded.first_initiated_at,
                            reasons = excluded.reasons
                        where (handoff_session_reasons.first_initiated_at,
