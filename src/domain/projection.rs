@@ -149,7 +149,8 @@ pub struct Changes {
     pub handoffs: Vec<HandoffRow>,
     /// New history entries.
     pub transitions: Vec<Transition>,
-    /// New `(handoff_id, reference)` pairs.
+    /// New `(handoff_id, reference)` pairs (after the store writes them: only those it stored,
+    /// without pairs stored by an earlier batch).
     pub references: Vec<(String, Reference)>,
     /// Agents created or changed.
     pub agents: Vec<AgentRow>,

@@ -3,6 +3,7 @@
 //! Each resource module returns its own `OpenApiRouter`; [`router`] merges them, splits out the
 //! OpenAPI document (served at `/openapi.json`), and adds the layers in the order commented there.
 
+pub mod analytics;
 pub mod configuration;
 pub mod error;
 pub mod events;
@@ -93,6 +94,7 @@ impl Default for HttpConfig {
     tags(
         (name = "operations", description = "Probes and the API description"),
         (name = "events", description = "Getting data in: sessions, handoffs, agents and calls"),
+        (name = "handoff analytics", description = "OpenCX's handoff analytics report, answered from rollups kept current at ingestion"),
         (name = "handoff configuration", description = "Quickchat's human handoff configuration: one document per organization, replaced whole by PUT, with ETags and revisions"),
         (name = "handoff states", description = "PolyAI's Handoff API: a handoff's state data by id or shared_id"),
         (name = "handoffs", description = "Handoff records with their sessions and state history, for operators and dashboards"),
@@ -137,6 +139,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(polyai::router())
         .merge(handoffs::router())
         .merge(metrics::router())
+        .merge(analytics::router())
 }
 
 /// The OpenAPI document of the whole API (what `/openapi.json` serves).

@@ -136,8 +136,8 @@ pub async fn ingest(
                 .apply(i, &batch[i].event)
                 .map_err(IngestError::State)?;
         }
-        let changes = projector.finish();
-        if let Err(e) = write(&mut tx, org, &changes).await {
+        let mut changes = projector.finish();
+        if let Err(e) = write(&mut tx, org, &mut changes).await {
             tx.rollback().await?;
             return Err(refused_insert(pool, org, batch, &new, e).await);
         }
@@ -440,8 +440,9 @@ fn bind_handoffs<'q>(
         .bind(h.iter().map(|r| r.updated_at).collect::<Vec<_>>())
 }
 
-/// Writes the changed rows back, one statement per table.
-async fn write(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
+/// Writes the changed rows back, one statement per table. `changes.references` is narrowed to
+/// the pairs stored now (a retry may repeat a stored reference; rollups count each pair once).
+async fn write(conn: &mut PgConnection, org: OrgId, changes: &mut Changes) -> sqlx::Result<()> {
     // Rows that existed before the batch are updated, new ones inserted (a plain insert is
     // cheaper than an upsert, and under the ingest lock we know which is which).
     let (old, new): (Vec<&SessionRow>, Vec<&SessionRow>) = changes
@@ -535,17 +536,25 @@ async fn write(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::
     }
     if !changes.references.is_empty() {
         let r = &changes.references;
-        sqlx::query(
+        let stored: HashSet<(String, String, String)> = sqlx::query_as(
             r#"insert into handoff_references (org_id, handoff_id, ref_type, ref_id)
                select distinct $1::uuid, * from unnest($2::text[], $3::text[], $4::text[])
-               on conflict do nothing"#,
+               on conflict do nothing
+               returning handoff_id, ref_type, ref_id"#,
         )
         .bind(org.get())
         .bind(r.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>())
         .bind(r.iter().map(|(_, x)| x.kind.as_str()).collect::<Vec<_>>())
         .bind(r.iter().map(|(_, x)| x.id.as_str()).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+        let mut seen = HashSet::new();
+        changes.references.retain(|(h, x)| {
+            let key = (h.clone(), x.kind.as_str().to_owned(), x.id.clone());
+            stored.contains(&key) && seen.insert(key)
+        });
     }
     if !changes.agents.is_empty() {
         let a = &changes.agents;

@@ -13,6 +13,6 @@ use crate::domain::projection::Changes;
 /// Updates every rollup for one applied batch.
 pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
     super::metrics::apply(&mut *conn, org, &changes.calls).await?;
-    let _ = (conn, org, changes);
+    super::analytics::apply(conn, org, changes).await?;
     Ok(())
 }

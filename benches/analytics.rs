@@ -1,0 +1,584 @@
+//! Handoff analytics benchmark (not a test): `GET /handoff-analytics` over HTTP against a release
+//! build of `baton serve`, for a small and a big tenant beside 99 ordinary ones, with the naive
+//! SQL (GROUP BY over the raw handoffs of the tenant and range) timed in the same run.
+//!
+//! Data: a year of history per tenant, generated in SQL straight into the projections
+//! (`sessions`, `handoffs`, `handoff_references`), then the rollups built from those rows with
+//! set-based SQL that follows the ingest rules (`store::analytics`): first-initiation buckets,
+//! scope `''` plus one scope per referenced instruction, combinations per session. The run
+//! checks the HTTP answers against the naive SQL before timing.
+//!
+//! Run: `cargo bench --bench analytics` (env: BENCH_BIG, handoffs of the big tenant, default
+//! 10,000,000; BENCH_SMALL, default 10,000; BENCH_ORDINARY, handoffs of each of the 99 ordinary
+//! tenants, default 5,000; BENCH_REQUESTS, timed requests per case, default 2,000).
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use baton::auth::{Scope, Subject};
+use baton::db::embedded_options;
+use baton::pg::{Cluster, ClusterOptions};
+use serde_json::Value;
+use sqlx::{Connection, Executor, PgConnection};
+use uuid::Uuid;
+
+/// The server process, killed if the benchmark panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// History generated per tenant: 365 days ending at `HISTORY_END`.
+const HISTORY_START: &str = "2025-11-01T00:00:00Z";
+const HISTORY_SECONDS: i64 = 365 * 24 * 3600;
+/// The 90-day range requested (local dates, end inclusive): Aug 3 – Oct 31, 2026.
+const RANGE: (&str, &str) = ("2026-08-03", "2026-10-31");
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn exec(conn: &mut PgConnection, what: &str, sql: &str) {
+    let t = Instant::now();
+    conn.execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    println!("  load: {what}: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// Generates every tenant's projections and builds the rollups from them.
+async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
+    let values: Vec<String> = tenants
+        .iter()
+        .map(|(id, n)| format!("('{id}'::uuid, {n}::bigint)"))
+        .collect();
+    exec(
+        conn,
+        "settings",
+        "set maintenance_work_mem = '512MB'; set work_mem = '256MB'; set synchronous_commit = off;
+         set max_parallel_workers_per_gather = 2",
+    )
+    .await;
+    exec(
+        conn,
+        "tenants",
+        &format!(
+            "create temp table gen (org_id uuid, n bigint);
+             insert into gen values {};",
+            values.join(", ")
+        ),
+    )
+    .await;
+    // Bulk load: drop the secondary indexes and build them once at the end.
+    exec(
+        conn,
+        "drop indexes",
+        "drop index handoffs_initiated_at_idx, handoffs_session_idx, sessions_started_at_idx,
+                    handoff_references_ref_idx, handoff_session_reasons_first_idx",
+    )
+    .await;
+    let at = format!(
+        "timestamptz '{HISTORY_START}' + make_interval(secs => (i::float8 * {HISTORY_SECONDS} / g.n))"
+    );
+    // Handoff i belongs to session i*3/4 (a third of the sessions with handoffs have two);
+    // sessions 3n/4..n have none. Reasons, sentiments and references vary with i.
+    exec(
+        conn,
+        "handoffs",
+        &format!(
+            r#"insert into handoffs (org_id, handoff_id, session_id, state, attempts, transitions,
+                   reasons, sentiment, data, initiated_at, last_initiated_at, completed_at, updated_at)
+               select g.org_id, 'h' || i, 's' || (i * 3 / 4), 'handoff_completed', 1, 2,
+                      case when i % 3 = 0 and (i / 7) % 7 <> i % 7
+                           then array[r[i % 7 + 1], r[(i / 7) % 7 + 1]] else array[r[i % 7 + 1]] end,
+                      (array[null, 'positive', 'neutral', 'negative']::text[])[i % 4 + 1],
+                      '{{}}'::jsonb, {at}, {at}, {at} + interval '2 minutes', {at} + interval '2 minutes'
+               from gen g, generate_series(0::bigint, g.n - 1) as i,
+                    (select array['ai_implied_handoff', 'based_on_instructions', 'instructions_not_clear',
+                                  'insufficient_knowledge', 'insufficient_tools', 'prohibited_topic',
+                                  'user_requested_human_assistance'] as r) names"#
+        ),
+    )
+    .await;
+    exec(
+        conn,
+        "sessions",
+        &format!(
+            r#"insert into sessions (org_id, session_id, channel, started_at, ended_at, sentiment)
+               select g.org_id, 's' || k, 'web',
+                      case when k < g.n * 3 / 4
+                           then timestamptz '{HISTORY_START}'
+                                + make_interval(secs => ((k * 4 + 2) / 3)::float8 * {HISTORY_SECONDS} / g.n)
+                                - interval '5 minutes'
+                           else timestamptz '{HISTORY_START}'
+                                + make_interval(secs => (k - g.n * 3 / 4)::float8 * {HISTORY_SECONDS} / (g.n - g.n * 3 / 4))
+                      end,
+                      null, null
+               from gen g, generate_series(0::bigint, g.n - 1) as k"#
+        ),
+    )
+    .await;
+    exec(
+        conn,
+        "handoff_references",
+        r#"insert into handoff_references (org_id, handoff_id, ref_type, ref_id)
+           select g.org_id, 'h' || i, x.t, x.id
+           from gen g, generate_series(0::bigint, g.n - 1) as i,
+           lateral (values
+               (i % 5 = 0, 'instruction', 'ins-' || (i / 5) % 10),
+               (i % 7 = 0, 'ai_profile', 'prof-' || i % 3),
+               (i % 2 = 0, 'knowledge', 'kb-' || i % 25),
+               (i % 6 = 1, 'tool', 'tool-' || (i / 6) % 8),
+               (i % 13 = 0, 'prohibited_topic', 'topic-' || i % 5)
+           ) as x(keep, t, id)
+           where x.keep"#,
+    )
+    .await;
+    exec(
+        conn,
+        "indexes",
+        "create index handoffs_initiated_at_idx on handoffs (org_id, initiated_at desc, handoff_id desc);
+         create index handoffs_session_idx on handoffs (org_id, session_id);
+         create index sessions_started_at_idx on sessions (org_id, started_at);
+         create index handoff_references_ref_idx on handoff_references (org_id, ref_type, ref_id)",
+    )
+    .await;
+    // The rollups, as the ingest would have written them: every handoff under scope '' and
+    // under each instruction it references.
+    exec(
+        conn,
+        "scoped handoffs",
+        r#"create temp table scoped as
+           select h.org_id, ''::text as scope, h.handoff_id, h.session_id, h.initiated_at,
+                  h.reasons, h.sentiment
+           from handoffs h
+           union all
+           select h.org_id, r.ref_id, h.handoff_id, h.session_id, h.initiated_at, h.reasons, h.sentiment
+           from handoffs h
+           join handoff_references r
+             on r.org_id = h.org_id and r.handoff_id = h.handoff_id and r.ref_type = 'instruction'"#,
+    )
+    .await;
+    exec(
+        conn,
+        "handoff_session_reasons",
+        r#"insert into handoff_session_reasons (org_id, scope, session_id, first_initiated_at, reasons)
+           select s.org_id, s.scope, s.session_id, min(s.initiated_at),
+                  string_agg(distinct x.reason collate "C", ',' order by x.reason collate "C")
+           from scoped s cross join unnest(s.reasons) as x(reason)
+           group by s.org_id, s.scope, s.session_id;
+           create index handoff_session_reasons_first_idx
+               on handoff_session_reasons (org_id, scope, first_initiated_at)"#,
+    )
+    .await;
+    let b = |t: &str| format!("date_bin('15 minutes', {t}, timestamptz '1970-01-01T00:00:00Z')");
+    exec(
+        conn,
+        "rollups, 15 minutes",
+        &format!(
+            r#"insert into handoff_rollup_totals (org_id, scope, grain, bucket, handoffs)
+               select s.org_id, s.scope, 0, {hb}, count(*) from scoped s group by 1, 2, 4;
+               insert into session_rollups (org_id, grain, bucket, sessions)
+               select org_id, 0, {sb}, count(*) from sessions group by 1, 3;
+               insert into handoff_rollup_breakdown (org_id, scope, grain, bucket, kind, key, count)
+               select org_id, scope, 0, bucket, kind, key, count(*) from (
+                   select s.org_id, s.scope, {hb} as bucket, 'reason' as kind, x.reason as key
+                   from scoped s cross join unnest(s.reasons) as x(reason)
+                   union all
+                   select s.org_id, s.scope, {hb},
+                          case when s.sentiment is null then 'no_sentiment' else 'sentiment' end,
+                          coalesce(s.sentiment, '')
+                   from scoped s
+                   union all
+                   select s.org_id, s.scope, {hb}, r.ref_type, r.ref_id
+                   from scoped s
+                   join handoff_references r on r.org_id = s.org_id and r.handoff_id = s.handoff_id
+                   union all
+                   select c.org_id, c.scope, {cb}, 'combination', c.reasons
+                   from handoff_session_reasons c
+               ) m
+               group by 1, 2, 4, 5, 6"#,
+            hb = b("s.initiated_at"),
+            sb = b("started_at"),
+            cb = b("c.first_initiated_at"),
+        ),
+    )
+    .await;
+    for (grain, size) in [(1, "1 hour"), (2, "1 day"), (3, "7 days")] {
+        let b = |t: &str| format!("date_bin('{size}', {t}, timestamptz '1970-01-01T00:00:00Z')");
+        exec(
+            conn,
+            &format!("rollups, {size}"),
+            &format!(
+                r#"insert into handoff_rollup_totals (org_id, scope, grain, bucket, handoffs)
+                   select org_id, scope, {grain}, {bb}, sum(handoffs) from handoff_rollup_totals
+                   where grain = 0 group by 1, 2, 4;
+                   insert into session_rollups (org_id, grain, bucket, sessions)
+                   select org_id, {grain}, {bb}, sum(sessions) from session_rollups
+                   where grain = 0 group by 1, 3;
+                   insert into handoff_rollup_breakdown (org_id, scope, grain, bucket, kind, key, count)
+                   select org_id, scope, {grain}, {bb}, kind, key, sum(count)
+                   from handoff_rollup_breakdown where grain = 0 group by 1, 2, 4, 5, 6"#,
+                bb = b("bucket"),
+            ),
+        )
+        .await;
+    }
+    exec(conn, "analyze", "analyze").await;
+}
+
+/// p50 and p99 of `n` sequential GETs (after a warm-up), in milliseconds.
+async fn measure(client: &reqwest::Client, url: &str, token: &str, n: usize) -> (f64, f64) {
+    for _ in 0..(n / 10).max(20) {
+        let res = client.get(url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        res.bytes().await.unwrap();
+    }
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let res = client.get(url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.bytes().await.unwrap();
+        times.push(t.elapsed());
+    }
+    percentiles(&mut times)
+}
+
+fn percentiles(times: &mut [Duration]) -> (f64, f64) {
+    times.sort();
+    let p = |q: usize| times[(times.len() * q / 100).min(times.len() - 1)].as_secs_f64() * 1e3;
+    (p(50), p(99))
+}
+
+/// The naive answer: GROUP BYs over the raw handoffs of the tenant and range (what the rollups
+/// replace): totals per day, reasons, sentiments, references, sessions, combinations.
+const NAIVE: [&str; 6] = [
+    "select (initiated_at at time zone 'UTC')::date, count(*) from handoffs
+     where org_id = $1 and initiated_at >= $2 and initiated_at < $3 group by 1",
+    "select r, count(*) from handoffs h, unnest(h.reasons) r
+     where h.org_id = $1 and h.initiated_at >= $2 and h.initiated_at < $3 group by r",
+    "select sentiment, count(*) from handoffs
+     where org_id = $1 and initiated_at >= $2 and initiated_at < $3 group by sentiment",
+    "select r.ref_type, r.ref_id, count(*) from handoffs h
+     join handoff_references r on r.org_id = h.org_id and r.handoff_id = h.handoff_id
+     where h.org_id = $1 and h.initiated_at >= $2 and h.initiated_at < $3 group by 1, 2",
+    "select count(*) from sessions where org_id = $1 and started_at >= $2 and started_at < $3",
+    "select reasons, count(*) from (
+         select h.session_id, min(h.initiated_at) as first, array_agg(distinct r order by r) as reasons
+         from handoffs h, unnest(h.reasons) r
+         where h.org_id = $1 and h.session_id in (
+             select session_id from handoffs
+             where org_id = $1 and initiated_at >= $2 and initiated_at < $3)
+         group by h.session_id) s
+     where s.first >= $2 and s.first < $3 group by reasons",
+];
+
+/// Runs the naive queries `runs` times; p50 of the whole set in ms, and the reason counts.
+async fn naive(conn: &mut PgConnection, org: Uuid, runs: usize) -> (f64, i64, Vec<(String, i64)>) {
+    let start = chrono::DateTime::parse_from_rfc3339(&format!("{}T00:00:00Z", RANGE.0)).unwrap();
+    let end = chrono::DateTime::parse_from_rfc3339(&format!("{}T00:00:00Z", RANGE.1)).unwrap()
+        + chrono::Duration::days(1);
+    let mut times = Vec::new();
+    let mut total = 0;
+    let mut reasons = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        for (i, sql) in NAIVE.iter().enumerate() {
+            match i {
+                0 => {
+                    let rows: Vec<(chrono::NaiveDate, i64)> = sqlx::query_as(sql)
+                        .bind(org)
+                        .bind(start)
+                        .bind(end)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .unwrap();
+                    total = rows.iter().map(|r| r.1).sum();
+                }
+                1 => {
+                    reasons = sqlx::query_as(sql)
+                        .bind(org)
+                        .bind(start)
+                        .bind(end)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .unwrap();
+                }
+                _ => {
+                    sqlx::query(sql)
+                        .bind(org)
+                        .bind(start)
+                        .bind(end)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        times.push(t.elapsed());
+    }
+    let (p50, _) = percentiles(&mut times);
+    reasons.sort();
+    (p50, total, reasons)
+}
+
+async fn run() {
+    let big = env_usize("BENCH_BIG", 10_000_000);
+    let small = env_usize("BENCH_SMALL", 10_000);
+    let ordinary = env_usize("BENCH_ORDINARY", 5_000);
+    let requests = env_usize("BENCH_REQUESTS", 2_000);
+
+    let dir = tempfile::Builder::new()
+        .prefix("baton-bench-analytics-")
+        .tempdir()
+        .unwrap();
+    let cluster = Cluster::ensure_running(dir.path(), ClusterOptions::default()).unwrap();
+    cluster
+        .stop_when_process_exits(std::process::id(), true)
+        .unwrap();
+    let db = baton::db::Database::open(
+        &baton::db::DbTarget::Embedded(dir.path().to_path_buf()),
+        &baton::db::DbConfig::default(),
+    )
+    .await
+    .unwrap();
+    let keys = baton::admin::signing_keys(&db.pool).await.unwrap();
+    let mut tenants = Vec::new();
+    let mut tokens = Vec::new();
+    for (slug, n) in [("small", small), ("big", big)]
+        .into_iter()
+        .chain((0..99).map(|i| {
+            (
+                Box::leak(format!("ordinary-{i}").into_boxed_str()) as &str,
+                ordinary,
+            )
+        }))
+    {
+        let org = baton::admin::create_org(&db.pool, slug, None, None, None)
+            .await
+            .unwrap();
+        let token = baton::admin::issue_token_for(
+            &db.pool,
+            &keys,
+            Subject::Org(org.id),
+            &[Scope::ReadAll],
+            chrono::Duration::days(1),
+        )
+        .await
+        .unwrap()
+        .token;
+        tenants.push((org.id, n));
+        tokens.push(token);
+    }
+    let mut conn =
+        PgConnection::connect_with(&embedded_options(&cluster, baton::db::DATABASE_NAME))
+            .await
+            .unwrap();
+    let total: usize = tenants.iter().map(|t| t.1).sum();
+    println!("loading {total} handoffs (small {small}, big {big}, 99 x {ordinary}) ...");
+    let load_started = Instant::now();
+    load(&mut conn, &tenants).await;
+    let load_secs = load_started.elapsed().as_secs_f64();
+    let rollup_rows: i64 = sqlx::query_scalar(
+        "select (select count(*) from handoff_rollup_breakdown) + (select count(*) from handoff_rollup_totals)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    println!("loaded in {load_secs:.0} s ({rollup_rows} rollup rows)");
+
+    let explain = std::env::var("BENCH_EXPLAIN").is_ok();
+    if explain {
+        // Plans of slow statements go to the cluster's log, printed at the end.
+        for sql in [
+            "load 'auto_explain'",
+            "alter system set session_preload_libraries = 'auto_explain'",
+            "alter system set auto_explain.log_min_duration = '3ms'",
+            "alter system set auto_explain.log_analyze = on",
+            "select pg_reload_conf()",
+        ] {
+            conn.execute(sql).await.unwrap();
+        }
+    }
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .env("BATON_DATA_DIR", dir.path())
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let range = format!("start_date={}&end_date={}", RANGE.0, RANGE.1);
+    let cases = [
+        ("90 days", range.clone()),
+        (
+            "90 days, instruction_id",
+            format!("{range}&instruction_id=ins-3"),
+        ),
+        (
+            "90 days, Asia/Kolkata",
+            format!("{range}&timezone=Asia/Kolkata"),
+        ),
+        (
+            "90 days, bounds off 15 min",
+            "start_date=2026-08-03T10:07:13Z&end_date=2026-10-31T17:52:41Z".to_owned(),
+        ),
+    ];
+    let mut table = Vec::new();
+    for (tenant, idx, n) in [("10k", 0usize, small), ("big", 1usize, big)] {
+        let (org, _) = tenants[idx];
+        let token = &tokens[idx];
+        // The answer equals the naive SQL's.
+        let body: Value = client
+            .get(format!("{base}/handoff-analytics?{range}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (naive_p50, naive_total, naive_reasons) = naive(&mut conn, org, 7).await;
+        assert_eq!(body["total_handoffs"], naive_total, "{body}");
+        let mut reasons: Vec<(String, i64)> = body["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["reason"].as_str().unwrap().to_owned(),
+                    r["count"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        reasons.sort();
+        assert_eq!(reasons, naive_reasons);
+        for (name, query) in &cases {
+            let (p50, p99) = measure(
+                &client,
+                &format!("{base}/handoff-analytics?{query}"),
+                token,
+                requests,
+            )
+            .await;
+            table.push((tenant, n, name.to_string(), p50, p99, naive_p50));
+        }
+    }
+    let (h50, h99) = measure(&client, &format!("{base}/healthz"), &tokens[0], requests).await;
+
+    println!();
+    println!(
+        "GET /handoff-analytics, sequential requests over HTTP ({requests} per case after a warm-up)"
+    );
+    println!(
+        "| tenant | handoffs | request | p50 ms | p99 ms | naive SQL p50 ms | naive / Baton p50 |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|");
+    for (tenant, n, name, p50, p99, naive) in &table {
+        println!(
+            "| {tenant} | {n} | {name} | {p50:.2} | {p99:.2} | {naive:.1} | {:.0}x |",
+            naive / p50
+        );
+    }
+    println!("| - | - | GET /healthz (floor) | {h50:.2} | {h99:.2} | - | - |");
+    let p = |tenant: &str, case: &str| {
+        table
+            .iter()
+            .find(|r| r.0 == tenant && r.2 == case)
+            .map(|r| r.3)
+            .unwrap()
+    };
+    println!(
+        "big / 10k p50: plain {:.2}x, instruction_id {:.2}x",
+        p("big", "90 days") / p("10k", "90 days"),
+        p("big", "90 days, instruction_id") / p("10k", "90 days, instruction_id")
+    );
+
+    if explain {
+        let log = walk(dir.path(), "postgres.log");
+        if let Some(log) = log {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let plans: Vec<&str> = text.lines().filter(|l| !l.contains("STATEMENT")).collect();
+            let from = plans
+                .iter()
+                .position(|l| l.contains("duration:"))
+                .unwrap_or(0);
+            println!(
+                "{}",
+                plans[from..]
+                    .iter()
+                    .take(200)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    server.0.wait().unwrap();
+    conn.close().await.unwrap();
+    db.close().await.unwrap();
+    cluster.stop_now().ok();
+}
+
+/// The first file named `name` under `dir`.
+fn walk(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+        if path.is_dir()
+            && let Some(found) = walk(&path, name)
+        {
+            return Some(found);
+        }
+    }
+    None
+}

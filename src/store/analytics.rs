@@ -1,0 +1,534 @@
+//! Handoff analytics rollups: maintained in the ingest transaction, read by
+//! `GET /handoff-analytics` (tables in `migrations/20261121000004_handoff_analytics_rollups.sql`).
+//!
+//! Policy: a batch moves each count it changes in every grain (old state subtracted, new state
+//! added), so a rollup always equals a recomputation from the projections. A handoff is counted
+//! once, in the 15-minute bucket of its first initiation, under scope `''` and under every
+//! instruction it references; a retry that adds reasons or references, or replaces the
+//! sentiment, moves its counts. A session's reason combination is recomputed from the stored
+//! handoffs for the sessions whose handoffs gained reasons or references. Reads sum the
+//! rollup blocks of a [`Plan`] and count the sub-15-minute edges from the projections, in one
+//! statement. Lookups by lists of ids go through `lateral (… offset 0)` so that every plan,
+//! generic ones included, probes the index per id instead of scanning the organization's rows:
+//! the cost of a batch or a read never grows with history.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::auth::OrgId;
+use crate::domain::analytics::{Counts, Cover, GRAINS, Plan, Segment, bucket, parse_combination};
+use crate::domain::events::{Reason, ReferenceType};
+use crate::domain::projection::{Changes, HandoffRow};
+
+/// Breakdown kinds besides the reference types (which are their own kinds).
+const REASON: &str = "reason";
+const SENTIMENT: &str = "sentiment";
+const NO_SENTIMENT: &str = "no_sentiment";
+const COMBINATION: &str = "combination";
+
+/// Count changes of one batch, by 15-minute bucket.
+#[derive(Default)]
+struct Deltas {
+    /// `(scope, bucket) → handoffs`.
+    totals: BTreeMap<(String, DateTime<Utc>), i64>,
+    /// `(scope, bucket, kind, key) → count`.
+    breakdown: BTreeMap<(String, DateTime<Utc>, String, String), i64>,
+    /// `bucket → sessions`.
+    sessions: BTreeMap<DateTime<Utc>, i64>,
+}
+
+impl Deltas {
+    /// Adds (`sign` 1) or subtracts (-1) one handoff's contribution.
+    fn handoff(&mut self, h: &HandoffRow, refs: &[(String, String)], sign: i64) {
+        let at = bucket(h.initiated_at, 0);
+        let scopes = std::iter::once("").chain(
+            refs.iter()
+                .filter(|(t, _)| t == ReferenceType::Instruction.as_str())
+                .map(|(_, id)| id.as_str()),
+        );
+        for scope in scopes {
+            *self.totals.entry((scope.to_owned(), at)).or_default() += sign;
+            let mut add = |kind: &str, key: &str| {
+                *self
+                    .breakdown
+                    .entry((scope.to_owned(), at, kind.to_owned(), key.to_owned()))
+                    .or_default() += sign;
+            };
+            for r in &h.reasons {
+                add(REASON, r.as_str());
+            }
+            match &h.sentiment {
+                Some(s) => add(SENTIMENT, s),
+                None => add(NO_SENTIMENT, ""),
+            }
+            for (t, id) in refs {
+                add(t, id);
+            }
+        }
+    }
+}
+
+/// Updates the analytics rollups for one applied batch (called by `store::rollups::apply`).
+///
+/// `changes.references` must hold only the pairs this batch stored (not those stored before).
+pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
+    let mut deltas = Deltas::default();
+    for s in &changes.sessions {
+        if !changes.sessions_before.contains_key(&s.session_id) {
+            *deltas.sessions.entry(bucket(s.started_at, 0)).or_default() += 1;
+        }
+    }
+
+    // Handoffs whose counted state changed: new, or with other reasons, sentiment or references.
+    let mut new_refs: HashMap<&str, Vec<(String, String)>> = HashMap::new();
+    for (h, r) in &changes.references {
+        new_refs
+            .entry(h.as_str())
+            .or_default()
+            .push((r.kind.as_str().to_owned(), r.id.clone()));
+    }
+    let moved: Vec<&HandoffRow> = changes
+        .handoffs
+        .iter()
+        .filter(|h| match changes.handoffs_before.get(&h.handoff_id) {
+            None => true,
+            Some(b) => {
+                b.reasons != h.reasons
+                    || b.sentiment != h.sentiment
+                    || new_refs.contains_key(h.handoff_id.as_str())
+            }
+        })
+        .collect();
+    if !moved.is_empty() {
+        let ids: Vec<&str> = moved.iter().map(|h| h.handoff_id.as_str()).collect();
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            r#"select r.handoff_id, r.ref_type, r.ref_id
+               from unnest($2::text[]) as q(handoff_id)
+               cross join lateral (
+                   select r.handoff_id, r.ref_type, r.ref_id from handoff_references r
+                   where r.org_id = $1 and r.handoff_id = q.handoff_id
+                   offset 0
+               ) r"#,
+        )
+        .bind(org.get())
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut refs: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for (h, t, id) in rows {
+            refs.entry(h).or_default().push((t, id));
+        }
+        for h in &moved {
+            let after = refs.get(&h.handoff_id).map(Vec::as_slice).unwrap_or(&[]);
+            if let Some(before) = changes.handoffs_before.get(&h.handoff_id) {
+                let added: HashSet<&(String, String)> = new_refs
+                    .get(h.handoff_id.as_str())
+                    .map(|v| v.iter().collect())
+                    .unwrap_or_default();
+                let old: Vec<(String, String)> = after
+                    .iter()
+                    .filter(|r| !added.contains(r))
+                    .cloned()
+                    .collect();
+                deltas.handoff(before, &old, -1);
+            }
+            deltas.handoff(h, after, 1);
+        }
+
+        // Reason combinations of the sessions whose handoffs moved: recomputed from the stored
+        // handoffs, compared with the stored combination, the difference counted.
+        let mut sessions: Vec<&str> = moved
+            .iter()
+            .filter(|h| {
+                changes.handoffs_before.get(&h.handoff_id).is_none_or(|b| {
+                    b.reasons != h.reasons || new_refs.contains_key(h.handoff_id.as_str())
+                })
+            })
+            .map(|h| h.session_id.as_str())
+            .collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        if !sessions.is_empty() {
+            let moves: Vec<(String, DateTime<Utc>, String, i64)> = sqlx::query_as(
+                r#"with touched as materialized (
+                       select h.handoff_id, h.session_id, h.initiated_at, h.reasons
+                       from unnest($2::text[]) as q(session_id)
+                       cross join lateral (
+                           select h.handoff_id, h.session_id, h.initiated_at, h.reasons
+                           from handoffs h
+                           where h.org_id = $1 and h.session_id = q.session_id
+                           offset 0
+                       ) h
+                   ),
+                   scoped as (
+                       select ''::text as scope, t.session_id, t.initiated_at, t.reasons
+                       from touched t
+                       union all
+                       select r.ref_id, t.session_id, t.initiated_at, t.reasons
+                       from touched t
+                       cross join lateral (
+                           select r.ref_id from handoff_references r
+                           where r.org_id = $1 and r.handoff_id = t.handoff_id
+                             and r.ref_type = 'instruction'
+                           offset 0
+                       ) r
+                   ),
+                   fresh as (
+                       select s.scope, s.session_id, min(s.initiated_at) as first_initiated_at,
+                              string_agg(distinct x.reason collate "C", ','
+                                         order by x.reason collate "C") as reasons
+                       from scoped s
+                       cross join unnest(s.reasons) as x(reason)
+                       group by s.scope, s.session_id
+                   ),
+                   old as (
+                       select c.scope, c.session_id, c.first_initiated_at, c.reasons
+                       from unnest($2::text[]) as q(session_id)
+                       cross join lateral (
+                           select c.scope, c.session_id, c.first_initiated_at, c.reasons
+                           from handoff_session_reasons c
+                           where c.org_id = $1 and c.session_id = q.session_id
+                           offset 0
+                       ) c
+                   ),
+                   stored as (
+                       insert into handoff_session_reasons
+                           (org_id, scope, session_id, first_initiated_at, reasons)
+                       select $1, scope, session_id, first_initiated_at, reasons from fresh
+                       on conflict (org_id, session_id, scope) do update
+                       set first_initiated_at = excluded.first_initiated_at,
+                           reasons = excluded.reasons
+                       where (handoff_session_reasons.first_initiated_at,
+                              handoff_session_reasons.reasons)
+                             is distinct from (excluded.first_initiated_at, excluded.reasons)
+                   )
+                   select scope, first_initiated_at, reasons, sum(d)::int8
+                   from (
+                       select scope, first_initiated_at, reasons, -1 as d from old
+                       union all
+                       select scope, first_initiated_at, reasons, 1 from fresh
+                   ) m
+                   group by scope, first_initiated_at, reasons
+                   having sum(d) <> 0"#,
+            )
+            .bind(org.get())
+            .bind(&sessions)
+            .fetch_all(&mut *conn)
+            .await?;
+            for (scope, first, reasons, d) in moves {
+                *deltas
+                    .breakdown
+                    .entry((scope, bucket(first, 0), COMBINATION.to_owned(), reasons))
+                    .or_default() += d;
+            }
+        }
+    }
+    write(conn, org, &deltas).await
+}
+
+/// Adds the deltas to every grain.
+async fn write(conn: &mut PgConnection, org: OrgId, d: &Deltas) -> sqlx::Result<()> {
+    let grains = 0..GRAINS.len();
+    let mut totals: BTreeMap<(&str, i16, DateTime<Utc>), i64> = BTreeMap::new();
+    for ((scope, at), n) in d.totals.iter().filter(|(_, n)| **n != 0) {
+        for g in grains.clone() {
+            *totals
+                .entry((scope.as_str(), g as i16, bucket(*at, g)))
+                .or_default() += n;
+        }
+    }
+    let mut breakdown: BTreeMap<(&str, i16, DateTime<Utc>, &str, &str), i64> = BTreeMap::new();
+    for ((scope, at, kind, key), n) in d.breakdown.iter().filter(|(_, n)| **n != 0) {
+        for g in grains.clone() {
+            *breakdown
+                .entry((scope, g as i16, bucket(*at, g), kind, key))
+                .or_default() += n;
+        }
+    }
+    let mut sessions: BTreeMap<(i16, DateTime<Utc>), i64> = BTreeMap::new();
+    for (at, n) in d.sessions.iter().filter(|(_, n)| **n != 0) {
+        for g in grains.clone() {
+            *sessions.entry((g as i16, bucket(*at, g))).or_default() += n;
+        }
+    }
+    if !totals.is_empty() {
+        sqlx::query(
+            r#"insert into handoff_rollup_totals (org_id, scope, grain, bucket, handoffs)
+               select $1, * from unnest($2::text[], $3::int2[], $4::timestamptz[], $5::int8[])
+               on conflict (org_id, scope, grain, bucket) do update
+               set handoffs = handoff_rollup_totals.handoffs + excluded.handoffs"#,
+        )
+        .bind(org.get())
+        .bind(totals.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind(totals.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(totals.keys().map(|k| k.2).collect::<Vec<_>>())
+        .bind(totals.values().copied().collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !breakdown.is_empty() {
+        sqlx::query(
+            r#"insert into handoff_rollup_breakdown (org_id, scope, grain, bucket, kind, key, count)
+               select $1, * from unnest($2::text[], $3::int2[], $4::timestamptz[], $5::text[],
+                                        $6::text[], $7::int8[])
+               on conflict (org_id, scope, grain, bucket, kind, key) do update
+               set count = handoff_rollup_breakdown.count + excluded.count"#,
+        )
+        .bind(org.get())
+        .bind(breakdown.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind(breakdown.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(breakdown.keys().map(|k| k.2).collect::<Vec<_>>())
+        .bind(breakdown.keys().map(|k| k.3).collect::<Vec<_>>())
+        .bind(breakdown.keys().map(|k| k.4).collect::<Vec<_>>())
+        .bind(breakdown.values().copied().collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !sessions.is_empty() {
+        sqlx::query(
+            r#"insert into session_rollups (org_id, grain, bucket, sessions)
+               select $1, * from unnest($2::int2[], $3::timestamptz[], $4::int8[])
+               on conflict (org_id, grain, bucket) do update
+               set sessions = session_rollups.sessions + excluded.sessions"#,
+        )
+        .bind(org.get())
+        .bind(sessions.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind(sessions.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(sessions.values().copied().collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Reads the counts of a plan: all handoffs (`instruction` `None`) or those referencing an
+/// instruction.
+///
+/// The whole blocks are summed from the rollups; the range's edges (under 15 minutes each) are
+/// counted from the projections with plain index range scans (scalar bounds, so every plan,
+/// generic or custom, uses the indexes), and their handoffs are given to local days in SQL.
+pub async fn read(
+    db: impl PgExecutor<'_>,
+    org: OrgId,
+    instruction: Option<&str>,
+    tz: &str,
+    plan: &Plan,
+) -> sqlx::Result<Counts> {
+    let mut range = Segments::default();
+    range.push(&plan.range);
+    // The local days' blocks, merged where adjacent: each block lies inside one local day, so
+    // the day of its start names it (no label needed), and a UTC zone reads one run of days.
+    let mut blocks: Vec<Segment> = Vec::new();
+    if plan.days_aligned {
+        blocks = plan
+            .days_cover
+            .iter()
+            .flat_map(|(_, c)| c.segments.iter().copied())
+            .collect();
+        blocks.sort_by_key(|b| (b.grain, b.from));
+        blocks.dedup_by(|next, prev| {
+            let adjacent = prev.grain == next.grain && prev.to == next.from;
+            if adjacent {
+                prev.to = next.to;
+            }
+            adjacent
+        });
+    }
+    let mut days = Segments::default();
+    days.push(&Cover {
+        segments: blocks,
+        raw: Vec::new(),
+    });
+    // At most two edges; an absent one is the empty interval [start, start).
+    let edge = |i: usize| plan.range.raw.get(i).copied();
+    let empty = (plan.range.raw.first().map(|r| r.0)).unwrap_or_default();
+    let (e1, e2) = (
+        edge(0).unwrap_or((empty, empty)),
+        edge(1).unwrap_or((empty, empty)),
+    );
+    let (whole_from, whole_to) = if plan.days_aligned {
+        (empty, empty)
+    } else {
+        (plan.start, plan.end)
+    };
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(READ)
+        .bind(org.get())
+        .bind(instruction.unwrap_or(""))
+        .bind(&range.grain)
+        .bind(&range.from)
+        .bind(&range.to)
+        .bind(e1.0)
+        .bind(e1.1)
+        .bind(e2.0)
+        .bind(e2.1)
+        .bind(&days.grain)
+        .bind(&days.from)
+        .bind(&days.to)
+        .bind(tz)
+        .bind(whole_from)
+        .bind(whole_to)
+        .fetch_all(db)
+        .await?;
+    let day_index: HashMap<String, usize> = plan
+        .days
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.format("%Y-%m-%d").to_string(), i))
+        .collect();
+
+    let mut counts = Counts::default();
+    for (kind, key, n) in rows {
+        match kind.as_str() {
+            // Handoffs by local date.
+            "handoffs_on" => {
+                if let Some(day) = day_index.get(&key) {
+                    *counts.handoffs_by_day.entry(*day).or_default() += n;
+                }
+            }
+            "sessions" => counts.sessions += n,
+            REASON => {
+                let reason = parse_stored(&key, Reason::parse)?;
+                *counts.reasons.entry(reason).or_default() += n;
+            }
+            SENTIMENT => *counts.sentiments.entry(Some(key)).or_default() += n,
+            NO_SENTIMENT => *counts.sentiments.entry(None).or_default() += n,
+            COMBINATION => {
+                let reasons = parse_stored(&key, parse_combination)?;
+                *counts.combinations.entry(reasons).or_default() += n;
+            }
+            other => {
+                let kind = parse_stored(other, ReferenceType::parse)?;
+                *counts.references.entry((kind, key)).or_default() += n;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+fn parse_stored<T>(text: &str, parse: fn(&str) -> Option<T>) -> sqlx::Result<T> {
+    parse(text)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unexpected stored value `{text}`").into()))
+}
+
+/// Segment arrays of covers (with a label per segment for local days).
+#[derive(Default)]
+struct Segments {
+    grain: Vec<i16>,
+    from: Vec<DateTime<Utc>>,
+    to: Vec<DateTime<Utc>>,
+}
+
+impl Segments {
+    fn push(&mut self, c: &Cover) {
+        for s in &c.segments {
+            self.grain.push(s.grain as i16);
+            self.from.push(s.from);
+            self.to.push(s.to);
+        }
+    }
+}
+
+/// The read: `$1` org, `$2` scope, `$3..$5` the range's blocks, `$6..$9` its two edges,
+/// `$10..$12` the local days' blocks, `$13` the zone, `$14..$15` the whole range when local days
+/// are not unions of blocks (else empty). Each block run is read by its own index range scan
+/// (`offset 0` keeps the lateral subqueries from being flattened into a hash join over all of
+/// the organization's rollup rows).
+const READ: &str = r#"
+with edge_all as materialized (
+    select h.handoff_id, h.initiated_at, h.reasons, h.sentiment
+    from handoffs h
+    where h.org_id = $1 and h.initiated_at >= $6 and h.initiated_at < $7
+    union all
+    select h.handoff_id, h.initiated_at, h.reasons, h.sentiment
+    from handoffs h
+    where h.org_id = $1 and h.initiated_at >= $8 and h.initiated_at < $9
+),
+edge as materialized (
+    select e.* from edge_all e
+    cross join lateral (
+        select count(*) as n from handoff_references r
+        where r.org_id = $1 and r.handoff_id = e.handoff_id
+          and r.ref_type = 'instruction' and r.ref_id = $2
+    ) m
+    where $2::text = '' or m.n > 0
+),
+rseg as (
+    select * from unnest($3::int2[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
+),
+dseg as (
+    select * from unnest($10::int2[], $11::timestamptz[], $12::timestamptz[]) as s(grain, f, t)
+)
+select b.kind, b.key, sum(b.count)::int8 as n
+from rseg s
+cross join lateral (
+    select b.kind, b.key, b.count from handoff_rollup_breakdown b
+    where b.org_id = $1 and b.scope = $2 and b.grain = s.grain
+      and b.bucket >= s.f and b.bucket < s.t
+    offset 0
+) b
+group by b.kind, b.key
+union all
+select 'handoffs_on', to_char(t.bucket at time zone $13, 'YYYY-MM-DD'), sum(t.handoffs)::int8
+from dseg s
+cross join lateral (
+    select t.bucket, t.handoffs from handoff_rollup_totals t
+    where t.org_id = $1 and t.scope = $2 and t.grain = s.grain
+      and t.bucket >= s.f and t.bucket < s.t
+    offset 0
+) t
+group by 2
+union all
+select 'handoffs_on', to_char(e.initiated_at at time zone $13, 'YYYY-MM-DD'), count(*)
+from edge e
+where $14::timestamptz = $15::timestamptz
+group by 2
+union all
+select 'handoffs_on', to_char(h.initiated_at at time zone $13, 'YYYY-MM-DD'), count(*)
+from handoffs h
+where h.org_id = $1 and h.initiated_at >= $14 and h.initiated_at < $15
+  and ($2::text = '' or exists (
+      select 1 from handoff_references r
+      where r.org_id = $1 and r.handoff_id = h.handoff_id
+        and r.ref_type = 'instruction' and r.ref_id = $2))
+group by 2
+union all
+select 'sessions', '', sum(r.sessions)::int8
+from rseg s
+cross join lateral (
+    select r.sessions from session_rollups r
+    where r.org_id = $1 and r.grain = s.grain and r.bucket >= s.f and r.bucket < s.t
+    offset 0
+) r
+having count(*) > 0
+union all
+select 'sessions', '', count(*)
+from sessions s
+where s.org_id = $1
+  and ((s.started_at >= $6 and s.started_at < $7) or (s.started_at >= $8 and s.started_at < $9))
+union all
+select 'reason', x.reason, count(*)
+from edge e cross join unnest(e.reasons) as x(reason)
+group by x.reason
+union all
+select case when e.sentiment is null then 'no_sentiment' else 'sentiment' end,
+       coalesce(e.sentiment, ''), count(*)
+from edge e
+group by 1, 2
+union all
+select r.ref_type, r.ref_id, count(*)
+from edge e
+cross join lateral (
+    select r.ref_type, r.ref_id from handoff_references r
+    where r.org_id = $1 and r.handoff_id = e.handoff_id
+) r
+group by r.ref_type, r.ref_id
+union all
+select 'combination', c.reasons, count(*)
+from handoff_session_reasons c
+where c.org_id = $1 and c.scope = $2
+  and ((c.first_initiated_at >= $6 and c.first_initiated_at < $7)
+       or (c.first_initiated_at >= $8 and c.first_initiated_at < $9))
+group by c.reasons
+"#;
