@@ -3,7 +3,8 @@
 //! generator sharing the machine; then PostgreSQL's own `COPY` of the same raw rows, measured in
 //! the same run, so the ratio is visible.
 //!
-//! Run: `cargo bench --bench ingest` (env: BENCH_BATCHES, default 300; BENCH_CLIENTS, default 4).
+//! Run: `cargo bench --bench ingest` (env: BENCH_BATCHES, default 300; BENCH_CLIENTS, default 4;
+//! BENCH_PATTERN `live` (default) or `backfill`; BENCH_PG_STATS=1 for per-statement times).
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -79,14 +80,18 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// A realistic mix: each session starts, a third hand off (initiated, then completed or failed),
 /// every session ends, and voice sessions also report a call.
-fn batch(org_tag: &str, b: usize) -> Vec<Value> {
+fn batch(org_tag: &str, b: usize, step_ms: i64) -> Vec<Value> {
     let mut events = Vec::with_capacity(BATCH);
     let mut n = 0;
     let base = chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z").unwrap();
     while events.len() < BATCH {
         let s = format!("{org_tag}-s{b}-{n}");
-        let at =
-            |min: i64| (base + chrono::Duration::minutes((b * 1000 + n) as i64 + min)).to_rfc3339();
+        let at = |min: i64| {
+            (base
+                + chrono::Duration::milliseconds((b * 1000 + n) as i64 * step_ms)
+                + chrono::Duration::minutes(min))
+            .to_rfc3339()
+        };
         let voice = n % 4 == 0;
         events.push(json!({"id": format!("{s}-start"), "type": "session.started", "occurred_at": at(0),
             "session_id": s, "channel": if voice { "phone_voice" } else { "web" }, "agent_id": format!("agent-{}", n % 5)}));
@@ -208,12 +213,20 @@ async fn run(batches: usize, clients: usize) {
     }
 
     // Pre-serialize every body so the generator measures the server, not serde.
+    // `live` (default): events arrive as they happen, sessions 0.2 s apart, so a batch covers
+    // about a minute; `backfill`: history loaded in bulk, sessions a minute apart, so a batch
+    // covers about 17 hours (many more rollup buckets per batch).
+    let pattern = std::env::var("BENCH_PATTERN").unwrap_or_else(|_| "live".to_owned());
+    let step_ms = match pattern.as_str() {
+        "backfill" => 60_000,
+        _ => 200,
+    };
     let per_client = batches.div_ceil(clients);
     let mut bodies: Vec<Vec<String>> = Vec::new();
     for c in 0..clients {
         bodies.push(
             (0..per_client)
-                .map(|b| json!({"events": batch(&format!("c{c}"), b)}).to_string())
+                .map(|b| json!({"events": batch(&format!("c{c}"), b, step_ms)}).to_string())
                 .collect(),
         );
     }
@@ -307,7 +320,7 @@ async fn run(batches: usize, clients: usize) {
     assert_eq!(stored as usize, total_events);
 
     println!(
-        "ingest: {total_events} events in {} batches of {BATCH} from {clients} concurrent clients (one organization each)",
+        "ingest ({pattern}): {total_events} events in {} batches of {BATCH} from {clients} concurrent clients (one organization each)",
         clients * per_client
     );
     println!(

@@ -94,7 +94,9 @@ create table handoff_references (
     constraint handoff_references_pkey primary key (org_id, handoff_id, ref_type, ref_id)
 );
 
-create index handoff_references_ref_idx on handoff_references (org_id, ref_type, ref_id);
+-- No index by (ref_type, ref_id): reads by reference use the rollups, and lookups go by handoff
+-- (the primary key). Such an index once lured the planner into scanning every reference of an
+-- organization for each handoff.
 
 -- Voice agents (Telzino's agents, PolyAI's projects).
 create table agents (
