@@ -97,14 +97,15 @@ pub fn print_welcome(org: &Organization, token: &str, addr: SocketAddr, loaded: 
          \n\
          export BATON_TOKEN={token}\n\
          \n\
-         curl -s {base}/v1/me -H \"Authorization: Bearer $BATON_TOKEN\"\n\
-         curl -s {base}/v1/events -H \"Authorization: Bearer $BATON_TOKEN\" -H 'Content-Type: application/json' -d '{{\"events\": [{{\"id\": \"try-1\", \"type\": \"session.started\", \"occurred_at\": \"{now}\", \"session_id\": \"try-1\", \"channel\": \"web\"}}]}}'\n\
-         curl -s {base}/openapi.json | jq '.paths | keys'\n",
+         curl -s \"{base}/handoff-analytics?start_date={month_ago}\" -H \"Authorization: Bearer $BATON_TOKEN\" | jq '{{total_handoffs, total_sessions, reasons}}'\n\
+         curl -s \"{base}/v1/metrics?startDate={month_ago}&endDate={today}\" -H \"Authorization: Bearer $BATON_TOKEN\" | jq .data.metrics\n\
+         curl -s {base}/v1/api/human_handoff/configuration -H \"Authorization: Bearer $BATON_TOKEN\" | jq .settings\n",
         slug = org.slug,
         id = org.id,
         new = loaded.0,
         dup = loaded.1,
-        now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
+        month_ago = (Utc::now() - Duration::days(30)).format("%Y-%m-%d"),
+        today = Utc::now().format("%Y-%m-%d"),
     );
 }
 
