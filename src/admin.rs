@@ -47,6 +47,14 @@ pub enum AdminError {
 }
 
 /// Whether `slug` follows the slug rule (same as the database's check constraints).
+///
+/// ```
+/// use baton::admin::valid_slug;
+/// assert!(valid_slug("acme-eu_2"));
+/// assert!(!valid_slug("Acme"));
+/// assert!(!valid_slug("-acme"));
+/// assert!(!valid_slug(""));
+/// ```
 pub fn valid_slug(slug: &str) -> bool {
     let bytes = slug.as_bytes();
     !bytes.is_empty()

@@ -60,6 +60,12 @@ impl fmt::Display for Scope {
 }
 
 /// Whether a set of granted scopes satisfies `required` (`write_all` implies `read_all`).
+///
+/// ```
+/// use baton::auth::{Scope, grants};
+/// assert!(grants(&[Scope::WriteAll], Scope::ReadAll));
+/// assert!(!grants(&[Scope::ReadAll], Scope::WriteAll));
+/// ```
 pub fn grants(granted: &[Scope], required: Scope) -> bool {
     granted.contains(&required)
         || (required == Scope::ReadAll && granted.contains(&Scope::WriteAll))
