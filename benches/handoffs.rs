@@ -8,6 +8,9 @@
 //! tenant; the small one has 10000; BENCH_REQUESTS per scenario, default 200).
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use baton::auth::{Scope, Subject};
@@ -18,15 +21,6 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use sqlx::PgPool;
 use uuid::Uuid;
-
-/// The server process, killed if the benchmark panics.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
-}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -315,37 +309,9 @@ async fn run(large: usize, requests: usize) {
     .unwrap();
     eprintln!("plan of a cursor page:\n  {}", plan.join("\n  "));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .env("BATON_DATA_DIR", dir.path())
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let server = common::Server::start(dir.path()).await;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     for (slug, n, _, token) in &tenants {
         println!(
@@ -371,12 +337,7 @@ async fn run(large: usize, requests: usize) {
         );
         tokio::time::sleep(Duration::from_secs(secs)).await;
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    server.0.wait().unwrap();
+    server.stop();
     db.close().await.unwrap();
     cluster.stop_now().ok();
 }

@@ -7,7 +7,10 @@
 //! BENCH_PATTERN `live` (default) or `backfill`; BENCH_PG_STATS=1 for per-statement times).
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::Instant;
 
 use baton::auth::{Scope, Subject};
 use baton::db::embedded_options;
@@ -16,15 +19,6 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
 const BATCH: usize = 1_000;
-
-/// The server process, killed if the benchmark panics.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
-}
 
 /// CPU seconds (user + system) a process has used.
 fn process_cpu(pid: u32) -> f64 {
@@ -180,37 +174,9 @@ async fn run(batches: usize, clients: usize) {
         tokens.push((org.id, t.token));
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .env("BATON_DATA_DIR", dir.path())
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let server = common::Server::start(dir.path()).await;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // Pre-serialize every body so the generator measures the server, not serde.
     // `live` (default): events arrive as they happen, sessions 0.2 s apart, so a batch covers
@@ -233,7 +199,7 @@ async fn run(batches: usize, clients: usize) {
     let total_events = clients * per_client * BATCH;
 
     let cpu_before = (
-        process_cpu(server.0.id()),
+        process_cpu(server.pid()),
         postgres_cpu(&dir.path().join("pg")),
     );
     // Scenario 1: every client its own organization. Scenario 2 would add lock contention; one
@@ -269,7 +235,7 @@ async fn run(batches: usize, clients: usize) {
         latencies.extend(h.await.unwrap());
     }
     let elapsed = started.elapsed();
-    let server_cpu = process_cpu(server.0.id()) - cpu_before.0;
+    let server_cpu = process_cpu(server.pid()) - cpu_before.0;
     let postgres_cpu_used = postgres_cpu(&dir.path().join("pg")) - cpu_before.1;
     latencies.sort();
     let rate = total_events as f64 / elapsed.as_secs_f64();
@@ -355,12 +321,7 @@ async fn run(batches: usize, clients: usize) {
             println!("    {ms:>9.0} {calls:>6}  {q}");
         }
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    server.0.wait().unwrap();
+    server.stop();
     conn.close().await.unwrap();
     db.close().await.unwrap();
     cluster.stop_now().ok();

@@ -13,6 +13,9 @@
 //! BENCH_REQUESTS, default 400).
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use baton::auth::{Scope, Subject};
@@ -20,15 +23,6 @@ use baton::db::embedded_options;
 use baton::pg::{Cluster, ClusterOptions};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
-
-/// The server process, killed if the benchmark panics.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
-}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -291,37 +285,9 @@ async fn run() {
         .await
         .unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .env("BATON_DATA_DIR", dir.path())
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let server = common::Server::start(dir.path()).await;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let url = format!("{base}/v1/metrics?startDate={START}&endDate={END}");
     let url_kolkata = format!("{url}&timezone=Asia/Kolkata");
 
@@ -382,12 +348,7 @@ async fn run() {
         );
     }
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    server.0.wait().unwrap();
+    server.stop();
     conn.close().await.unwrap();
     db.close().await.unwrap();
     cluster.stop_now().ok();
