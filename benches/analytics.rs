@@ -25,13 +25,6 @@ use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// History generated per tenant: 365 days ending at `HISTORY_END`.
 const HISTORY_START: &str = "2025-11-01T00:00:00Z";
 const HISTORY_SECONDS: i64 = 365 * 24 * 3600;
@@ -333,10 +326,10 @@ async fn naive(conn: &mut PgConnection, org: Uuid, runs: usize) -> (f64, i64, Ve
 }
 
 async fn run() {
-    let big = env_usize("BENCH_BIG", 10_000_000);
-    let small = env_usize("BENCH_SMALL", 10_000);
-    let ordinary = env_usize("BENCH_ORDINARY", 5_000);
-    let requests = env_usize("BENCH_REQUESTS", 2_000);
+    let big = common::env_usize("BENCH_BIG", 10_000_000);
+    let small = common::env_usize("BENCH_SMALL", 10_000);
+    let ordinary = common::env_usize("BENCH_ORDINARY", 5_000);
+    let requests = common::env_usize("BENCH_REQUESTS", 2_000);
 
     let dir = tempfile::Builder::new()
         .prefix("baton-bench-analytics-")

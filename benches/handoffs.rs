@@ -22,13 +22,6 @@ use rand::Rng;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 const DAYS: f64 = 90.0;
 
 fn base() -> DateTime<Utc> {
@@ -230,8 +223,8 @@ fn scenarios(slug: &str, n: usize, requests: usize) -> Vec<Scenario> {
 }
 
 fn main() {
-    let large = env_usize("BENCH_HANDOFFS", 1_000_000);
-    let requests = env_usize("BENCH_REQUESTS", 200).max(20);
+    let large = common::env_usize("BENCH_HANDOFFS", 1_000_000);
+    let requests = common::env_usize("BENCH_REQUESTS", 200).max(20);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -65,13 +65,6 @@ fn postgres_cpu(pgdata: &std::path::Path) -> f64 {
         .sum()
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A realistic mix: each session starts, a third hand off (initiated, then completed or failed),
 /// every session ends, and voice sessions also report a call.
 fn batch(org_tag: &str, b: usize, step_ms: i64) -> Vec<Value> {
@@ -113,8 +106,8 @@ fn batch(org_tag: &str, b: usize, step_ms: i64) -> Vec<Value> {
 }
 
 fn main() {
-    let batches = env_usize("BENCH_BATCHES", 300);
-    let clients = env_usize("BENCH_CLIENTS", 4).max(1);
+    let batches = common::env_usize("BENCH_BATCHES", 300);
+    let clients = common::env_usize("BENCH_CLIENTS", 4).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -24,13 +24,6 @@ use baton::pg::{Cluster, ClusterOptions};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// One year of history ending here; the request covers its last 90 days.
 const HISTORY_END: &str = "2026-11-21T00:00:00Z";
 const START: &str = "2026-08-23T10:07:00Z";
@@ -209,9 +202,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 async fn run() {
-    let big_calls = env_usize("BENCH_CALLS", 10_000_000);
-    let reseller_calls = env_usize("BENCH_RESELLER_CALLS", 20_000);
-    let requests = env_usize("BENCH_REQUESTS", 400);
+    let big_calls = common::env_usize("BENCH_CALLS", 10_000_000);
+    let reseller_calls = common::env_usize("BENCH_RESELLER_CALLS", 20_000);
+    let requests = common::env_usize("BENCH_REQUESTS", 400);
     let dir = tempfile::Builder::new()
         .prefix("baton-bench-metrics-")
         .tempdir()
