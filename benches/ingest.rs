@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use baton::auth::{Scope, Subject};
 use baton::db::embedded_options;
-use baton::pg::{Cluster, ClusterOptions};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
@@ -121,34 +120,14 @@ async fn run(batches: usize, clients: usize) {
         .prefix("baton-bench-")
         .tempdir()
         .unwrap();
-    let mut cluster = Cluster::ensure_running(dir.path(), ClusterOptions::default()).unwrap();
-    let statement_stats = std::env::var("BENCH_PG_STATS").is_ok();
-    if statement_stats {
-        // Where PostgreSQL spends its time, per statement (BENCH_PG_STATS=1).
-        use std::io::Write;
-        let mut conf = std::fs::OpenOptions::new()
-            .append(true)
-            .open(dir.path().join("pg/postgresql.conf"))
-            .unwrap();
-        writeln!(conf, "shared_preload_libraries = 'pg_stat_statements'").unwrap();
-        cluster.stop_now().unwrap();
-        cluster = Cluster::ensure_running(dir.path(), ClusterOptions::default()).unwrap();
-    }
-    cluster
-        .stop_when_process_exits(std::process::id(), true)
-        .unwrap();
+    let cluster = common::start_cluster(dir.path());
     let db = baton::db::Database::open(
         &baton::db::DbTarget::Embedded(dir.path().to_path_buf()),
         &baton::db::DbConfig::default(),
     )
     .await
     .unwrap();
-    if statement_stats {
-        sqlx::query("create extension pg_stat_statements")
-            .execute(&db.pool)
-            .await
-            .unwrap();
-    }
+    common::create_statement_stats(&db.pool).await;
     let keys = baton::admin::signing_keys(&db.pool).await.unwrap();
     let mut tokens = Vec::new();
     for c in 0..clients {
@@ -301,19 +280,7 @@ async fn run(batches: usize, clients: usize) {
         postgres_cpu_used * 100_000.0 / total_events as f64
     );
 
-    if statement_stats {
-        let rows: Vec<(String, f64, i64)> = sqlx::query_as(
-            r"select left(regexp_replace(query, '\s+', ' ', 'g'), 100), total_exec_time, calls
-              from pg_stat_statements order by total_exec_time desc limit 12",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-        println!("  PostgreSQL time by statement (ms in all, calls):");
-        for (q, ms, calls) in rows {
-            println!("    {ms:>9.0} {calls:>6}  {q}");
-        }
-    }
+    common::print_statement_stats(&mut conn).await;
     server.stop();
     conn.close().await.unwrap();
     db.close().await.unwrap();

@@ -10,7 +10,8 @@
 //!
 //! Run: `cargo bench --bench metrics` (env: BENCH_CALLS, calls of the large organization,
 //! default 10,000,000; BENCH_RESELLER_CALLS, calls per reseller organization, default 20,000;
-//! BENCH_REQUESTS, default 400).
+//! BENCH_REQUESTS, default 400; BENCH_ONLY, run only the cases whose name contains it;
+//! BENCH_PG_STATS=1, print PostgreSQL's time per statement).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -20,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use baton::auth::{Scope, Subject};
 use baton::db::embedded_options;
-use baton::pg::{Cluster, ClusterOptions};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
@@ -209,10 +209,7 @@ async fn run() {
         .prefix("baton-bench-metrics-")
         .tempdir()
         .unwrap();
-    let cluster = Cluster::ensure_running(dir.path(), ClusterOptions::default()).unwrap();
-    cluster
-        .stop_when_process_exits(std::process::id(), true)
-        .unwrap();
+    let cluster = common::start_cluster(dir.path());
     let db = baton::db::Database::open(
         &baton::db::DbTarget::Embedded(dir.path().to_path_buf()),
         &baton::db::DbConfig::default(),
@@ -278,6 +275,11 @@ async fn run() {
         .await
         .unwrap();
 
+    if std::env::var("BENCH_HOLD").is_ok() {
+        println!("HOLD psql -h {} -U postgres baton", cluster.socket_dir().display());
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    common::create_statement_stats(pool).await;
     let server = common::Server::start(dir.path()).await;
     let base = server.base.clone();
     let client = reqwest::Client::new();
@@ -316,7 +318,11 @@ async fn run() {
     ];
     println!("  | case | calls in range | GET p50 ms | GET p99 ms | naive SQL p50 ms |");
     println!("  |---|---|---|---|---|");
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     for (name, token, url, orgs) in cases {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let body: serde_json::Value = client
             .get(url)
             .bearer_auth(&token)
@@ -341,6 +347,7 @@ async fn run() {
         );
     }
 
+    common::print_statement_stats(&mut conn).await;
     server.stop();
     conn.close().await.unwrap();
     db.close().await.unwrap();

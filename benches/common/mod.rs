@@ -77,3 +77,63 @@ impl Drop for Server {
         let _ = self.child.kill();
     }
 }
+
+/// Starts the embedded cluster of `data_dir`; with BENCH_PG_STATS set, with
+/// `pg_stat_statements` loaded (see [`create_statement_stats`] and [`print_statement_stats`]).
+/// The cluster stops when this process exits.
+pub fn start_cluster(data_dir: &Path) -> baton::pg::Cluster {
+    use baton::pg::{Cluster, ClusterOptions};
+    let mut cluster = Cluster::ensure_running(data_dir, ClusterOptions::default()).unwrap();
+    if statement_stats() {
+        use std::io::Write;
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data_dir.join("pg/postgresql.conf"))
+            .unwrap();
+        writeln!(conf, "shared_preload_libraries = 'pg_stat_statements'").unwrap();
+        cluster.stop_now().unwrap();
+        cluster = Cluster::ensure_running(data_dir, ClusterOptions::default()).unwrap();
+    }
+    cluster
+        .stop_when_process_exits(std::process::id(), true)
+        .unwrap();
+    cluster
+}
+
+/// Whether BENCH_PG_STATS asks for PostgreSQL's time per statement.
+pub fn statement_stats() -> bool {
+    std::env::var("BENCH_PG_STATS").is_ok()
+}
+
+/// Creates (or resets) `pg_stat_statements` when [`statement_stats`] is on.
+pub async fn create_statement_stats(pool: &sqlx::PgPool) {
+    if statement_stats() {
+        sqlx::query("create extension if not exists pg_stat_statements")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("select pg_stat_statements_reset()")
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// Prints the statements PostgreSQL spent most time on when [`statement_stats`] is on.
+pub async fn print_statement_stats(conn: &mut sqlx::PgConnection) {
+    if !statement_stats() {
+        return;
+    }
+    let rows: Vec<(String, f64, i64, f64)> = sqlx::query_as(
+        r"select left(regexp_replace(query, '\s+', ' ', 'g'), 110), total_exec_time, calls,
+                 mean_exec_time
+          from pg_stat_statements order by total_exec_time desc limit 12",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    println!("  PostgreSQL time by statement (ms in all, calls, mean ms):");
+    for (q, ms, calls, mean) in rows {
+        println!("    {ms:>9.0} {calls:>6} {mean:>8.3}  {q}");
+    }
+}
