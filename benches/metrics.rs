@@ -11,7 +11,8 @@
 //! Run: `cargo bench --bench metrics` (env: BENCH_CALLS, calls of the large organization,
 //! default 10,000,000; BENCH_RESELLER_CALLS, calls per reseller organization, default 20,000;
 //! BENCH_REQUESTS, default 400; BENCH_ONLY, run only the cases whose name contains it;
-//! BENCH_PG_STATS=1, print PostgreSQL's time per statement).
+//! BENCH_PG_STATS=1, print PostgreSQL's time per statement; BENCH_HOLD=1, after loading, print a
+//! psql command for the loaded database and wait an hour instead of measuring).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
