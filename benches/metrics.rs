@@ -71,6 +71,18 @@ async fn load_calls(conn: &mut PgConnection, org: Uuid, n: usize, agents: usize)
     .execute(&mut *conn)
     .await
     .unwrap();
+    // Declared agents (the last one deleted), as `agent.*` events would store them.
+    sqlx::query(
+        r#"insert into agents (org_id, agent_id, name, status, deleted_at)
+           select $1, 'agent-' || i, 'Agent ' || i, case when i % 3 = 2 then 'inactive' else 'active' end,
+                  case when i = $2 - 1 then now() end
+           from generate_series(0, $2 - 1) as i"#,
+    )
+    .bind(org)
+    .bind(agents as i64)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
 }
 
 /// Builds every rollup of `orgs` from their calls, with ingestion's definitions.
@@ -116,6 +128,12 @@ async fn build_rollups(conn: &mut PgConnection, orgs: &[Uuid]) {
         .await
         .unwrap();
     }
+    // The reseller rollups, with the function the migration uses (a test proves it equals what
+    // ingestion maintains).
+    sqlx::query("select rebuild_reseller_call_rollups()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     sqlx::query(
         r#"insert into call_volume_days
            with q as (
@@ -277,7 +295,10 @@ async fn run() {
         .unwrap();
 
     if std::env::var("BENCH_HOLD").is_ok() {
-        println!("HOLD psql -h {} -U postgres baton", cluster.socket_dir().display());
+        println!(
+            "HOLD psql -h {} -U postgres baton",
+            cluster.socket_dir().display()
+        );
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
     common::create_statement_stats(pool).await;

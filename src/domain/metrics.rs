@@ -11,56 +11,45 @@
 //! - Ratios and means are shown with one decimal; a mean or ratio with nothing to average is
 //!   `None` (null) where the contract allows null.
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::events::{CallCompleted, CallSentiment, Outcome};
 
-/// A rollup grain, as stored (its length in minutes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Grain {
-    /// 15-minute UTC buckets.
-    Quarter,
-    /// UTC hours.
-    Hour,
-    /// UTC days.
-    Day,
+/// Grain lengths (minutes) of the per-organization rollups: 15 minutes, an hour, a day. A
+/// 90-day range reads at most ~140 buckets per agent from them.
+pub const ORG_GRAINS: [i32; 3] = [15, 60, 1440];
+
+/// Grain lengths (minutes) of the per-reseller rollups: doubling from 15 minutes to 8 hours,
+/// then from a day to 128 days. Each divides the next, so a range is covered by at most one
+/// bucket per grain at each end (two for 8 hours, whose next grain is three times longer) plus
+/// the top grain's: about 15 buckets per agent for 90 days, which keeps a reseller of hundreds
+/// of agents within a few thousand rows.
+pub const RESELLER_GRAINS: [i32; 14] = [
+    15, 30, 60, 120, 240, 480, 1440, 2880, 5760, 11520, 23040, 46080, 92160, 184320,
+];
+
+/// The start of the bucket of `minutes` holding `t`; buckets are aligned on the Unix epoch
+/// (as `to_timestamp(floor(extract(epoch from t) / (minutes * 60)) * minutes * 60)` in SQL).
+pub fn floor(t: DateTime<Utc>, minutes: i32) -> DateTime<Utc> {
+    let len = i64::from(minutes) * 60;
+    DateTime::from_timestamp(t.timestamp().div_euclid(len) * len, 0).unwrap_or(t)
 }
 
-impl Grain {
-    /// Every grain, finest first.
-    pub const ALL: [Grain; 3] = [Grain::Quarter, Grain::Hour, Grain::Day];
-
-    /// The stored value (minutes).
-    pub fn minutes(self) -> i16 {
-        match self {
-            Grain::Quarter => 15,
-            Grain::Hour => 60,
-            Grain::Day => 1440,
-        }
-    }
-
-    /// The bucket length.
-    pub fn length(self) -> Duration {
-        Duration::minutes(i64::from(self.minutes()))
-    }
-
-    /// The start of the bucket holding `t`.
-    pub fn floor(self, t: DateTime<Utc>) -> DateTime<Utc> {
-        t.duration_trunc(self.length()).unwrap_or(t)
-    }
-
-    /// The first bucket start at or after `t`.
-    pub fn ceil(self, t: DateTime<Utc>) -> DateTime<Utc> {
-        let f = self.floor(t);
-        if f == t { f } else { f + self.length() }
+/// The first bucket start of `minutes` at or after `t`.
+pub fn ceil(t: DateTime<Utc>, minutes: i32) -> DateTime<Utc> {
+    let f = floor(t, minutes);
+    if f == t {
+        f
+    } else {
+        f + Duration::minutes(i64::from(minutes))
     }
 }
 
-/// One part of a range read from rollups: buckets of `grain` starting in `[from, to)`.
+/// One part of a range read from rollups: buckets of `grain` minutes starting in `[from, to)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
-    /// The grain.
-    pub grain: Grain,
+    /// The grain, in minutes.
+    pub grain: i32,
     /// First bucket start (inclusive).
     pub from: DateTime<Utc>,
     /// Last bucket start (exclusive).
@@ -88,14 +77,15 @@ impl Cover {
     }
 }
 
-/// Splits `[start, end)` into raw edges and rollup spans (see the module docs).
-pub fn cover(start: DateTime<Utc>, end: DateTime<Utc>) -> Cover {
+/// Splits `[start, end)` into raw edges and rollup spans of `grains` (finest first, 15 minutes,
+/// each dividing the next; see the module docs).
+pub fn cover(start: DateTime<Utc>, end: DateTime<Utc>, grains: &[i32]) -> Cover {
     let mut out = Cover::default();
-    if start >= end {
+    if start >= end || grains.is_empty() {
         return out;
     }
-    let q0 = Grain::Quarter.ceil(start);
-    let q1 = Grain::Quarter.floor(end);
+    let q0 = ceil(start, grains[0]);
+    let q1 = floor(end, grains[0]);
     if q0 >= q1 {
         out.raw.push((start, end));
         return out;
@@ -106,28 +96,24 @@ pub fn cover(start: DateTime<Utc>, end: DateTime<Utc>) -> Cover {
     if q1 < end {
         out.raw.push((q1, end));
     }
-    split(&mut out.spans, Grain::Quarter, q0, q1);
+    split(&mut out.spans, grains, q0, q1);
     out
 }
 
-/// Covers `[from, to)` (both on `grain` boundaries) with the coarsest grains that fit.
-fn split(spans: &mut Vec<Span>, grain: Grain, from: DateTime<Utc>, to: DateTime<Utc>) {
-    let coarser = match grain {
-        Grain::Quarter => Some(Grain::Hour),
-        Grain::Hour => Some(Grain::Day),
-        Grain::Day => None,
-    };
+/// Covers `[from, to)` (both on `grains[0]` boundaries) with the coarsest grains that fit.
+fn split(spans: &mut Vec<Span>, grains: &[i32], from: DateTime<Utc>, to: DateTime<Utc>) {
+    let grain = grains[0];
     let push = |spans: &mut Vec<Span>, from, to| {
         if from < to {
             spans.push(Span { grain, from, to });
         }
     };
-    match coarser {
-        Some(c) if c.ceil(from) < c.floor(to) => {
-            let (c0, c1) = (c.ceil(from), c.floor(to));
+    match grains.get(1) {
+        Some(&c) if ceil(from, c) < floor(to, c) => {
+            let (c0, c1) = (ceil(from, c), floor(to, c));
             push(spans, from, c0);
             push(spans, c1, to);
-            split(spans, c, c0, c1);
+            split(spans, &grains[1..], c0, c1);
         }
         _ => push(spans, from, to),
     }
@@ -319,7 +305,7 @@ pub const SLOTS_PER_DAY: usize = 96;
 
 /// The 15-minute slot of the UTC day of `t` (0–95).
 pub fn slot_of(t: DateTime<Utc>) -> usize {
-    let day = Grain::Day.floor(t);
+    let day = floor(t, 1440);
     ((t - day).num_minutes() / 15) as usize
 }
 
@@ -331,7 +317,7 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    fn span(grain: Grain, from: &str, to: &str) -> Span {
+    fn span(grain: i32, from: &str, to: &str) -> Span {
         Span {
             grain,
             from: utc(from),
@@ -341,7 +327,11 @@ mod tests {
 
     #[test]
     fn a_range_is_covered_exactly_once_by_the_coarsest_grains() {
-        let c = cover(utc("2026-11-01T18:37:10Z"), utc("2026-11-04T05:20:00Z"));
+        let c = cover(
+            utc("2026-11-01T18:37:10Z"),
+            utc("2026-11-04T05:20:00Z"),
+            &ORG_GRAINS,
+        );
         assert_eq!(
             c.raw,
             vec![
@@ -352,19 +342,11 @@ mod tests {
         assert_eq!(
             c.spans,
             vec![
-                span(
-                    Grain::Quarter,
-                    "2026-11-01T18:45:00Z",
-                    "2026-11-01T19:00:00Z"
-                ),
-                span(
-                    Grain::Quarter,
-                    "2026-11-04T05:00:00Z",
-                    "2026-11-04T05:15:00Z"
-                ),
-                span(Grain::Hour, "2026-11-01T19:00:00Z", "2026-11-02T00:00:00Z"),
-                span(Grain::Hour, "2026-11-04T00:00:00Z", "2026-11-04T05:00:00Z"),
-                span(Grain::Day, "2026-11-02T00:00:00Z", "2026-11-04T00:00:00Z"),
+                span(15, "2026-11-01T18:45:00Z", "2026-11-01T19:00:00Z"),
+                span(15, "2026-11-04T05:00:00Z", "2026-11-04T05:15:00Z"),
+                span(60, "2026-11-01T19:00:00Z", "2026-11-02T00:00:00Z"),
+                span(60, "2026-11-04T00:00:00Z", "2026-11-04T05:00:00Z"),
+                span(1440, "2026-11-02T00:00:00Z", "2026-11-04T00:00:00Z"),
             ]
         );
         assert_eq!(
@@ -375,30 +357,71 @@ mod tests {
 
     #[test]
     fn short_and_aligned_ranges() {
-        let c = cover(utc("2026-11-01T10:01:00Z"), utc("2026-11-01T10:14:00Z"));
+        let c = cover(
+            utc("2026-11-01T10:01:00Z"),
+            utc("2026-11-01T10:14:00Z"),
+            &ORG_GRAINS,
+        );
         assert_eq!(c.raw.len(), 1);
         assert!(c.spans.is_empty());
         assert_eq!(c.rolled(), None);
-        let c = cover(utc("2026-11-01T10:00:00Z"), utc("2026-11-01T10:30:00Z"));
+        let c = cover(
+            utc("2026-11-01T10:00:00Z"),
+            utc("2026-11-01T10:30:00Z"),
+            &ORG_GRAINS,
+        );
         assert!(c.raw.is_empty());
         assert_eq!(
             c.spans,
-            vec![span(
-                Grain::Quarter,
-                "2026-11-01T10:00:00Z",
-                "2026-11-01T10:30:00Z"
-            )]
+            vec![span(15, "2026-11-01T10:00:00Z", "2026-11-01T10:30:00Z")]
         );
-        let c = cover(utc("2026-11-01T00:00:00Z"), utc("2026-11-03T00:00:00Z"));
+        let c = cover(
+            utc("2026-11-01T00:00:00Z"),
+            utc("2026-11-03T00:00:00Z"),
+            &ORG_GRAINS,
+        );
         assert_eq!(
             c.spans,
-            vec![span(
-                Grain::Day,
-                "2026-11-01T00:00:00Z",
-                "2026-11-03T00:00:00Z"
-            )]
+            vec![span(1440, "2026-11-01T00:00:00Z", "2026-11-03T00:00:00Z")]
         );
-        assert_eq!(cover(c.spans[0].to, c.spans[0].to), Cover::default());
+        assert_eq!(
+            cover(c.spans[0].to, c.spans[0].to, &ORG_GRAINS),
+            Cover::default()
+        );
+    }
+
+    /// Every range is partitioned exactly by its raw edges and aligned spans, with few buckets.
+    #[test]
+    fn the_reseller_grains_partition_any_range_with_few_buckets() {
+        let base = utc("2026-01-01T00:00:00Z");
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let start = base + Duration::seconds((x % 40_000_000) as i64);
+            let end = start + Duration::seconds(((x >> 24) % 12_000_000) as i64 + 1);
+            for grains in [&ORG_GRAINS[..], &RESELLER_GRAINS[..]] {
+                let c = cover(start, end, grains);
+                let mut parts: Vec<(DateTime<Utc>, DateTime<Utc>)> = c.raw.clone();
+                let mut buckets = 0;
+                for s in &c.spans {
+                    assert_eq!(floor(s.from, s.grain), s.from, "{s:?}");
+                    assert_eq!(floor(s.to, s.grain), s.to, "{s:?}");
+                    buckets += (s.to - s.from).num_minutes() / i64::from(s.grain);
+                    parts.push((s.from, s.to));
+                }
+                parts.sort();
+                assert_eq!(parts.first().map(|p| p.0), Some(start));
+                assert_eq!(parts.last().map(|p| p.1), Some(end));
+                for w in parts.windows(2) {
+                    assert_eq!(w[0].1, w[1].0, "{start} .. {end}: {parts:?}");
+                }
+                if grains.len() == RESELLER_GRAINS.len() && end - start <= Duration::days(92) {
+                    assert!(buckets <= 30, "{buckets} buckets for {start} .. {end}");
+                }
+            }
+        }
     }
 
     #[test]

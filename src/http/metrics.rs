@@ -26,7 +26,7 @@ use crate::auth::extract::{Caller, Principal, ReadAccess};
 use crate::domain::metrics::{CallSums, cover, escalation_of, mean, percent, round1};
 use crate::domain::timerange::{BoundNames, TimeRange, parse_timezone};
 use crate::store;
-use crate::store::metrics::RangeData;
+use crate::store::metrics::{RangeData, Source};
 
 /// The tag of these routes in the OpenAPI document.
 pub const TAG: &str = "call metrics";
@@ -261,7 +261,8 @@ pub async fn get_metrics(
         Some(name) => Some(parse_timezone("timezone", name).map_err(bad_param)?),
         None => None,
     };
-    let (orgs, single) = scope(&pool, &caller, organization_id, reseller_id).await?;
+    let (orgs, single, whole_reseller) =
+        scope(&pool, &caller, organization_id, reseller_id).await?;
     let tz = match (zone, single) {
         (Some(tz), _) => tz,
         (None, Some(org)) => store::tenants::org_by_id(&pool, org.get())
@@ -282,8 +283,15 @@ pub async fn get_metrics(
         },
     )
     .map_err(bad_param)?;
-    let cover = cover(range.start, range.end);
-    let data = store::metrics::read(&pool, &orgs, &cover).await?;
+    let source = match whole_reseller {
+        Some(reseller) => Source::Reseller {
+            reseller,
+            orgs: &orgs,
+        },
+        None => Source::Orgs(&orgs),
+    };
+    let cover = cover(range.start, range.end, source.grains());
+    let data = store::metrics::read(&pool, source, &cover).await?;
     let agents = merge_agents(&data);
     let pairs: Vec<(Uuid, &str)> = agents
         .iter()
@@ -321,14 +329,15 @@ fn reseller_not_found(id: Uuid) -> ApiError {
     ApiError::NotFound(format!("reseller {id} not found"))
 }
 
-/// The organizations a request covers, and the one organization when it covers exactly one by
-/// nature (an organization token, or `organizationId`).
+/// The organizations a request covers; the one organization when it covers exactly one by
+/// nature (an organization token, or `organizationId`); the reseller when it covers all of a
+/// reseller's organizations (a reseller token without `organizationId`).
 async fn scope(
     pool: &PgPool,
     caller: &Caller,
     organization_id: Option<Uuid>,
     reseller_id: Option<Uuid>,
-) -> Result<(Vec<OrgId>, Option<OrgId>)> {
+) -> Result<(Vec<OrgId>, Option<OrgId>, Option<Uuid>)> {
     match caller.principal {
         Principal::Org(own) => {
             if let Some(r) = reseller_id {
@@ -340,7 +349,7 @@ async fn scope(
             let org = caller
                 .org_for_read(pool, organization_id, "organizationId")
                 .await?;
-            Ok((vec![org], Some(org)))
+            Ok((vec![org], Some(org), None))
         }
         Principal::Reseller(own) => {
             if let Some(r) = reseller_id
@@ -353,9 +362,9 @@ async fn scope(
                     let org = caller
                         .org_for_read(pool, Some(id), "organizationId")
                         .await?;
-                    Ok((vec![org], Some(org)))
+                    Ok((vec![org], Some(org), None))
                 }
-                None => Ok((caller.orgs_for_read(pool).await?, None)),
+                None => Ok((caller.orgs_for_read(pool).await?, None, Some(own.get()))),
             }
         }
     }
@@ -389,10 +398,23 @@ fn report(
     agents: Vec<(AgentKey, CallSums)>,
     infos: Vec<store::metrics::AgentInfo>,
 ) -> Metrics {
-    let mut total = CallSums::default();
-    for (_, s) in &agents {
-        total.add(s);
-    }
+    // The headline: the source's own totals plus the raw edges, else the sum of the agents
+    // (which include the edges).
+    let total = match data.totals {
+        Some(mut total) => {
+            for (_, call) in &data.edge_calls {
+                total.add(&CallSums::of_call(call));
+            }
+            total
+        }
+        None => {
+            let mut total = CallSums::default();
+            for (_, s) in &agents {
+                total.add(s);
+            }
+            total
+        }
+    };
 
     // Days and hours: the rolled-up slots inside the range, then the raw edges.
     let days = range.local_days();

@@ -10,6 +10,7 @@
 //! calls.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool, Row};
@@ -17,15 +18,269 @@ use uuid::Uuid;
 
 use crate::auth::OrgId;
 use crate::domain::events::{CallCompleted, CallSentiment, Outcome, Telemetry};
-use crate::domain::metrics::{CallSums, Cover, Grain, SLOTS_PER_DAY, escalation_of, slot_of};
+use crate::domain::metrics::{
+    CallSums, Cover, ORG_GRAINS, RESELLER_GRAINS, SLOTS_PER_DAY, escalation_of, floor, slot_of,
+};
 
 /// A rollup key: grain (minutes), bucket start, and agent id or reason.
-type Key<'a> = (i16, DateTime<Utc>, &'a str);
+type Key<'a> = (i32, DateTime<Utc>, &'a str);
 
 /// A stored day of slots as read.
 type DayRow = (NaiveDate, Vec<i64>, Vec<i64>, Vec<f64>);
 
-/// Adds a batch's new calls to the rollups (inside the ingest transaction).
+/// The additive columns of `call_metric_rollups` and `reseller_call_rollups`, in
+/// [`CallSums`] order.
+const SUM_COLUMNS: &[&str] = &[
+    "calls",
+    "resolved",
+    "transferred",
+    "abandoned",
+    "other_outcome",
+    "duration_sum",
+    "sentiment_calls",
+    "positive_calls",
+    "ttft_sum",
+    "ttft_calls",
+    "stt_sum",
+    "stt_calls",
+    "correction_calls",
+    "zero_correction_calls",
+    "context_sum",
+    "context_calls",
+    "tool_calls",
+    "tool_call_errors",
+];
+
+/// The columns of `reseller_agent_rollups`: what an agent's entry shows (other outcomes are
+/// the calls minus the three named ones).
+const AGENT_COLUMNS: &[&str] = &[
+    "calls",
+    "resolved",
+    "transferred",
+    "abandoned",
+    "duration_sum",
+    "sentiment_calls",
+    "positive_calls",
+];
+
+/// Whether a sums column is a float (the others are counts).
+fn is_float(column: &str) -> bool {
+    column.ends_with("_sum")
+}
+
+/// The count of `s` stored in column `column` (0 for a float column).
+fn count_of(s: &CallSums, column: &str) -> i64 {
+    match column {
+        "calls" => s.calls,
+        "resolved" => s.resolved,
+        "transferred" => s.transferred,
+        "abandoned" => s.abandoned,
+        "other_outcome" => s.other,
+        "sentiment_calls" => s.sentiment_calls,
+        "positive_calls" => s.positive_calls,
+        "ttft_calls" => s.ttft_calls,
+        "stt_calls" => s.stt_calls,
+        "correction_calls" => s.correction_calls,
+        "zero_correction_calls" => s.zero_correction_calls,
+        "context_calls" => s.context_calls,
+        "tool_calls" => s.tool_calls,
+        "tool_call_errors" => s.tool_call_errors,
+        _ => 0,
+    }
+}
+
+/// The sum of `s` stored in float column `column` (0 for a count column).
+fn float_of(s: &CallSums, column: &str) -> f64 {
+    match column {
+        "duration_sum" => s.duration_sum,
+        "ttft_sum" => s.ttft_sum,
+        "stt_sum" => s.stt_sum,
+        "context_sum" => s.context_sum,
+        _ => 0.0,
+    }
+}
+
+/// A rollup table of sums and how a batch upserts into it: the uuid keys bound first (`$1`…),
+/// then the grains, buckets, agent ids when `agent`, and `columns`, as unnested arrays.
+struct SumsTable {
+    table: &'static str,
+    keys: &'static [&'static str],
+    grain_type: &'static str,
+    agent: bool,
+    columns: &'static [&'static str],
+    sql: LazyLock<String>,
+}
+
+impl SumsTable {
+    const fn new(
+        table: &'static str,
+        keys: &'static [&'static str],
+        grain_type: &'static str,
+        agent: bool,
+        columns: &'static [&'static str],
+        sql: fn() -> String,
+    ) -> SumsTable {
+        SumsTable {
+            table,
+            keys,
+            grain_type,
+            agent,
+            columns,
+            sql: LazyLock::new(sql),
+        }
+    }
+
+    fn build_sql(&self) -> String {
+        let mut names: Vec<&str> = self.keys.to_vec();
+        names.extend(["grain", "bucket"]);
+        let mut arrays = vec![
+            format!("${}::{}[]", self.keys.len() + 1, self.grain_type),
+            format!("${}::timestamptz[]", self.keys.len() + 2),
+        ];
+        if self.agent {
+            names.push("agent_id");
+            arrays.push(format!("${}::text[]", self.keys.len() + 3));
+        }
+        let conflict = names.join(", ");
+        for c in self.columns {
+            let ty = if is_float(c) { "float8" } else { "int8" };
+            arrays.push(format!("${}::{ty}[]", self.keys.len() + 1 + arrays.len()));
+            names.push(c);
+        }
+        let keys: Vec<String> = (1..=self.keys.len()).map(|i| format!("${i}")).collect();
+        let updates: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{c} = r.{c} + excluded.{c}"))
+            .collect();
+        format!(
+            "insert into {table} as r ({names}) select {keys}, * from unnest({arrays})
+             on conflict ({conflict}) do update set {updates}",
+            table = self.table,
+            names = names.join(", "),
+            keys = keys.join(", "),
+            arrays = arrays.join(", "),
+            updates = updates.join(", "),
+        )
+    }
+
+    /// Upserts `rows` (keyed by grain, bucket and agent id; the agent is ignored unless
+    /// `agent`) for the uuid `keys`.
+    async fn upsert(
+        &self,
+        conn: &mut PgConnection,
+        keys: &[Uuid],
+        rows: &HashMap<Key<'_>, CallSums>,
+    ) -> sqlx::Result<()> {
+        let rows: Vec<(&Key<'_>, &CallSums)> = rows.iter().collect();
+        let mut q = sqlx::query(self.sql.as_str());
+        for k in keys {
+            q = q.bind(*k);
+        }
+        let grains = rows.iter().map(|(k, _)| k.0);
+        q = if self.grain_type == "int2" {
+            q.bind(grains.map(|g| g as i16).collect::<Vec<i16>>())
+        } else {
+            q.bind(grains.collect::<Vec<i32>>())
+        };
+        q = q.bind(rows.iter().map(|(k, _)| k.1).collect::<Vec<_>>());
+        if self.agent {
+            q = q.bind(
+                rows.iter()
+                    .map(|(k, _)| k.2.to_owned())
+                    .collect::<Vec<String>>(),
+            );
+        }
+        for column in self.columns {
+            q = if is_float(column) {
+                q.bind(
+                    rows.iter()
+                        .map(|(_, s)| float_of(s, column))
+                        .collect::<Vec<f64>>(),
+                )
+            } else {
+                q.bind(
+                    rows.iter()
+                        .map(|(_, s)| count_of(s, column))
+                        .collect::<Vec<i64>>(),
+                )
+            };
+        }
+        q.execute(conn).await?;
+        Ok(())
+    }
+}
+
+static ORG_SUMS: SumsTable = SumsTable::new(
+    "call_metric_rollups",
+    &["org_id"],
+    "int2",
+    true,
+    SUM_COLUMNS,
+    || ORG_SUMS.build_sql(),
+);
+static RESELLER_SUMS: SumsTable = SumsTable::new(
+    "reseller_call_rollups",
+    &["reseller_id"],
+    "int4",
+    false,
+    SUM_COLUMNS,
+    || RESELLER_SUMS.build_sql(),
+);
+static RESELLER_AGENTS: SumsTable = SumsTable::new(
+    "reseller_agent_rollups",
+    &["reseller_id", "org_id"],
+    "int4",
+    true,
+    AGENT_COLUMNS,
+    || RESELLER_AGENTS.build_sql(),
+);
+
+/// The upsert of escalation sums into `table` keyed by `key`: `$1` the organization or
+/// reseller, then the unnested grains, buckets, reasons and sums.
+fn escalations_sql(table: &str, key: &str, grain_type: &str) -> String {
+    format!(
+        "insert into {table} as r ({key}, grain, bucket, reason, calls, seconds_sum)
+         select $1, * from unnest($2::{grain_type}[], $3::timestamptz[], $4::text[], $5::int8[], $6::float8[])
+         on conflict ({key}, grain, bucket, reason) do update set
+             calls = r.calls + excluded.calls,
+             seconds_sum = r.seconds_sum + excluded.seconds_sum"
+    )
+}
+
+/// The upsert of days of slots into `table` keyed by `key`: `$1` the organization or
+/// reseller, `$2` the days, then the 96 slots of each day as consecutive slices of flat arrays.
+fn days_sql(table: &str, key: &str) -> String {
+    let add = |c: &str| {
+        format!(
+            "{c} = (select array_agg(a + b order by i)
+                    from unnest(v.{c}, excluded.{c}) with ordinality as u(a, b, i))"
+        )
+    };
+    format!(
+        "insert into {table} as v ({key}, day, calls, resolved, seconds)
+         select $1, d.day,
+                ($3::int8[])[(d.n - 1) * 96 + 1 : d.n * 96],
+                ($4::int8[])[(d.n - 1) * 96 + 1 : d.n * 96],
+                ($5::float8[])[(d.n - 1) * 96 + 1 : d.n * 96]
+         from unnest($2::date[]) with ordinality as d(day, n)
+         on conflict ({key}, day) do update set {}, {}, {}",
+        add("calls"),
+        add("resolved"),
+        add("seconds")
+    )
+}
+
+static ORG_ESCALATIONS_SQL: LazyLock<String> =
+    LazyLock::new(|| escalations_sql("call_escalation_rollups", "org_id", "int2"));
+static RESELLER_ESCALATIONS_SQL: LazyLock<String> =
+    LazyLock::new(|| escalations_sql("reseller_escalation_rollups", "reseller_id", "int4"));
+static ORG_DAYS_SQL: LazyLock<String> = LazyLock::new(|| days_sql("call_volume_days", "org_id"));
+static RESELLER_DAYS_SQL: LazyLock<String> =
+    LazyLock::new(|| days_sql("reseller_call_volume_days", "reseller_id"));
+
+/// Adds a batch's new calls to the rollups (inside the ingest transaction): the
+/// organization's, and its reseller's when it has one.
 pub async fn apply(
     conn: &mut PgConnection,
     org: OrgId,
@@ -34,143 +289,147 @@ pub async fn apply(
     if calls.is_empty() {
         return Ok(());
     }
+    let reseller: Option<Uuid> =
+        sqlx::query_scalar("select reseller_id from organizations where id = $1")
+            .bind(org.get())
+            .fetch_one(&mut *conn)
+            .await?;
+    let days = day_slots(calls);
+
+    let (sums, escalations) = bucket_sums(calls, &ORG_GRAINS);
+    ORG_SUMS.upsert(&mut *conn, &[org.get()], &sums).await?;
+    upsert_escalations(
+        &mut *conn,
+        &ORG_ESCALATIONS_SQL,
+        true,
+        org.get(),
+        &escalations,
+    )
+    .await?;
+    upsert_days(&mut *conn, &ORG_DAYS_SQL, org.get(), &days).await?;
+
+    if let Some(reseller) = reseller {
+        let (agents, escalations) = bucket_sums(calls, &RESELLER_GRAINS);
+        let mut totals: HashMap<Key<'_>, CallSums> = HashMap::new();
+        for ((grain, bucket, _), s) in &agents {
+            totals.entry((*grain, *bucket, "")).or_default().add(s);
+        }
+        RESELLER_SUMS
+            .upsert(&mut *conn, &[reseller], &totals)
+            .await?;
+        RESELLER_AGENTS
+            .upsert(&mut *conn, &[reseller, org.get()], &agents)
+            .await?;
+        upsert_escalations(
+            &mut *conn,
+            &RESELLER_ESCALATIONS_SQL,
+            false,
+            reseller,
+            &escalations,
+        )
+        .await?;
+        upsert_days(&mut *conn, &RESELLER_DAYS_SQL, reseller, &days).await?;
+    }
+    Ok(())
+}
+
+/// Per-agent sums and per-reason escalations of `calls` in the buckets of every grain.
+#[allow(clippy::type_complexity)]
+fn bucket_sums<'c>(
+    calls: &'c [CallCompleted],
+    grains: &[i32],
+) -> (HashMap<Key<'c>, CallSums>, HashMap<Key<'c>, (i64, f64)>) {
     let mut sums: HashMap<Key<'_>, CallSums> = HashMap::new();
     let mut escalations: HashMap<Key<'_>, (i64, f64)> = HashMap::new();
-    let mut days: HashMap<NaiveDate, Slots> = HashMap::new();
     for c in calls {
         let s = CallSums::of_call(c);
         let escalation = escalation_of(c);
-        for grain in Grain::ALL {
-            let bucket = grain.floor(c.started_at);
-            sums.entry((grain.minutes(), bucket, c.agent_id.as_str()))
+        for &grain in grains {
+            let bucket = floor(c.started_at, grain);
+            sums.entry((grain, bucket, c.agent_id.as_str()))
                 .or_default()
                 .add(&s);
             if let Some((reason, seconds)) = escalation {
-                let e = escalations
-                    .entry((grain.minutes(), bucket, reason))
-                    .or_default();
+                let e = escalations.entry((grain, bucket, reason)).or_default();
                 e.0 += 1;
                 e.1 += seconds;
             }
         }
+    }
+    (sums, escalations)
+}
+
+/// The quarter-hour slots of the UTC days of `calls`.
+fn day_slots(calls: &[CallCompleted]) -> Vec<(NaiveDate, Slots)> {
+    let mut days: HashMap<NaiveDate, Slots> = HashMap::new();
+    for c in calls {
         let day = days
             .entry(c.started_at.date_naive())
             .or_insert_with(Slots::zero);
         let slot = slot_of(c.started_at);
         day.calls[slot] += 1;
-        day.resolved[slot] += s.resolved;
+        day.resolved[slot] += i64::from(c.outcome == Outcome::Resolved);
         day.seconds[slot] += c.duration_seconds;
     }
+    days.into_iter().collect()
+}
 
-    let rows: Vec<(&Key<'_>, &CallSums)> = sums.iter().collect();
-    let col = |f: fn(&CallSums) -> i64| rows.iter().map(|(_, s)| f(s)).collect::<Vec<i64>>();
-    let colf = |f: fn(&CallSums) -> f64| rows.iter().map(|(_, s)| f(s)).collect::<Vec<f64>>();
-    sqlx::query(
-        r#"insert into call_metric_rollups as r (org_id, grain, bucket, agent_id, calls, resolved,
-               transferred, abandoned, other_outcome, duration_sum, sentiment_calls,
-               positive_calls, ttft_sum, ttft_calls, stt_sum, stt_calls, correction_calls,
-               zero_correction_calls, context_sum, context_calls, tool_calls, tool_call_errors)
-           select $1, * from unnest($2::int2[], $3::timestamptz[], $4::text[], $5::int8[],
-               $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::float8[], $11::int8[],
-               $12::int8[], $13::float8[], $14::int8[], $15::float8[], $16::int8[], $17::int8[],
-               $18::int8[], $19::float8[], $20::int8[], $21::int8[], $22::int8[])
-           on conflict (org_id, grain, bucket, agent_id) do update set
-               calls = r.calls + excluded.calls,
-               resolved = r.resolved + excluded.resolved,
-               transferred = r.transferred + excluded.transferred,
-               abandoned = r.abandoned + excluded.abandoned,
-               other_outcome = r.other_outcome + excluded.other_outcome,
-               duration_sum = r.duration_sum + excluded.duration_sum,
-               sentiment_calls = r.sentiment_calls + excluded.sentiment_calls,
-               positive_calls = r.positive_calls + excluded.positive_calls,
-               ttft_sum = r.ttft_sum + excluded.ttft_sum,
-               ttft_calls = r.ttft_calls + excluded.ttft_calls,
-               stt_sum = r.stt_sum + excluded.stt_sum,
-               stt_calls = r.stt_calls + excluded.stt_calls,
-               correction_calls = r.correction_calls + excluded.correction_calls,
-               zero_correction_calls = r.zero_correction_calls + excluded.zero_correction_calls,
-               context_sum = r.context_sum + excluded.context_sum,
-               context_calls = r.context_calls + excluded.context_calls,
-               tool_calls = r.tool_calls + excluded.tool_calls,
-               tool_call_errors = r.tool_call_errors + excluded.tool_call_errors"#,
-    )
-    .bind(org.get())
-    .bind(rows.iter().map(|(k, _)| k.0).collect::<Vec<i16>>())
-    .bind(rows.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(k, _)| k.2).collect::<Vec<&str>>())
-    .bind(col(|s| s.calls))
-    .bind(col(|s| s.resolved))
-    .bind(col(|s| s.transferred))
-    .bind(col(|s| s.abandoned))
-    .bind(col(|s| s.other))
-    .bind(colf(|s| s.duration_sum))
-    .bind(col(|s| s.sentiment_calls))
-    .bind(col(|s| s.positive_calls))
-    .bind(colf(|s| s.ttft_sum))
-    .bind(col(|s| s.ttft_calls))
-    .bind(colf(|s| s.stt_sum))
-    .bind(col(|s| s.stt_calls))
-    .bind(col(|s| s.correction_calls))
-    .bind(col(|s| s.zero_correction_calls))
-    .bind(colf(|s| s.context_sum))
-    .bind(col(|s| s.context_calls))
-    .bind(col(|s| s.tool_calls))
-    .bind(col(|s| s.tool_call_errors))
-    .execute(&mut *conn)
-    .await?;
-
-    if !escalations.is_empty() {
-        let rows: Vec<(&Key<'_>, &(i64, f64))> = escalations.iter().collect();
-        sqlx::query(
-            r#"insert into call_escalation_rollups as r (org_id, grain, bucket, reason, calls, seconds_sum)
-               select $1, * from unnest($2::int2[], $3::timestamptz[], $4::text[], $5::int8[], $6::float8[])
-               on conflict (org_id, grain, bucket, reason) do update set
-                   calls = r.calls + excluded.calls,
-                   seconds_sum = r.seconds_sum + excluded.seconds_sum"#,
-        )
-        .bind(org.get())
-        .bind(rows.iter().map(|(k, _)| k.0).collect::<Vec<i16>>())
-        .bind(rows.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
+/// Upserts escalation sums with `sql` (from [`escalations_sql`]; `small_grains` when its grains
+/// are `int2`).
+async fn upsert_escalations(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    small_grains: bool,
+    key: Uuid,
+    escalations: &HashMap<Key<'_>, (i64, f64)>,
+) -> sqlx::Result<()> {
+    if escalations.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(&Key<'_>, &(i64, f64))> = escalations.iter().collect();
+    let grains = rows.iter().map(|(k, _)| k.0);
+    let q = sqlx::query(sql).bind(key);
+    let q = if small_grains {
+        q.bind(grains.map(|g| g as i16).collect::<Vec<i16>>())
+    } else {
+        q.bind(grains.collect::<Vec<i32>>())
+    };
+    q.bind(rows.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
         .bind(rows.iter().map(|(k, _)| k.2).collect::<Vec<&str>>())
         .bind(rows.iter().map(|(_, v)| v.0).collect::<Vec<i64>>())
         .bind(rows.iter().map(|(_, v)| v.1).collect::<Vec<f64>>())
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
-    }
+    Ok(())
+}
 
-    // One row per day; the 96 slots of each day travel as one slice of a flat array.
-    let days: Vec<(NaiveDate, Slots)> = days.into_iter().collect();
-    let flat_i = |f: fn(&Slots) -> &[i64]| {
-        days.iter()
-            .flat_map(|(_, s)| f(s).iter().copied())
-            .collect::<Vec<i64>>()
-    };
-    sqlx::query(
-        r#"insert into call_volume_days as v (org_id, day, calls, resolved, seconds)
-           select $1, d.day,
-                  ($3::int8[])[(d.n - 1) * 96 + 1 : d.n * 96],
-                  ($4::int8[])[(d.n - 1) * 96 + 1 : d.n * 96],
-                  ($5::float8[])[(d.n - 1) * 96 + 1 : d.n * 96]
-           from unnest($2::date[]) with ordinality as d(day, n)
-           on conflict (org_id, day) do update set
-               calls = (select array_agg(a + b order by i)
-                        from unnest(v.calls, excluded.calls) with ordinality as u(a, b, i)),
-               resolved = (select array_agg(a + b order by i)
-                           from unnest(v.resolved, excluded.resolved) with ordinality as u(a, b, i)),
-               seconds = (select array_agg(a + b order by i)
-                          from unnest(v.seconds, excluded.seconds) with ordinality as u(a, b, i))"#,
-    )
-    .bind(org.get())
-    .bind(days.iter().map(|(d, _)| *d).collect::<Vec<_>>())
-    .bind(flat_i(|s| &s.calls))
-    .bind(flat_i(|s| &s.resolved))
-    .bind(
-        days.iter()
-            .flat_map(|(_, s)| s.seconds.iter().copied())
-            .collect::<Vec<f64>>(),
-    )
-    .execute(&mut *conn)
-    .await?;
+/// One row per day; the 96 slots of each day travel as one slice of a flat array.
+async fn upsert_days(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    key: Uuid,
+    days: &[(NaiveDate, Slots)],
+) -> sqlx::Result<()> {
+    sqlx::query(sql)
+        .bind(key)
+        .bind(days.iter().map(|(d, _)| *d).collect::<Vec<_>>())
+        .bind(
+            days.iter()
+                .flat_map(|(_, s)| s.calls.iter().copied())
+                .collect::<Vec<i64>>(),
+        )
+        .bind(
+            days.iter()
+                .flat_map(|(_, s)| s.resolved.iter().copied())
+                .collect::<Vec<i64>>(),
+        )
+        .bind(
+            days.iter()
+                .flat_map(|(_, s)| s.seconds.iter().copied())
+                .collect::<Vec<f64>>(),
+        )
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -224,6 +483,10 @@ pub struct AgentInfo {
 /// What a range reads: the rolled-up part and the raw edges, not yet merged.
 #[derive(Debug, Default)]
 pub struct RangeData {
+    /// Sums over the rollup spans across the source's agents, when the source keeps them
+    /// apart from [`agents`](Self::agents) (a reseller: its agent rollups hold only what an
+    /// agent's entry shows). `None`: the sum of `agents`.
+    pub totals: Option<CallSums>,
     /// Per-agent sums over the rollup spans.
     pub agents: Vec<AgentSums>,
     /// Per-reason `(calls, seconds)` over the rollup spans, across the organizations.
@@ -270,9 +533,10 @@ impl Ranges {
         let mut used = [0usize; 3];
         for span in &cover.spans {
             let (g, base, slots) = match span.grain {
-                Grain::Quarter => (0, 0, 2),
-                Grain::Hour => (1, 4, 2),
-                Grain::Day => (2, 8, 1),
+                15 => (0, 0, 2),
+                60 => (1, 4, 2),
+                1440 => (2, 8, 1),
+                _ => continue,
             };
             if used[g] < slots {
                 bounds[base + 2 * used[g]] = span.from;
@@ -308,20 +572,75 @@ impl Ranges {
     }
 }
 
-/// Reads everything a range needs (four independent queries, run concurrently).
-pub async fn read(pool: &PgPool, orgs: &[OrgId], cover: &Cover) -> sqlx::Result<RangeData> {
-    let org_ids: Vec<Uuid> = orgs.iter().map(|o| o.get()).collect();
+/// What a request reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// Organizations, through their own rollups (one organization, in practice).
+    Orgs(&'a [OrgId]),
+    /// Every organization of a reseller (`orgs`), through the reseller's rollups.
+    Reseller {
+        /// The reseller.
+        reseller: Uuid,
+        /// All its organizations (for the raw edges).
+        orgs: &'a [OrgId],
+    },
+}
+
+impl Source<'_> {
+    /// The grains of the rollups this source reads (for [`cover`](crate::domain::metrics::cover)).
+    pub fn grains(&self) -> &'static [i32] {
+        match self {
+            Source::Orgs(_) => &ORG_GRAINS,
+            Source::Reseller { .. } => &RESELLER_GRAINS,
+        }
+    }
+
+    fn orgs(&self) -> Vec<Uuid> {
+        let orgs = match self {
+            Source::Orgs(orgs) => orgs,
+            Source::Reseller { orgs, .. } => orgs,
+        };
+        orgs.iter().map(|o| o.get()).collect()
+    }
+}
+
+/// Reads everything a range needs (four independent queries, run concurrently). `cover` must
+/// come from `source`'s grains.
+pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Result<RangeData> {
+    let org_ids = source.orgs();
     if org_ids.is_empty() {
         return Ok(RangeData::default());
     }
-    let ranges = Ranges::of(cover);
-    let (agents, escalations, days, edge_calls) = tokio::try_join!(
-        read_agents(pool, &org_ids, &ranges),
-        read_escalations(pool, &org_ids, &ranges),
-        read_days(pool, &org_ids, cover),
-        read_edges(pool, &org_ids, cover),
-    )?;
+    let (totals, agents, escalations, days, edge_calls) = match source {
+        Source::Orgs(_) => {
+            let ranges = Ranges::of(cover);
+            tokio::try_join!(
+                async { Ok(None) },
+                read_agents(pool, &org_ids, &ranges),
+                read_escalations(pool, &org_ids, &ranges),
+                read_days(pool, "call_volume_days", "org_id", &org_ids, cover),
+                read_edges(pool, &org_ids, cover),
+            )?
+        }
+        Source::Reseller { reseller, .. } => {
+            let resellers = [reseller];
+            tokio::try_join!(
+                read_reseller_totals(pool, reseller, cover),
+                read_reseller_agents(pool, reseller, cover),
+                read_reseller_escalations(pool, reseller, cover),
+                read_days(
+                    pool,
+                    "reseller_call_volume_days",
+                    "reseller_id",
+                    &resellers,
+                    cover
+                ),
+                read_edges(pool, &org_ids, cover),
+            )?
+        }
+    };
     Ok(RangeData {
+        totals,
         agents,
         escalations,
         days,
@@ -329,57 +648,177 @@ pub async fn read(pool: &PgPool, orgs: &[OrgId], cover: &Cover) -> sqlx::Result<
     })
 }
 
+/// The per-agent sums selected from a rollup table aliased `r`.
+const AGENT_SUMS: &str = r#"r.org_id, r.agent_id, sum(r.calls)::int8 as calls,
+       sum(r.resolved)::int8 as resolved, sum(r.transferred)::int8 as transferred,
+       sum(r.abandoned)::int8 as abandoned, sum(r.other_outcome)::int8 as other_outcome,
+       sum(r.duration_sum) as duration_sum,
+       sum(r.sentiment_calls)::int8 as sentiment_calls,
+       sum(r.positive_calls)::int8 as positive_calls,
+       sum(r.ttft_sum) as ttft_sum, sum(r.ttft_calls)::int8 as ttft_calls,
+       sum(r.stt_sum) as stt_sum, sum(r.stt_calls)::int8 as stt_calls,
+       sum(r.correction_calls)::int8 as correction_calls,
+       sum(r.zero_correction_calls)::int8 as zero_correction_calls,
+       sum(r.context_sum) as context_sum, sum(r.context_calls)::int8 as context_calls,
+       sum(r.tool_calls)::int8 as tool_calls,
+       sum(r.tool_call_errors)::int8 as tool_call_errors"#;
+
 async fn read_agents(pool: &PgPool, orgs: &[Uuid], r: &Ranges) -> sqlx::Result<Vec<AgentSums>> {
     if r.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
-        r#"select r.org_id, r.agent_id, sum(r.calls)::int8 as calls,
-                  sum(r.resolved)::int8 as resolved, sum(r.transferred)::int8 as transferred,
-                  sum(r.abandoned)::int8 as abandoned, sum(r.other_outcome)::int8 as other_outcome,
-                  sum(r.duration_sum) as duration_sum,
-                  sum(r.sentiment_calls)::int8 as sentiment_calls,
-                  sum(r.positive_calls)::int8 as positive_calls,
-                  sum(r.ttft_sum) as ttft_sum, sum(r.ttft_calls)::int8 as ttft_calls,
-                  sum(r.stt_sum) as stt_sum, sum(r.stt_calls)::int8 as stt_calls,
-                  sum(r.correction_calls)::int8 as correction_calls,
-                  sum(r.zero_correction_calls)::int8 as zero_correction_calls,
-                  sum(r.context_sum) as context_sum, sum(r.context_calls)::int8 as context_calls,
-                  sum(r.tool_calls)::int8 as tool_calls,
-                  sum(r.tool_call_errors)::int8 as tool_call_errors
-           from {spans}
-           group by r.org_id, r.agent_id"#,
+        "select {AGENT_SUMS} from {spans} group by r.org_id, r.agent_id",
         spans = spans("call_metric_rollups")
     );
     let rows = r.bind(sqlx::query(&sql).bind(orgs)).fetch_all(pool).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(AgentSums {
-                org_id: row.try_get("org_id")?,
-                agent_id: row.try_get("agent_id")?,
-                sums: CallSums {
-                    calls: row.try_get("calls")?,
-                    resolved: row.try_get("resolved")?,
-                    transferred: row.try_get("transferred")?,
-                    abandoned: row.try_get("abandoned")?,
-                    other: row.try_get("other_outcome")?,
-                    duration_sum: row.try_get("duration_sum")?,
-                    sentiment_calls: row.try_get("sentiment_calls")?,
-                    positive_calls: row.try_get("positive_calls")?,
-                    ttft_sum: row.try_get("ttft_sum")?,
-                    ttft_calls: row.try_get("ttft_calls")?,
-                    stt_sum: row.try_get("stt_sum")?,
-                    stt_calls: row.try_get("stt_calls")?,
-                    correction_calls: row.try_get("correction_calls")?,
-                    zero_correction_calls: row.try_get("zero_correction_calls")?,
-                    context_sum: row.try_get("context_sum")?,
-                    context_calls: row.try_get("context_calls")?,
-                    tool_calls: row.try_get("tool_calls")?,
-                    tool_call_errors: row.try_get("tool_call_errors")?,
-                },
-            })
+    rows.iter().map(agent_sums).collect()
+}
+
+/// The rows of a reseller rollup table for the spans of a cover, as a table `r`: one primary
+/// key range scan per span (`offset 0` keeps each span its own index scan).
+fn reseller_spans(table: &str) -> String {
+    format!(
+        "unnest($2::int4[], $3::timestamptz[], $4::timestamptz[]) as s(grain, lo, hi)
+         cross join lateral (
+             select * from {table} t
+             where t.reseller_id = $1 and t.grain = s.grain and t.bucket >= s.lo and t.bucket < s.hi
+             offset 0
+         ) r"
+    )
+}
+
+/// A cover's spans as the arrays [`reseller_spans`] binds at `$2`…`$4`.
+type SpanArrays = (Vec<i32>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>);
+
+fn span_arrays(cover: &Cover) -> SpanArrays {
+    (
+        cover.spans.iter().map(|s| s.grain).collect(),
+        cover.spans.iter().map(|s| s.from).collect(),
+        cover.spans.iter().map(|s| s.to).collect(),
+    )
+}
+
+async fn read_reseller_totals(
+    pool: &PgPool,
+    reseller: Uuid,
+    cover: &Cover,
+) -> sqlx::Result<Option<CallSums>> {
+    if cover.spans.is_empty() {
+        return Ok(Some(CallSums::default()));
+    }
+    let sums: Vec<String> = SUM_COLUMNS
+        .iter()
+        .map(|c| {
+            if is_float(c) {
+                format!("coalesce(sum(r.{c}), 0) as {c}")
+            } else {
+                format!("coalesce(sum(r.{c}), 0)::int8 as {c}")
+            }
         })
-        .collect()
+        .collect();
+    let sql = format!(
+        "select {} from {}",
+        sums.join(", "),
+        reseller_spans("reseller_call_rollups")
+    );
+    let (grains, from, to) = span_arrays(cover);
+    let row = sqlx::query(&sql)
+        .bind(reseller)
+        .bind(grains)
+        .bind(from)
+        .bind(to)
+        .fetch_one(pool)
+        .await?;
+    Ok(Some(call_sums(&row)?))
+}
+
+async fn read_reseller_agents(
+    pool: &PgPool,
+    reseller: Uuid,
+    cover: &Cover,
+) -> sqlx::Result<Vec<AgentSums>> {
+    if cover.spans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "select r.org_id, r.agent_id, sum(r.calls)::int8, sum(r.resolved)::int8,
+                sum(r.transferred)::int8, sum(r.abandoned)::int8, sum(r.duration_sum),
+                sum(r.sentiment_calls)::int8, sum(r.positive_calls)::int8
+         from {spans} group by r.org_id, r.agent_id",
+        spans = reseller_spans("reseller_agent_rollups")
+    );
+    let (grains, from, to) = span_arrays(cover);
+    type Row = (Uuid, String, i64, i64, i64, i64, f64, i64, i64);
+    let rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(reseller)
+        .bind(grains)
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                org_id,
+                agent_id,
+                calls,
+                resolved,
+                transferred,
+                abandoned,
+                duration_sum,
+                sentiment_calls,
+                positive_calls,
+            )| AgentSums {
+                org_id,
+                agent_id,
+                sums: CallSums {
+                    calls,
+                    resolved,
+                    transferred,
+                    abandoned,
+                    other: calls - resolved - transferred - abandoned,
+                    duration_sum,
+                    sentiment_calls,
+                    positive_calls,
+                    ..CallSums::default()
+                },
+            },
+        )
+        .collect())
+}
+
+fn agent_sums(row: &sqlx::postgres::PgRow) -> sqlx::Result<AgentSums> {
+    Ok(AgentSums {
+        org_id: row.try_get("org_id")?,
+        agent_id: row.try_get("agent_id")?,
+        sums: call_sums(row)?,
+    })
+}
+
+/// The [`SUM_COLUMNS`] of a row, by name.
+fn call_sums(row: &sqlx::postgres::PgRow) -> sqlx::Result<CallSums> {
+    Ok(CallSums {
+        calls: row.try_get("calls")?,
+        resolved: row.try_get("resolved")?,
+        transferred: row.try_get("transferred")?,
+        abandoned: row.try_get("abandoned")?,
+        other: row.try_get("other_outcome")?,
+        duration_sum: row.try_get("duration_sum")?,
+        sentiment_calls: row.try_get("sentiment_calls")?,
+        positive_calls: row.try_get("positive_calls")?,
+        ttft_sum: row.try_get("ttft_sum")?,
+        ttft_calls: row.try_get("ttft_calls")?,
+        stt_sum: row.try_get("stt_sum")?,
+        stt_calls: row.try_get("stt_calls")?,
+        correction_calls: row.try_get("correction_calls")?,
+        zero_correction_calls: row.try_get("zero_correction_calls")?,
+        context_sum: row.try_get("context_sum")?,
+        context_calls: row.try_get("context_calls")?,
+        tool_calls: row.try_get("tool_calls")?,
+        tool_call_errors: row.try_get("tool_call_errors")?,
+    })
 }
 
 async fn read_escalations(
@@ -401,9 +840,35 @@ async fn read_escalations(
         .await
 }
 
+async fn read_reseller_escalations(
+    pool: &PgPool,
+    reseller: Uuid,
+    cover: &Cover,
+) -> sqlx::Result<Vec<(String, i64, f64)>> {
+    if cover.spans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "select r.reason, sum(r.calls)::int8, sum(r.seconds_sum) from {spans} group by r.reason",
+        spans = reseller_spans("reseller_escalation_rollups")
+    );
+    let (grains, from, to) = span_arrays(cover);
+    sqlx::query_as(&sql)
+        .bind(reseller)
+        .bind(grains)
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await
+}
+
+/// The days of slots of `table` (keyed by `key`) for the rolled part of a cover, summed over
+/// `ids`.
 async fn read_days(
     pool: &PgPool,
-    orgs: &[Uuid],
+    table: &str,
+    key: &str,
+    ids: &[Uuid],
     cover: &Cover,
 ) -> sqlx::Result<Vec<(NaiveDate, Slots)>> {
     let Some((from, to)) = cover.rolled() else {
@@ -411,11 +876,11 @@ async fn read_days(
     };
     let first = from.date_naive();
     let last = (to - chrono::Duration::minutes(15)).date_naive();
-    let rows: Vec<DayRow> = sqlx::query_as(
-        r#"select day, calls, resolved, seconds from call_volume_days
-           where org_id = any($1) and day >= $2 and day <= $3"#,
-    )
-    .bind(orgs)
+    let rows: Vec<DayRow> = sqlx::query_as(&format!(
+        "select day, calls, resolved, seconds from {table}
+         where {key} = any($1) and day >= $2 and day <= $3"
+    ))
+    .bind(ids)
     .bind(first)
     .bind(last)
     .fetch_all(pool)
@@ -509,22 +974,27 @@ fn decode_error(text: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("unexpected stored value `{text}`").into())
 }
 
-/// Names and states of the given `(organization, agent)` pairs that were declared.
+/// Names and states of the given `(organization, agent)` pairs that were declared. Reads the
+/// declared agents of the pairs' organizations in one index range each (a reseller's hundreds
+/// of agents would otherwise be as many index probes) and keeps the pairs asked for.
 pub async fn agent_infos(pool: &PgPool, pairs: &[(Uuid, &str)]) -> sqlx::Result<Vec<AgentInfo>> {
     if pairs.is_empty() {
         return Ok(Vec::new());
     }
+    let wanted: std::collections::HashSet<(Uuid, &str)> = pairs.iter().copied().collect();
+    let mut orgs: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
+    orgs.sort_unstable();
+    orgs.dedup();
     let rows: Vec<(Uuid, String, String, String, bool)> = sqlx::query_as(
         r#"select a.org_id, a.agent_id, a.name, a.status, a.deleted_at is not null
-           from unnest($1::uuid[], $2::text[]) as p(org_id, agent_id)
-           join agents a on a.org_id = p.org_id and a.agent_id = p.agent_id"#,
+           from agents a where a.org_id = any($1)"#,
     )
-    .bind(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
-    .bind(pairs.iter().map(|p| p.1).collect::<Vec<_>>())
+    .bind(&orgs)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
+        .filter(|(org_id, agent_id, ..)| wanted.contains(&(*org_id, agent_id.as_str())))
         .map(|(org_id, agent_id, name, status, deleted)| AgentInfo {
             org_id,
             agent_id,
