@@ -300,6 +300,22 @@ pub fn escalation_of(c: &CallCompleted) -> Option<(&str, f64)> {
     ))
 }
 
+/// Whether `tz` is a whole number of hours from UTC at every hour of `[start, end)`: then each
+/// UTC hour lies inside one local hour, and hour slots count local hours exactly. (Sampled at
+/// every UTC hour: no zone has held a non-whole offset for less than an hour.)
+pub fn whole_hours(tz: chrono_tz::Tz, start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
+    use chrono::{Offset, TimeZone};
+    let mut t = floor(start, 60);
+    while t < end {
+        let offset = tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+        if offset.local_minus_utc() % 3600 != 0 {
+            return false;
+        }
+        t += Duration::hours(1);
+    }
+    true
+}
+
 /// Number of 15-minute slots in a UTC day.
 pub const SLOTS_PER_DAY: usize = 96;
 
@@ -422,6 +438,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn zones_whole_hours_from_utc() {
+        let (s, e) = (utc("2026-01-01T00:00:00Z"), utc("2026-12-31T00:00:00Z"));
+        assert!(whole_hours(chrono_tz::UTC, s, e));
+        assert!(whole_hours(chrono_tz::America::New_York, s, e));
+        assert!(!whole_hours(chrono_tz::Asia::Kolkata, s, e));
+        assert!(!whole_hours(chrono_tz::Asia::Kathmandu, s, e));
+        // Lord Howe is +10:30 in winter and +11 in summer.
+        let lord_howe = chrono_tz::Australia::Lord_Howe;
+        assert!(whole_hours(
+            lord_howe,
+            utc("2026-01-05T00:00:00Z"),
+            utc("2026-01-20T00:00:00Z")
+        ));
+        assert!(!whole_hours(
+            lord_howe,
+            utc("2026-01-05T00:00:00Z"),
+            utc("2026-06-20T00:00:00Z")
+        ));
     }
 
     #[test]

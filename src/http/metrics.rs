@@ -23,7 +23,7 @@ use super::error::{ApiError, ErrorDto, Result};
 use super::extract::{Json, Query};
 use crate::auth::OrgId;
 use crate::auth::extract::{Caller, Principal, ReadAccess};
-use crate::domain::metrics::{CallSums, cover, escalation_of, mean, percent, round1};
+use crate::domain::metrics::{CallSums, cover, escalation_of, mean, percent, round1, whole_hours};
 use crate::domain::timerange::{BoundNames, TimeRange, parse_timezone};
 use crate::store;
 use crate::store::metrics::{RangeData, Source};
@@ -286,6 +286,7 @@ pub async fn get_metrics(
     let source = match whole_reseller {
         Some(reseller) => Source::Reseller {
             reseller,
+            hourly: whole_hours(range.tz, range.start, range.end),
             orgs: &orgs,
         },
         None => Source::Orgs(&orgs),
@@ -436,11 +437,13 @@ fn report(
         for (day, slots) in &data.days {
             let day_start = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
             let Some(day_start) = day_start else { continue };
+            // 96 quarter-hour or 24 hour slots.
+            let step = 1440 / slots.calls.len().max(1) as i64;
             for (i, &calls) in slots.calls.iter().enumerate() {
                 if calls == 0 {
                     continue;
                 }
-                let t = day_start + Duration::minutes(15 * i as i64);
+                let t = day_start + Duration::minutes(step * i as i64);
                 if t >= from && t < to {
                     count(t, calls, slots.resolved[i], slots.seconds[i]);
                 }

@@ -249,25 +249,38 @@ fn escalations_sql(table: &str, key: &str, grain_type: &str) -> String {
 }
 
 /// The upsert of days of slots into `table` keyed by `key`: `$1` the organization or
-/// reseller, `$2` the days, then the 96 slots of each day as consecutive slices of flat arrays.
-fn days_sql(table: &str, key: &str) -> String {
+/// reseller, `$2` the days, then the 96 slots of each day as consecutive slices of flat arrays
+/// (`$3`…`$5`), and with `hourly` the 24 hour slots likewise (`$6`…`$8`).
+fn days_sql(table: &str, key: &str, hourly: bool) -> String {
     let add = |c: &str| {
         format!(
             "{c} = (select array_agg(a + b order by i)
                     from unnest(v.{c}, excluded.{c}) with ordinality as u(a, b, i))"
         )
     };
+    let mut columns = vec!["calls", "resolved", "seconds"];
+    let mut values = vec![
+        "($3::int8[])[(d.n - 1) * 96 + 1 : d.n * 96]",
+        "($4::int8[])[(d.n - 1) * 96 + 1 : d.n * 96]",
+        "($5::float8[])[(d.n - 1) * 96 + 1 : d.n * 96]",
+    ];
+    if hourly {
+        columns.extend(["hour_calls", "hour_resolved", "hour_seconds"]);
+        values.extend([
+            "($6::int8[])[(d.n - 1) * 24 + 1 : d.n * 24]",
+            "($7::int8[])[(d.n - 1) * 24 + 1 : d.n * 24]",
+            "($8::float8[])[(d.n - 1) * 24 + 1 : d.n * 24]",
+        ]);
+    }
+    let updates: Vec<String> = columns.iter().map(|c| add(c)).collect();
     format!(
-        "insert into {table} as v ({key}, day, calls, resolved, seconds)
-         select $1, d.day,
-                ($3::int8[])[(d.n - 1) * 96 + 1 : d.n * 96],
-                ($4::int8[])[(d.n - 1) * 96 + 1 : d.n * 96],
-                ($5::float8[])[(d.n - 1) * 96 + 1 : d.n * 96]
+        "insert into {table} as v ({key}, day, {columns})
+         select $1, d.day, {values}
          from unnest($2::date[]) with ordinality as d(day, n)
-         on conflict ({key}, day) do update set {}, {}, {}",
-        add("calls"),
-        add("resolved"),
-        add("seconds")
+         on conflict ({key}, day) do update set {updates}",
+        columns = columns.join(", "),
+        values = values.join(", "),
+        updates = updates.join(", "),
     )
 }
 
@@ -275,9 +288,10 @@ static ORG_ESCALATIONS_SQL: LazyLock<String> =
     LazyLock::new(|| escalations_sql("call_escalation_rollups", "org_id", "int2"));
 static RESELLER_ESCALATIONS_SQL: LazyLock<String> =
     LazyLock::new(|| escalations_sql("reseller_escalation_rollups", "reseller_id", "int4"));
-static ORG_DAYS_SQL: LazyLock<String> = LazyLock::new(|| days_sql("call_volume_days", "org_id"));
+static ORG_DAYS_SQL: LazyLock<String> =
+    LazyLock::new(|| days_sql("call_volume_days", "org_id", false));
 static RESELLER_DAYS_SQL: LazyLock<String> =
-    LazyLock::new(|| days_sql("reseller_call_volume_days", "reseller_id"));
+    LazyLock::new(|| days_sql("reseller_call_volume_days", "reseller_id", true));
 
 /// Adds a batch's new calls to the rollups (inside the ingest transaction): the
 /// organization's, and its reseller's when it has one.
@@ -306,7 +320,7 @@ pub async fn apply(
         &escalations,
     )
     .await?;
-    upsert_days(&mut *conn, &ORG_DAYS_SQL, org.get(), &days).await?;
+    upsert_days(&mut *conn, &ORG_DAYS_SQL, org.get(), &days, false).await?;
 
     if let Some(reseller) = reseller {
         let (agents, escalations) = bucket_sums(calls, &RESELLER_GRAINS);
@@ -328,7 +342,7 @@ pub async fn apply(
             &escalations,
         )
         .await?;
-        upsert_days(&mut *conn, &RESELLER_DAYS_SQL, reseller, &days).await?;
+        upsert_days(&mut *conn, &RESELLER_DAYS_SQL, reseller, &days, true).await?;
     }
     Ok(())
 }
@@ -403,37 +417,45 @@ async fn upsert_escalations(
     Ok(())
 }
 
-/// One row per day; the 96 slots of each day travel as one slice of a flat array.
+/// One row per day; the 96 slots of each day travel as one slice of a flat array, and with
+/// `hourly` their sums per hour likewise.
 async fn upsert_days(
     conn: &mut PgConnection,
     sql: &'static str,
     key: Uuid,
     days: &[(NaiveDate, Slots)],
+    hourly: bool,
 ) -> sqlx::Result<()> {
-    sqlx::query(sql)
-        .bind(key)
-        .bind(days.iter().map(|(d, _)| *d).collect::<Vec<_>>())
-        .bind(
+    let flat = |days: &[(NaiveDate, Slots)]| {
+        (
             days.iter()
                 .flat_map(|(_, s)| s.calls.iter().copied())
                 .collect::<Vec<i64>>(),
-        )
-        .bind(
             days.iter()
                 .flat_map(|(_, s)| s.resolved.iter().copied())
                 .collect::<Vec<i64>>(),
-        )
-        .bind(
             days.iter()
                 .flat_map(|(_, s)| s.seconds.iter().copied())
                 .collect::<Vec<f64>>(),
         )
-        .execute(conn)
-        .await?;
+    };
+    let (calls, resolved, seconds) = flat(days);
+    let mut q = sqlx::query(sql)
+        .bind(key)
+        .bind(days.iter().map(|(d, _)| *d).collect::<Vec<_>>())
+        .bind(calls)
+        .bind(resolved)
+        .bind(seconds);
+    if hourly {
+        let hours: Vec<(NaiveDate, Slots)> = days.iter().map(|(d, s)| (*d, s.hours())).collect();
+        let (calls, resolved, seconds) = flat(&hours);
+        q = q.bind(calls).bind(resolved).bind(seconds);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 
-/// The 96 quarter-hour slots of one UTC day.
+/// The slots of one UTC day: 96 quarter hours, or 24 hours.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slots {
     /// Calls started in each slot.
@@ -445,6 +467,15 @@ pub struct Slots {
 }
 
 impl Slots {
+    /// The sums of each hour (four slots) of quarter-hour slots.
+    fn hours(&self) -> Slots {
+        Slots {
+            calls: self.calls.chunks(4).map(|c| c.iter().sum()).collect(),
+            resolved: self.resolved.chunks(4).map(|c| c.iter().sum()).collect(),
+            seconds: self.seconds.chunks(4).map(|c| c.iter().sum()).collect(),
+        }
+    }
+
     fn zero() -> Slots {
         Slots {
             calls: vec![0; SLOTS_PER_DAY],
@@ -581,6 +612,10 @@ pub enum Source<'a> {
     Reseller {
         /// The reseller.
         reseller: Uuid,
+        /// Whether the days strictly inside the range may be read per UTC hour (the zone's
+        /// offset is whole hours throughout: see
+        /// [`whole_hours`](crate::domain::metrics::whole_hours)).
+        hourly: bool,
         /// All its organizations (for the raw edges).
         orgs: &'a [OrgId],
     },
@@ -618,11 +653,13 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
                 async { Ok(None) },
                 read_agents(pool, &org_ids, &ranges),
                 read_escalations(pool, &org_ids, &ranges),
-                read_days(pool, "call_volume_days", "org_id", &org_ids, cover),
+                read_days(pool, "call_volume_days", "org_id", &org_ids, cover, false),
                 read_edges(pool, &org_ids, cover),
             )?
         }
-        Source::Reseller { reseller, .. } => {
+        Source::Reseller {
+            reseller, hourly, ..
+        } => {
             let resellers = [reseller];
             tokio::try_join!(
                 read_reseller_totals(pool, reseller, cover),
@@ -633,7 +670,8 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
                     "reseller_call_volume_days",
                     "reseller_id",
                     &resellers,
-                    cover
+                    cover,
+                    hourly
                 ),
                 read_edges(pool, &org_ids, cover),
             )?
@@ -863,21 +901,30 @@ async fn read_reseller_escalations(
 }
 
 /// The days of slots of `table` (keyed by `key`) for the rolled part of a cover, summed over
-/// `ids`.
+/// `ids`. With `hourly` (a table with hour slots), the days strictly inside the rolled part
+/// come as 24 hour slots, the first and last as 96 quarter-hour slots.
 async fn read_days(
     pool: &PgPool,
     table: &str,
     key: &str,
     ids: &[Uuid],
     cover: &Cover,
+    hourly: bool,
 ) -> sqlx::Result<Vec<(NaiveDate, Slots)>> {
     let Some((from, to)) = cover.rolled() else {
         return Ok(Vec::new());
     };
     let first = from.date_naive();
     let last = (to - chrono::Duration::minutes(15)).date_naive();
+    let columns = if hourly {
+        "case when day = $2 or day = $3 then calls else hour_calls end,
+         case when day = $2 or day = $3 then resolved else hour_resolved end,
+         case when day = $2 or day = $3 then seconds else hour_seconds end"
+    } else {
+        "calls, resolved, seconds"
+    };
     let rows: Vec<DayRow> = sqlx::query_as(&format!(
-        "select day, calls, resolved, seconds from {table}
+        "select day, {columns} from {table}
          where {key} = any($1) and day >= $2 and day <= $3"
     ))
     .bind(ids)
@@ -899,7 +946,9 @@ async fn read_days(
                 );
             }
             Some(s) => {
-                for (i, c) in calls.iter().enumerate().take(SLOTS_PER_DAY) {
+                // Several rows of one day come only from several organizations (a source of
+                // one table and one kind of slots), so their slots are alike.
+                for (i, c) in calls.iter().enumerate().take(s.calls.len()) {
                     s.calls[i] += c;
                     s.resolved[i] += resolved.get(i).copied().unwrap_or(0);
                     s.seconds[i] += seconds.get(i).copied().unwrap_or(0.0);

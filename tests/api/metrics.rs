@@ -999,14 +999,13 @@ async fn reseller_tables(app: &TestApp) -> Vec<String> {
                    round(seconds_sum::numeric, 6)), E'\n' order by reseller_id, grain, bucket, reason)
            from reseller_escalation_rollups"#,
         r#"select string_agg(concat_ws('|', reseller_id, day, calls, resolved,
-                   array(select round(x::numeric, 6) from unnest(seconds) x)),
+                   array(select round(x::numeric, 6) from unnest(seconds) x),
+                   hour_calls, hour_resolved,
+                   array(select round(x::numeric, 6) from unnest(hour_seconds) x)),
                    E'\n' order by reseller_id, day)
            from reseller_call_volume_days"#,
     ] {
-        let text: Option<String> = sqlx::query_scalar(sql)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        let text: Option<String> = sqlx::query_scalar(sql).fetch_one(&app.pool).await.unwrap();
         out.push(text.unwrap_or_default());
     }
     out
