@@ -337,6 +337,12 @@ async fn run() {
             url.as_str(),
             reseller_orgs.clone(),
         ),
+        (
+            "reseller, 100 orgs, Asia/Kolkata",
+            token(Subject::Reseller(reseller.id)).await,
+            url_kolkata.as_str(),
+            reseller_orgs.clone(),
+        ),
     ];
     println!("  | case | calls in range | GET p50 ms | GET p99 ms | naive SQL p50 ms |");
     println!("  |---|---|---|---|---|");

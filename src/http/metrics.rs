@@ -292,13 +292,11 @@ pub async fn get_metrics(
         None => Source::Orgs(&orgs),
     };
     let cover = cover(range.start, range.end, source.grains());
-    let data = store::metrics::read(&pool, source, &cover).await?;
+    let (data, infos) = tokio::try_join!(
+        store::metrics::read(&pool, source, &cover),
+        store::metrics::agent_infos(&pool, &orgs),
+    )?;
     let agents = merge_agents(&data);
-    let pairs: Vec<(Uuid, &str)> = agents
-        .iter()
-        .map(|((org, agent), _)| (*org, agent.as_str()))
-        .collect();
-    let infos = store::metrics::agent_infos(&pool, &pairs).await?;
     Ok(Json(MetricsResponse {
         data: report(&range, &cover, &data, agents, infos),
     }))

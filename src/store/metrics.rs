@@ -19,7 +19,8 @@ use uuid::Uuid;
 use crate::auth::OrgId;
 use crate::domain::events::{CallCompleted, CallSentiment, Outcome, Telemetry};
 use crate::domain::metrics::{
-    CallSums, Cover, ORG_GRAINS, RESELLER_GRAINS, SLOTS_PER_DAY, escalation_of, floor, slot_of,
+    CallSums, Cover, ORG_GRAINS, RESELLER_GRAINS, SLOTS_PER_DAY, Span, escalation_of, floor,
+    slot_of,
 };
 
 /// A rollup key: grain (minutes), bucket start, and agent id or reason.
@@ -661,9 +662,19 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
             reseller, hourly, ..
         } => {
             let resellers = [reseller];
-            tokio::try_join!(
+            // The agent rows are most of the work: two queries over alternate spans run on two
+            // connections at once (the caller merges agents by key).
+            let (first, second): (Vec<(usize, Span)>, Vec<(usize, Span)>) = cover
+                .spans
+                .iter()
+                .copied()
+                .enumerate()
+                .partition(|(i, _)| i % 2 == 0);
+            let halves = [first, second].map(|h| h.into_iter().map(|(_, s)| s).collect::<Vec<_>>());
+            let (totals, mut agents, more_agents, escalations, days, edge_calls) = tokio::try_join!(
                 read_reseller_totals(pool, reseller, cover),
-                read_reseller_agents(pool, reseller, cover),
+                read_reseller_agents(pool, reseller, &halves[0]),
+                read_reseller_agents(pool, reseller, &halves[1]),
                 read_reseller_escalations(pool, reseller, cover),
                 read_days(
                     pool,
@@ -674,7 +685,9 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
                     hourly
                 ),
                 read_edges(pool, &org_ids, cover),
-            )?
+            )?;
+            agents.extend(more_agents);
+            (totals, agents, escalations, days, edge_calls)
         }
     };
     Ok(RangeData {
@@ -729,11 +742,11 @@ fn reseller_spans(table: &str) -> String {
 /// A cover's spans as the arrays [`reseller_spans`] binds at `$2`…`$4`.
 type SpanArrays = (Vec<i32>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>);
 
-fn span_arrays(cover: &Cover) -> SpanArrays {
+fn span_arrays(spans: &[Span]) -> SpanArrays {
     (
-        cover.spans.iter().map(|s| s.grain).collect(),
-        cover.spans.iter().map(|s| s.from).collect(),
-        cover.spans.iter().map(|s| s.to).collect(),
+        spans.iter().map(|s| s.grain).collect(),
+        spans.iter().map(|s| s.from).collect(),
+        spans.iter().map(|s| s.to).collect(),
     )
 }
 
@@ -760,7 +773,7 @@ async fn read_reseller_totals(
         sums.join(", "),
         reseller_spans("reseller_call_rollups")
     );
-    let (grains, from, to) = span_arrays(cover);
+    let (grains, from, to) = span_arrays(&cover.spans);
     let row = sqlx::query(&sql)
         .bind(reseller)
         .bind(grains)
@@ -774,9 +787,9 @@ async fn read_reseller_totals(
 async fn read_reseller_agents(
     pool: &PgPool,
     reseller: Uuid,
-    cover: &Cover,
+    spans: &[Span],
 ) -> sqlx::Result<Vec<AgentSums>> {
-    if cover.spans.is_empty() {
+    if spans.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
@@ -786,7 +799,7 @@ async fn read_reseller_agents(
          from {spans} group by r.org_id, r.agent_id",
         spans = reseller_spans("reseller_agent_rollups")
     );
-    let (grains, from, to) = span_arrays(cover);
+    let (grains, from, to) = span_arrays(spans);
     type Row = (Uuid, String, i64, i64, i64, i64, f64, i64, i64);
     let rows: Vec<Row> = sqlx::query_as(&sql)
         .bind(reseller)
@@ -890,7 +903,7 @@ async fn read_reseller_escalations(
         "select r.reason, sum(r.calls)::int8, sum(r.seconds_sum) from {spans} group by r.reason",
         spans = reseller_spans("reseller_escalation_rollups")
     );
-    let (grains, from, to) = span_arrays(cover);
+    let (grains, from, to) = span_arrays(&cover.spans);
     sqlx::query_as(&sql)
         .bind(reseller)
         .bind(grains)
@@ -1023,17 +1036,13 @@ fn decode_error(text: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("unexpected stored value `{text}`").into())
 }
 
-/// Names and states of the given `(organization, agent)` pairs that were declared. Reads the
-/// declared agents of the pairs' organizations in one index range each (a reseller's hundreds
-/// of agents would otherwise be as many index probes) and keeps the pairs asked for.
-pub async fn agent_infos(pool: &PgPool, pairs: &[(Uuid, &str)]) -> sqlx::Result<Vec<AgentInfo>> {
-    if pairs.is_empty() {
+/// Names and states of the declared agents of `orgs` (one index range per organization; read
+/// beside the figures rather than after them, for the agents the figures will name).
+pub async fn agent_infos(pool: &PgPool, orgs: &[OrgId]) -> sqlx::Result<Vec<AgentInfo>> {
+    if orgs.is_empty() {
         return Ok(Vec::new());
     }
-    let wanted: std::collections::HashSet<(Uuid, &str)> = pairs.iter().copied().collect();
-    let mut orgs: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
-    orgs.sort_unstable();
-    orgs.dedup();
+    let orgs: Vec<Uuid> = orgs.iter().map(|o| o.get()).collect();
     let rows: Vec<(Uuid, String, String, String, bool)> = sqlx::query_as(
         r#"select a.org_id, a.agent_id, a.name, a.status, a.deleted_at is not null
            from agents a where a.org_id = any($1)"#,
@@ -1043,7 +1052,6 @@ pub async fn agent_infos(pool: &PgPool, pairs: &[(Uuid, &str)]) -> sqlx::Result<
     .await?;
     Ok(rows
         .into_iter()
-        .filter(|(org_id, agent_id, ..)| wanted.contains(&(*org_id, agent_id.as_str())))
         .map(|(org_id, agent_id, name, status, deleted)| AgentInfo {
             org_id,
             agent_id,
