@@ -664,13 +664,16 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
             let resellers = [reseller];
             // The agent rows are most of the work: two queries over alternate spans run on two
             // connections at once (the caller merges agents by key).
-            let (first, second): (Vec<(usize, Span)>, Vec<(usize, Span)>) = cover
-                .spans
-                .iter()
-                .copied()
-                .enumerate()
-                .partition(|(i, _)| i % 2 == 0);
-            let halves = [first, second].map(|h| h.into_iter().map(|(_, s)| s).collect::<Vec<_>>());
+            let half = |parity: usize| -> Vec<Span> {
+                cover
+                    .spans
+                    .iter()
+                    .skip(parity)
+                    .step_by(2)
+                    .copied()
+                    .collect()
+            };
+            let halves = [half(0), half(1)];
             let (totals, mut agents, more_agents, escalations, days, edge_calls) = tokio::try_join!(
                 read_reseller_totals(pool, reseller, cover),
                 read_reseller_agents(pool, reseller, &halves[0]),
