@@ -77,7 +77,11 @@ create table reseller_agent_rollups (
     constraint reseller_agent_rollups_pkey primary key (reseller_id, grain, bucket, org_id, agent_id),
     constraint reseller_agent_rollups_grain_check check (grain in
         (15, 30, 60, 120, 240, 480, 1440, 2880, 5760, 11520, 23040, 46080, 92160, 184320))
-);
+) with (fillfactor = 70);
+-- A read fetches every agent row of ~15 buckets: rows of one bucket on few pages make that ~200
+-- page reads instead of one per row (measured: 2.8 ms against 8 ms for 5,400 rows). Rows are
+-- created bucket by bucket as calls arrive, and the free space per page keeps the updates that
+-- follow on the same page (HOT).
 
 create table reseller_escalation_rollups (
     reseller_id uuid not null,
@@ -139,7 +143,8 @@ language sql as $$
     join organizations o on o.id = c.org_id and o.reseller_id is not null
     cross join unnest(array[15, 30, 60, 120, 240, 480, 1440, 2880, 5760, 11520, 23040, 46080,
                             92160, 184320]) as g(grain)
-    group by 1, 2, 3, 4, 5;
+    group by 1, 2, 3, 4, 5
+    order by 1, 2, 3, 4, 5;
 
     insert into reseller_call_rollups
     select o.reseller_id, g.grain,
