@@ -71,7 +71,8 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
         conn,
         "settings",
         "begin;
-         set local maintenance_work_mem = '2GB'; set local work_mem = '1GB';
+         set local temp_buffers = '4GB';
+         set local maintenance_work_mem = '2GB'; set local work_mem = '2GB';
          set local synchronous_commit = off; set local max_parallel_workers_per_gather = 2;
          set local max_parallel_maintenance_workers = 2",
     )
@@ -160,17 +161,24 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
     exec(
         conn,
         "handoff_references",
+        // Handoff i references instruction ins-(i/5)%10 when i%5 = 0, AI profile prof-i%3 when
+        // i%7 = 0, knowledge kb-i%25 when i%2 = 0, tool tool-(i/6)%8 when i%6 = 1, prohibited
+        // topic topic-i%5 when i%13 = 0.
         r#"insert into handoff_references (org_id, handoff_id, ref_type, ref_id)
-           select g.org_id, 'h' || i, x.t, x.id
-           from gen g, generate_series(0::bigint, g.n - 1) as i,
-           lateral (values
-               (i % 5 = 0, 'instruction', 'ins-' || (i / 5) % 10),
-               (i % 7 = 0, 'ai_profile', 'prof-' || i % 3),
-               (i % 2 = 0, 'knowledge', 'kb-' || i % 25),
-               (i % 6 = 1, 'tool', 'tool-' || (i / 6) % 8),
-               (i % 13 = 0, 'prohibited_topic', 'topic-' || i % 5)
-           ) as x(keep, t, id)
-           where x.keep"#,
+           select g.org_id, 'h' || i, 'instruction', 'ins-' || (i / 5) % 10
+           from gen g, generate_series(0::bigint, g.n - 1, 5) as i
+           union all
+           select g.org_id, 'h' || i, 'ai_profile', 'prof-' || i % 3
+           from gen g, generate_series(0::bigint, g.n - 1, 7) as i
+           union all
+           select g.org_id, 'h' || i, 'knowledge', 'kb-' || i % 25
+           from gen g, generate_series(0::bigint, g.n - 1, 2) as i
+           union all
+           select g.org_id, 'h' || i, 'tool', 'tool-' || (i / 6) % 8
+           from gen g, generate_series(1::bigint, g.n - 1, 6) as i
+           union all
+           select g.org_id, 'h' || i, 'prohibited_topic', 'topic-' || i % 5
+           from gen g, generate_series(0::bigint, g.n - 1, 13) as i"#,
     )
     .await;
     // The rollups, as the ingest writes them (store::analytics): every handoff in the
@@ -178,16 +186,24 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
     // references; breakdowns by reason, sentiment (or none), reference, and per session the
     // sorted distinct reasons of its handoffs in the scope, in the bucket of its first one.
     // Coarser grains are sums of the 15-minute rows (blocks nest: hour, day, 7 days, all from
-    // the Unix epoch). Intermediate rows live in temporary tables dropped at commit.
+    // the Unix epoch).
+    // Intermediate tables in their own schema, unlogged (not temporary) so that PostgreSQL can
+    // read them with parallel workers; dropped before the commit.
+    exec(
+        conn,
+        "schema for intermediates",
+        "create schema bench_load; set local search_path = bench_load, public",
+    )
+    .await;
     exec(
         conn,
         "handoffs with their references, by scope",
-        r#"create temp table refs on commit drop as
+        r#"create unlogged table refs as
            select r.org_id, r.handoff_id,
                   array_agg(r.ref_type order by r.ref_type, r.ref_id) as types,
                   array_agg(r.ref_id order by r.ref_type, r.ref_id) as ids
            from handoff_references r group by 1, 2;
-           create temp table scoped on commit drop as
+           create unlogged table scoped as
            select h.org_id, s.scope, h.session_id,
                   date_bin('15 minutes', h.initiated_at, timestamptz '1970-01-01T00:00:00Z') as bucket,
                   h.initiated_at, h.reasons, h.sentiment, r.types, r.ids
@@ -213,13 +229,13 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
     exec(
         conn,
         "rollups, 15 minutes",
-        r#"create temp table t0 on commit drop as
+        r#"create unlogged table t0 as
            select org_id, scope, bucket, count(*) as n from scoped group by 1, 2, 3;
-           create temp table s0 on commit drop as
+           create unlogged table s0 as
            select org_id, date_bin('15 minutes', started_at, timestamptz '1970-01-01T00:00:00Z') as bucket,
                   count(*) as n
            from sessions group by 1, 2;
-           create temp table b0 on commit drop as
+           create unlogged table b0 as
            select org_id, scope, bucket, kind, key, count(*) as n from (
                select s.org_id, s.scope, s.bucket, 'reason' as kind, x.reason as key
                from scoped s cross join unnest(s.reasons) as x(reason)
@@ -247,11 +263,11 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
             conn,
             &format!("rollups, {size}"),
             &format!(
-                r#"create temp table t{grain} on commit drop as
+                r#"create unlogged table t{grain} as
                    select org_id, scope, {bb} as bucket, sum(n)::int8 as n from t{prev} group by 1, 2, 3;
-                   create temp table s{grain} on commit drop as
+                   create unlogged table s{grain} as
                    select org_id, {bb} as bucket, sum(n)::int8 as n from s{prev} group by 1, 2;
-                   create temp table b{grain} on commit drop as
+                   create unlogged table b{grain} as
                    select org_id, scope, {bb} as bucket, kind, key, sum(n)::int8 as n
                    from b{prev} group by 1, 2, 3, 4, 5"#
             ),
@@ -279,6 +295,7 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
         build.push_str(";\n");
     }
     exec(conn, "keys and indexes", &build).await;
+    exec(conn, "drop intermediates", "drop schema bench_load cascade").await;
     exec(conn, "commit", "commit").await;
     exec(conn, "vacuum analyze", &format!("vacuum analyze {LOADED}")).await;
 }
