@@ -274,15 +274,16 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
         )
         .await;
     }
+    // Stored in time order, as ingest (which writes as time goes by) leaves them roughly.
     let mut copy = String::new();
     for g in 0..4 {
         copy.push_str(&format!(
             "insert into handoff_rollup_totals (org_id, scope, grain, bucket, handoffs)
-             select org_id, scope, {g}, bucket, n from t{g} order by 1, 2, 4;
+             select org_id, scope, {g}, bucket, n from t{g} order by bucket;
              insert into session_rollups (org_id, grain, bucket, sessions)
-             select org_id, {g}, bucket, n from s{g} order by 1, 3;
+             select org_id, {g}, bucket, n from s{g} order by bucket;
              insert into handoff_rollup_breakdown (org_id, scope, grain, bucket, kind, key, count)
-             select org_id, scope, {g}, bucket, kind, key, n from b{g} order by 1, 2, 4, 5, 6;\n"
+             select org_id, scope, {g}, bucket, kind, key, n from b{g} order by bucket;\n"
         ));
     }
     exec(conn, "rollups, stored", &copy).await;
@@ -519,7 +520,9 @@ async fn run() {
             .json()
             .await
             .unwrap();
-        let (naive_p50, naive_total, naive_reasons) = naive(&mut conn, org, 7).await;
+        // The naive SQL takes tens of seconds on the big tenant: fewer runs there.
+        let runs = if n > 1_000_000 { 3 } else { 7 };
+        let (naive_p50, naive_total, naive_reasons) = naive(&mut conn, org, runs).await;
         assert_eq!(body["total_handoffs"], naive_total, "{body}");
         let mut reasons: Vec<(String, i64)> = body["reasons"]
             .as_array()
