@@ -289,7 +289,9 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
     exec(conn, "rollups, stored", &copy).await;
     let mut build = String::new();
     for (table, name, def) in &keys {
-        build.push_str(&format!("alter table {table} add constraint {name} {def};\n"));
+        build.push_str(&format!(
+            "alter table {table} add constraint {name} {def};\n"
+        ));
     }
     for (_, def) in &indexes {
         build.push_str(def);
@@ -479,7 +481,10 @@ async fn run() {
     }
 
     if std::env::var("BENCH_HOLD").is_ok() {
-        println!("HOLD psql -h {} -U postgres baton", cluster.socket_dir().display());
+        println!(
+            "HOLD psql -h {} -U postgres baton",
+            cluster.socket_dir().display()
+        );
         for (i, (org, _)) in tenants.iter().enumerate().take(2) {
             println!("HOLD tenant {i}: org {org}, token {}", tokens[i]);
         }
