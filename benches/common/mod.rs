@@ -137,3 +137,25 @@ pub async fn print_statement_stats(conn: &mut sqlx::PgConnection) {
         println!("    {ms:>9.0} {calls:>6} {mean:>8.3}  {q}");
     }
 }
+
+/// Like [`start_cluster`], with `settings` (lines of `postgresql.conf`) appended and the
+/// cluster restarted to apply them; with BENCH_PG_STATS set, `pg_stat_statements` is loaded too.
+pub fn start_cluster_with(data_dir: &Path, settings: &str) -> baton::pg::Cluster {
+    use baton::pg::{Cluster, ClusterOptions};
+    use std::io::Write;
+    let cluster = Cluster::ensure_running(data_dir, ClusterOptions::default()).unwrap();
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data_dir.join("pg/postgresql.conf"))
+        .unwrap();
+    writeln!(conf, "\n{settings}").unwrap();
+    if statement_stats() {
+        writeln!(conf, "shared_preload_libraries = 'pg_stat_statements'").unwrap();
+    }
+    cluster.stop_now().unwrap();
+    let cluster = Cluster::ensure_running(data_dir, ClusterOptions::default()).unwrap();
+    cluster
+        .stop_when_process_exits(std::process::id(), true)
+        .unwrap();
+    cluster
+}

@@ -318,29 +318,11 @@ pub async fn read(
 ) -> sqlx::Result<Counts> {
     let mut range = Segments::default();
     range.push(&plan.range);
-    // The local days' blocks, merged where adjacent: each block lies inside one local day, so
-    // the day of its start names it (no label needed), and a UTC zone reads one run of days.
-    let mut blocks: Vec<Segment> = Vec::new();
-    if plan.days_aligned {
-        blocks = plan
-            .days_cover
-            .iter()
-            .flat_map(|(_, c)| c.segments.iter().copied())
-            .collect();
-        blocks.sort_by_key(|b| (b.grain, b.from));
-        blocks.dedup_by(|next, prev| {
-            let adjacent = prev.grain == next.grain && prev.to == next.from;
-            if adjacent {
-                prev.to = next.to;
-            }
-            adjacent
-        });
-    }
-    let mut days = Segments::default();
-    days.push(&Cover {
-        segments: blocks,
-        raw: Vec::new(),
-    });
+    let days = if plan.days_aligned {
+        DayReads::new(plan)
+    } else {
+        DayReads::default()
+    };
     // At most two edges; an absent one is the empty interval [start, start).
     let edge = |i: usize| plan.range.raw.get(i).copied();
     let empty = (plan.range.raw.first().map(|r| r.0)).unwrap_or_default();
@@ -363,12 +345,16 @@ pub async fn read(
         .bind(e1.1)
         .bind(e2.0)
         .bind(e2.1)
-        .bind(&days.grain)
-        .bind(&days.from)
-        .bind(&days.to)
+        .bind(&days.runs.grain)
+        .bind(&days.runs.from)
+        .bind(&days.runs.to)
         .bind(tz)
         .bind(whole_from)
         .bind(whole_to)
+        .bind(&days.seg_from)
+        .bind(&days.seg_to)
+        .bind(&days.seg_grain)
+        .bind(&days.seg_day)
         .fetch_all(db)
         .await?;
     let day_index: HashMap<String, usize> = plan
@@ -381,7 +367,13 @@ pub async fn read(
     let mut counts = Counts::default();
     for (kind, key, n) in rows {
         match kind.as_str() {
-            // Handoffs by local date.
+            // Handoffs by local day, from the rollups: the key is the day's index.
+            "handoffs_day" => {
+                if let Ok(day) = key.parse::<usize>() {
+                    *counts.handoffs_by_day.entry(day).or_default() += n;
+                }
+            }
+            // Handoffs by local date, from the projections.
             "handoffs_on" => {
                 if let Some(day) = day_index.get(&key) {
                     *counts.handoffs_by_day.entry(*day).or_default() += n;
@@ -412,7 +404,78 @@ fn parse_stored<T>(text: &str, parse: fn(&str) -> Option<T>) -> sqlx::Result<T> 
         .ok_or_else(|| sqlx::Error::Decode(format!("unexpected stored value `{text}`").into()))
 }
 
-/// Segment arrays of covers (with a label per segment for local days).
+/// How the local days' totals are read from `handoff_rollup_totals`.
+///
+/// Every local day is covered by blocks inside it ([`Plan::days_cover`]), and all these
+/// blocks, of all grains, are disjoint, so a block row belongs to the segment whose start is
+/// the last one at or before its bucket (`width_bucket` over the sorted starts) if it has that
+/// segment's grain and lies before its end. That lets a grain whose segments fill most of their
+/// span be read with one index range scan over the span (the hours of a half-hour zone such as
+/// Asia/Kolkata: 23 of every 24), and a sparse grain (its quarter hours at local midnight) with
+/// one probe per run of adjacent segments; each row is given to its day by its segment, with
+/// no per-row time zone conversion.
+#[derive(Default)]
+struct DayReads {
+    /// The index range scans.
+    runs: Segments,
+    /// The segments, sorted by start, with their ends, grains and days (index into
+    /// [`Plan::days`]).
+    seg_from: Vec<DateTime<Utc>>,
+    seg_to: Vec<DateTime<Utc>>,
+    seg_grain: Vec<i16>,
+    seg_day: Vec<i32>,
+}
+
+impl DayReads {
+    fn new(plan: &Plan) -> DayReads {
+        let mut segs: Vec<(Segment, usize)> = plan
+            .days_cover
+            .iter()
+            .flat_map(|(day, c)| c.segments.iter().map(move |s| (*s, *day)))
+            .collect();
+        segs.sort_by_key(|(s, _)| s.from);
+        let mut reads = DayReads::default();
+        for (s, day) in &segs {
+            reads.seg_from.push(s.from);
+            reads.seg_to.push(s.to);
+            reads.seg_grain.push(s.grain as i16);
+            reads.seg_day.push(*day as i32);
+        }
+        for grain in 0..GRAINS.len() {
+            let of_grain: Vec<Segment> = segs
+                .iter()
+                .filter(|(s, _)| s.grain == grain)
+                .map(|(s, _)| *s)
+                .collect();
+            let (Some(first), Some(last)) = (of_grain.first(), of_grain.last()) else {
+                continue;
+            };
+            let covered: i64 = of_grain.iter().map(|s| (s.to - s.from).num_seconds()).sum();
+            let span = (last.to - first.from).num_seconds();
+            if covered * 4 >= span * 3 {
+                reads.runs.push_one(Segment {
+                    grain,
+                    from: first.from,
+                    to: last.to,
+                });
+            } else {
+                let mut run = of_grain[0];
+                for s in &of_grain[1..] {
+                    if s.from == run.to {
+                        run.to = s.to;
+                    } else {
+                        reads.runs.push_one(run);
+                        run = *s;
+                    }
+                }
+                reads.runs.push_one(run);
+            }
+        }
+        reads
+    }
+}
+
+/// Segment arrays of covers.
 #[derive(Default)]
 struct Segments {
     grain: Vec<i16>,
@@ -423,16 +486,21 @@ struct Segments {
 impl Segments {
     fn push(&mut self, c: &Cover) {
         for s in &c.segments {
-            self.grain.push(s.grain as i16);
-            self.from.push(s.from);
-            self.to.push(s.to);
+            self.push_one(*s);
         }
+    }
+
+    fn push_one(&mut self, s: Segment) {
+        self.grain.push(s.grain as i16);
+        self.from.push(s.from);
+        self.to.push(s.to);
     }
 }
 
 /// The read: `$1` org, `$2` scope, `$3..$5` the range's blocks, `$6..$9` its two edges,
-/// `$10..$12` the local days' blocks, `$13` the zone, `$14..$15` the whole range when local days
-/// are not unions of blocks (else empty). Each block run is read by its own index range scan
+/// `$10..$12` the runs of local days' blocks to scan, `$13` the zone, `$14..$15` the whole range
+/// when local days are not unions of blocks (else empty), `$16..$19` the local days' segments
+/// (sorted starts, ends, grains, day indexes; see [`DayReads`]). Each block run is read by its own index range scan
 /// (`offset 0` keeps the lateral subqueries from being flattened into a hash join over all of
 /// the organization's rollup rows).
 const READ: &str = r#"
@@ -470,7 +538,7 @@ cross join lateral (
 ) b
 group by b.kind, b.key
 union all
-select 'handoffs_on', to_char(t.bucket at time zone $13, 'YYYY-MM-DD'), sum(t.handoffs)::int8
+select 'handoffs_day', (($19::int4[])[w.k])::text, sum(t.handoffs)::int8
 from dseg s
 cross join lateral (
     select t.bucket, t.handoffs from handoff_rollup_totals t
@@ -478,6 +546,8 @@ cross join lateral (
       and t.bucket >= s.f and t.bucket < s.t
     offset 0
 ) t
+cross join lateral (select width_bucket(t.bucket, $16::timestamptz[]) as k) w
+where ($18::int2[])[w.k] = s.grain and t.bucket < ($17::timestamptz[])[w.k]
 group by 2
 union all
 select 'handoffs_on', to_char(e.initiated_at at time zone $13, 'YYYY-MM-DD'), count(*)
