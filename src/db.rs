@@ -131,11 +131,17 @@ pub fn with_session_settings(options: PgConnectOptions, config: &DbConfig) -> Pg
 }
 
 /// The pool options for a config.
+///
+/// Connections are not pinged before each use (`test_before_acquire(false)`): the ping was a
+/// round trip before every query (a `/v1/metrics` request runs seven queries at once). A
+/// connection that broke while idle fails its next query instead, which answers that request
+/// with a 503 and drops the connection from the pool; `/readyz` checks the database itself.
 pub fn pool_options(config: &DbConfig) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .min_connections(0)
         .acquire_timeout(config.acquire_timeout)
+        .test_before_acquire(false)
 }
 
 /// Creates `name` on the server reached by `admin` unless it exists.
