@@ -287,7 +287,9 @@ fn fresh_combinations<'a>(
     new_refs: &'a HashMap<&str, Vec<(String, String)>>,
 ) -> Vec<(&'a str, &'a str, DateTime<Utc>, String)> {
     let wanted: HashSet<&str> = sessions.iter().copied().collect();
-    let mut acc: BTreeMap<(&str, &str), (DateTime<Utc>, Vec<&str>)> = BTreeMap::new();
+    // `(scope, session) → (first initiation, reasons)`.
+    type Acc<'a> = BTreeMap<(&'a str, &'a str), (DateTime<Utc>, Vec<&'static str>)>;
+    let mut acc: Acc<'a> = BTreeMap::new();
     for h in &changes.handoffs {
         if !wanted.contains(h.session_id.as_str()) {
             continue;
