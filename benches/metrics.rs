@@ -277,7 +277,10 @@ async fn run() {
         .unwrap();
 
     if std::env::var("BENCH_HOLD").is_ok() {
-        println!("HOLD psql -h {} -U postgres baton", cluster.socket_dir().display());
+        println!(
+            "HOLD psql -h {} -U postgres baton",
+            cluster.socket_dir().display()
+        );
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
     common::create_statement_stats(pool).await;
