@@ -102,26 +102,39 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
         })
         .collect();
     if !moved.is_empty() {
-        let ids: Vec<&str> = moved.iter().map(|h| h.handoff_id.as_str()).collect();
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            r#"select r.handoff_id, r.ref_type, r.ref_id
-               from unnest($2::text[]) as q(handoff_id)
-               cross join lateral (
-                   select r.handoff_id, r.ref_type, r.ref_id from handoff_references r
-                   where r.org_id = $1 and r.handoff_id = q.handoff_id
-                   offset 0
-               ) r"#,
-        )
-        .bind(org.get())
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
+        // References: a handoff new in this batch has exactly the pairs stored now; only the
+        // handoffs stored before are looked up.
+        let ids: Vec<&str> = moved
+            .iter()
+            .filter(|h| changes.handoffs_before.contains_key(&h.handoff_id))
+            .map(|h| h.handoff_id.as_str())
+            .collect();
         let mut refs: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        for (h, t, id) in rows {
-            refs.entry(h).or_default().push((t, id));
+        if !ids.is_empty() {
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                r#"select r.handoff_id, r.ref_type, r.ref_id
+                   from unnest($2::text[]) as q(handoff_id)
+                   cross join lateral (
+                       select r.handoff_id, r.ref_type, r.ref_id from handoff_references r
+                       where r.org_id = $1 and r.handoff_id = q.handoff_id
+                       offset 0
+                   ) r"#,
+            )
+            .bind(org.get())
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            for (h, t, id) in rows {
+                refs.entry(h).or_default().push((t, id));
+            }
         }
         for h in &moved {
-            let after = refs.get(&h.handoff_id).map(Vec::as_slice).unwrap_or(&[]);
+            let after = match changes.handoffs_before.get(&h.handoff_id) {
+                Some(_) => refs.get(&h.handoff_id),
+                None => new_refs.get(h.handoff_id.as_str()),
+            }
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
             if let Some(before) = changes.handoffs_before.get(&h.handoff_id) {
                 let added: HashSet<&(String, String)> = new_refs
                     .get(h.handoff_id.as_str())
@@ -150,6 +163,43 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
             .collect();
         sessions.sort_unstable();
         sessions.dedup();
+        // A session started in this batch has all its handoffs in this batch: its combinations
+        // are computed here and inserted (none was stored). The others are recomputed in SQL
+        // from the stored handoffs.
+        let started: HashSet<&str> = changes
+            .sessions
+            .iter()
+            .filter(|s| !changes.sessions_before.contains_key(&s.session_id))
+            .map(|s| s.session_id.as_str())
+            .collect();
+        let (fresh_sessions, sessions): (Vec<&str>, Vec<&str>) =
+            sessions.into_iter().partition(|s| started.contains(s));
+        if !fresh_sessions.is_empty() {
+            let fresh = fresh_combinations(changes, &fresh_sessions, &new_refs);
+            sqlx::query(
+                r#"insert into handoff_session_reasons
+                       (org_id, scope, session_id, first_initiated_at, reasons)
+                   select $1, * from unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[])"#,
+            )
+            .bind(org.get())
+            .bind(fresh.iter().map(|c| c.0).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|c| c.1).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|c| c.2).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|c| c.3.as_str()).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+            for (scope, _, first, reasons) in fresh {
+                *deltas
+                    .breakdown
+                    .entry((
+                        scope.to_owned(),
+                        bucket(first, 0),
+                        COMBINATION.to_owned(),
+                        reasons,
+                    ))
+                    .or_default() += 1;
+            }
+        }
         if !sessions.is_empty() {
             let moves: Vec<(String, DateTime<Utc>, String, i64)> = sqlx::query_as(
                 r#"with touched as materialized (
@@ -226,6 +276,46 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
         }
     }
     write(conn, org, &deltas).await
+}
+
+/// The reason combinations `(scope, session, first initiation, reasons)` of sessions started
+/// in this batch, from this batch's handoffs (all of theirs): as the SQL recomputation would
+/// give them (reasons distinct, sorted bytewise, joined by `,`; a scope per instruction).
+fn fresh_combinations<'a>(
+    changes: &'a Changes,
+    sessions: &[&str],
+    new_refs: &'a HashMap<&str, Vec<(String, String)>>,
+) -> Vec<(&'a str, &'a str, DateTime<Utc>, String)> {
+    let wanted: HashSet<&str> = sessions.iter().copied().collect();
+    // `(scope, session) → (first initiation, reasons)`.
+    type Acc<'a> = BTreeMap<(&'a str, &'a str), (DateTime<Utc>, Vec<&'static str>)>;
+    let mut acc: Acc<'a> = BTreeMap::new();
+    for h in &changes.handoffs {
+        if !wanted.contains(h.session_id.as_str()) {
+            continue;
+        }
+        let instructions = new_refs
+            .get(h.handoff_id.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(t, _)| t == ReferenceType::Instruction.as_str())
+            .map(|(_, id)| id.as_str());
+        for scope in std::iter::once("").chain(instructions) {
+            let e = acc
+                .entry((scope, h.session_id.as_str()))
+                .or_insert((h.initiated_at, Vec::new()));
+            e.0 = e.0.min(h.initiated_at);
+            e.1.extend(h.reasons.iter().map(|r| r.as_str()));
+        }
+    }
+    acc.into_iter()
+        .filter(|(_, (_, reasons))| !reasons.is_empty())
+        .map(|((scope, session), (first, mut reasons))| {
+            reasons.sort_unstable();
+            reasons.dedup();
+            (scope, session, first, reasons.join(","))
+        })
+        .collect()
 }
 
 /// Adds the deltas to every grain.

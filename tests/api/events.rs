@@ -778,3 +778,60 @@ async fn auth_matrix() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// Events belong to an existing organization (checked once per insert statement, not per row):
+/// an event of an unknown organization is refused, and an organization keeps its events.
+#[tokio::test]
+async fn events_belong_to_an_existing_organization() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme", None, None).await;
+    let token = app.writer(&org).await;
+    assert_eq!(post_ok(&app, &token, &[session("e1", "s1")]).await, (1, 0));
+
+    let insert = |org_id: uuid::Uuid| {
+        sqlx::query(
+            r#"insert into events (org_id, event_id, type, occurred_at, body)
+               values ($1, 'x', 'session.started', now(), '{}')"#,
+        )
+        .bind(org_id)
+    };
+    let unknown = insert(uuid::Uuid::new_v4()).execute(&app.pool).await;
+    let err = unknown.expect_err("an event of an unknown organization");
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("23503"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("does not exist"), "{err}");
+
+    // An organization with events can be neither deleted nor renumbered; one without can.
+    let empty = app.org("empty", None, None).await;
+    for statement in [
+        "delete from organizations where id = $1",
+        "update organizations set id = gen_random_uuid() where id = $1",
+    ] {
+        let refused = sqlx::query(statement)
+            .bind(org.id)
+            .execute(&app.pool)
+            .await
+            .expect_err("the organization has events");
+        assert_eq!(
+            refused
+                .as_database_error()
+                .and_then(|e| e.code())
+                .as_deref(),
+            Some("23503"),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("still has events"),
+            "{refused}"
+        );
+    }
+    sqlx::query("delete from organizations where id = $1")
+        .bind(empty.id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count(&app, "events", org.id).await, 1);
+}
