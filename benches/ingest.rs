@@ -4,7 +4,9 @@
 //! the same run, so the ratio is visible.
 //!
 //! Run: `cargo bench --bench ingest` (env: BENCH_BATCHES, default 300; BENCH_CLIENTS, default 4;
-//! BENCH_PATTERN `live` (default) or `backfill`; BENCH_PG_STATS=1 for per-statement times).
+//! BENCH_PATTERN `live` (default) or `backfill`; BENCH_PG_STATS=1 for per-statement times;
+//! BENCH_RESELLER=1 puts the organizations under a reseller, so the reseller's call rollups are
+//! written too).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -131,7 +133,15 @@ async fn run(batches: usize, clients: usize) {
     let keys = baton::admin::signing_keys(&db.pool).await.unwrap();
     let mut tokens = Vec::new();
     for c in 0..clients {
-        let org = baton::admin::create_org(&db.pool, &format!("bench-{c}"), None, None, None)
+        let reseller = std::env::var("BENCH_RESELLER")
+            .is_ok()
+            .then_some("bench-reseller");
+        if reseller.is_some() && c == 0 {
+            baton::admin::create_reseller(&db.pool, "bench-reseller", None)
+                .await
+                .unwrap();
+        }
+        let org = baton::admin::create_org(&db.pool, &format!("bench-{c}"), None, reseller, None)
             .await
             .unwrap();
         let t = baton::admin::issue_token_for(
