@@ -173,7 +173,9 @@ impl SumsTable {
         keys: &[Uuid],
         rows: &HashMap<Key<'_>, CallSums>,
     ) -> sqlx::Result<()> {
-        let rows: Vec<(&Key<'_>, &CallSums)> = rows.iter().collect();
+        // In key order (see [`apply_reseller`]).
+        let mut rows: Vec<(&Key<'_>, &CallSums)> = rows.iter().collect();
+        rows.sort_unstable_by_key(|(k, _)| **k);
         let mut q = sqlx::query(self.sql.as_str());
         for k in keys {
             q = q.bind(*k);
@@ -294,9 +296,43 @@ static ORG_DAYS_SQL: LazyLock<String> =
 static RESELLER_DAYS_SQL: LazyLock<String> =
     LazyLock::new(|| days_sql("reseller_call_volume_days", "reseller_id", true));
 
-/// Adds a batch's new calls to the rollups (inside the ingest transaction): the
-/// organization's, and its reseller's when it has one.
+/// Adds a batch's new calls to the organization's rollups (inside the ingest transaction).
 pub async fn apply(
+    conn: &mut PgConnection,
+    org: OrgId,
+    calls: &[CallCompleted],
+) -> sqlx::Result<()> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let (sums, escalations) = bucket_sums(calls, &ORG_GRAINS);
+    ORG_SUMS.upsert(&mut *conn, &[org.get()], &sums).await?;
+    upsert_escalations(
+        &mut *conn,
+        &ORG_ESCALATIONS_SQL,
+        true,
+        org.get(),
+        &escalations,
+    )
+    .await?;
+    upsert_days(
+        &mut *conn,
+        &ORG_DAYS_SQL,
+        org.get(),
+        &day_slots(calls),
+        false,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds a batch's new calls to the rollups of the organization's reseller, when it has one
+/// (inside the ingest transaction, last: see [`crate::store::rollups::apply`]).
+///
+/// Organizations of one reseller write the same rows concurrently, so every statement writes
+/// its rows in key order: two batches lock shared rows in the same order and wait for each
+/// other instead of deadlocking.
+pub async fn apply_reseller(
     conn: &mut PgConnection,
     org: OrgId,
     calls: &[CallCompleted],
@@ -309,42 +345,36 @@ pub async fn apply(
             .bind(org.get())
             .fetch_one(&mut *conn)
             .await?;
-    let days = day_slots(calls);
-
-    let (sums, escalations) = bucket_sums(calls, &ORG_GRAINS);
-    ORG_SUMS.upsert(&mut *conn, &[org.get()], &sums).await?;
+    let Some(reseller) = reseller else {
+        return Ok(());
+    };
+    let (agents, escalations) = bucket_sums(calls, &RESELLER_GRAINS);
+    let mut totals: HashMap<Key<'_>, CallSums> = HashMap::new();
+    for ((grain, bucket, _), s) in &agents {
+        totals.entry((*grain, *bucket, "")).or_default().add(s);
+    }
+    RESELLER_SUMS
+        .upsert(&mut *conn, &[reseller], &totals)
+        .await?;
+    RESELLER_AGENTS
+        .upsert(&mut *conn, &[reseller, org.get()], &agents)
+        .await?;
     upsert_escalations(
         &mut *conn,
-        &ORG_ESCALATIONS_SQL,
-        true,
-        org.get(),
+        &RESELLER_ESCALATIONS_SQL,
+        false,
+        reseller,
         &escalations,
     )
     .await?;
-    upsert_days(&mut *conn, &ORG_DAYS_SQL, org.get(), &days, false).await?;
-
-    if let Some(reseller) = reseller {
-        let (agents, escalations) = bucket_sums(calls, &RESELLER_GRAINS);
-        let mut totals: HashMap<Key<'_>, CallSums> = HashMap::new();
-        for ((grain, bucket, _), s) in &agents {
-            totals.entry((*grain, *bucket, "")).or_default().add(s);
-        }
-        RESELLER_SUMS
-            .upsert(&mut *conn, &[reseller], &totals)
-            .await?;
-        RESELLER_AGENTS
-            .upsert(&mut *conn, &[reseller, org.get()], &agents)
-            .await?;
-        upsert_escalations(
-            &mut *conn,
-            &RESELLER_ESCALATIONS_SQL,
-            false,
-            reseller,
-            &escalations,
-        )
-        .await?;
-        upsert_days(&mut *conn, &RESELLER_DAYS_SQL, reseller, &days, true).await?;
-    }
+    upsert_days(
+        &mut *conn,
+        &RESELLER_DAYS_SQL,
+        reseller,
+        &day_slots(calls),
+        true,
+    )
+    .await?;
     Ok(())
 }
 
@@ -386,7 +416,9 @@ fn day_slots(calls: &[CallCompleted]) -> Vec<(NaiveDate, Slots)> {
         day.resolved[slot] += i64::from(c.outcome == Outcome::Resolved);
         day.seconds[slot] += c.duration_seconds;
     }
-    days.into_iter().collect()
+    let mut days: Vec<(NaiveDate, Slots)> = days.into_iter().collect();
+    days.sort_unstable_by_key(|(d, _)| *d);
+    days
 }
 
 /// Upserts escalation sums with `sql` (from [`escalations_sql`]; `small_grains` when its grains
@@ -401,7 +433,8 @@ async fn upsert_escalations(
     if escalations.is_empty() {
         return Ok(());
     }
-    let rows: Vec<(&Key<'_>, &(i64, f64))> = escalations.iter().collect();
+    let mut rows: Vec<(&Key<'_>, &(i64, f64))> = escalations.iter().collect();
+    rows.sort_unstable_by_key(|(k, _)| **k);
     let grains = rows.iter().map(|(k, _)| k.0);
     let q = sqlx::query(sql).bind(key);
     let q = if small_grains {

@@ -11,8 +11,13 @@ use crate::auth::OrgId;
 use crate::domain::projection::Changes;
 
 /// Updates every rollup for one applied batch.
+///
+/// The reseller's rollups come last: the organizations of a reseller ingest concurrently (each
+/// under its own lock) and update the same reseller rows, whose row locks are then held only
+/// from there to the commit.
 pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
     super::metrics::apply(&mut *conn, org, &changes.calls).await?;
-    super::analytics::apply(conn, org, changes).await?;
+    super::analytics::apply(&mut *conn, org, changes).await?;
+    super::metrics::apply_reseller(conn, org, &changes.calls).await?;
     Ok(())
 }

@@ -1058,3 +1058,63 @@ async fn reseller_rollups_equal_a_rebuild_from_raw_calls() {
         .await;
     assert!(moved.is_err(), "an organization's reseller must not change");
 }
+
+/// Organizations of one reseller ingest at the same time and update the same reseller rows:
+/// every batch is accepted (no deadlock) and the reseller's figures are the sum of theirs.
+#[tokio::test]
+async fn organizations_of_one_reseller_ingest_concurrently() {
+    let app = TestApp::spawn().await;
+    let r = app.reseller("busy").await;
+    let mut writers = Vec::new();
+    for o in 0..4 {
+        let org = app.org(&format!("busy-{o}"), Some("busy"), None).await;
+        writers.push(app.writer(&org).await);
+    }
+    let mut tasks = Vec::new();
+    for (o, token) in writers.iter().enumerate() {
+        for b in 0..6 {
+            // Calls spread over two days in scrambled order, so batches share many buckets.
+            let events: Vec<Value> = (0..40)
+                .map(|i| {
+                    let minute = (i * 97 + b * 31 + o * 13) % 2880;
+                    let at = format!(
+                        "2026-11-0{}T{:02}:{:02}:00Z",
+                        2 + minute / 1440,
+                        (minute % 1440) / 60,
+                        minute % 60
+                    );
+                    call(
+                        &format!("c{o}-{b}-{i}"),
+                        &format!("a{}", i % 3),
+                        &at,
+                        60.0,
+                        "resolved",
+                        json!({}),
+                    )
+                })
+                .collect();
+            let (app, token) = (&app, token.clone());
+            tasks.push(async move { post_ok(app, &token, &events).await });
+        }
+    }
+    futures::future::join_all(tasks).await;
+    let token = app.token(Subject::Reseller(r.id), &[Scope::ReadAll]).await;
+    let data = metrics(
+        &app,
+        &token,
+        &[
+            ("startDate", "2026-11-01T00:00:00Z"),
+            ("endDate", "2026-11-05T00:00:00Z"),
+        ],
+    )
+    .await;
+    assert_eq!(data["metrics"]["totalCalls"], 4 * 6 * 40);
+    assert_eq!(data["agentPerformance"].as_array().unwrap().len(), 4 * 3);
+    let daily: i64 = data["dailyVolume"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["totalCalls"].as_i64().unwrap())
+        .sum();
+    assert_eq!(daily, 4 * 6 * 40);
+}
