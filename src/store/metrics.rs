@@ -101,12 +101,41 @@ fn float_of(s: &CallSums, column: &str) -> f64 {
     }
 }
 
+/// How a rollup table stores its grains: `int2` (the organization tables, 15 minutes to a
+/// day) or `int4` (the reseller tables, up to 128 days in minutes).
+#[derive(Debug, Clone, Copy)]
+enum GrainType {
+    Int2,
+    Int4,
+}
+
+impl GrainType {
+    fn sql(self) -> &'static str {
+        match self {
+            GrainType::Int2 => "int2",
+            GrainType::Int4 => "int4",
+        }
+    }
+
+    /// Binds `grains` as an array of this type.
+    fn bind<'q>(
+        self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        grains: impl Iterator<Item = i32>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        match self {
+            GrainType::Int2 => q.bind(grains.map(|g| g as i16).collect::<Vec<i16>>()),
+            GrainType::Int4 => q.bind(grains.collect::<Vec<i32>>()),
+        }
+    }
+}
+
 /// A rollup table of sums and how a batch upserts into it: the uuid keys bound first (`$1`…),
 /// then the grains, buckets, agent ids when `agent`, and `columns`, as unnested arrays.
 struct SumsTable {
     table: &'static str,
     keys: &'static [&'static str],
-    grain_type: &'static str,
+    grain_type: GrainType,
     agent: bool,
     columns: &'static [&'static str],
     sql: LazyLock<String>,
@@ -116,7 +145,7 @@ impl SumsTable {
     const fn new(
         table: &'static str,
         keys: &'static [&'static str],
-        grain_type: &'static str,
+        grain_type: GrainType,
         agent: bool,
         columns: &'static [&'static str],
         sql: fn() -> String,
@@ -135,7 +164,7 @@ impl SumsTable {
         let mut names: Vec<&str> = self.keys.to_vec();
         names.extend(["grain", "bucket"]);
         let mut arrays = vec![
-            format!("${}::{}[]", self.keys.len() + 1, self.grain_type),
+            format!("${}::{}[]", self.keys.len() + 1, self.grain_type.sql()),
             format!("${}::timestamptz[]", self.keys.len() + 2),
         ];
         if self.agent {
@@ -180,12 +209,7 @@ impl SumsTable {
         for k in keys {
             q = q.bind(*k);
         }
-        let grains = rows.iter().map(|(k, _)| k.0);
-        q = if self.grain_type == "int2" {
-            q.bind(grains.map(|g| g as i16).collect::<Vec<i16>>())
-        } else {
-            q.bind(grains.collect::<Vec<i32>>())
-        };
+        q = self.grain_type.bind(q, rows.iter().map(|(k, _)| k.0));
         q = q.bind(rows.iter().map(|(k, _)| k.1).collect::<Vec<_>>());
         if self.agent {
             q = q.bind(
@@ -217,7 +241,7 @@ impl SumsTable {
 static ORG_SUMS: SumsTable = SumsTable::new(
     "call_metric_rollups",
     &["org_id"],
-    "int2",
+    GrainType::Int2,
     true,
     SUM_COLUMNS,
     || ORG_SUMS.build_sql(),
@@ -225,7 +249,7 @@ static ORG_SUMS: SumsTable = SumsTable::new(
 static RESELLER_SUMS: SumsTable = SumsTable::new(
     "reseller_call_rollups",
     &["reseller_id"],
-    "int4",
+    GrainType::Int4,
     false,
     SUM_COLUMNS,
     || RESELLER_SUMS.build_sql(),
@@ -233,7 +257,7 @@ static RESELLER_SUMS: SumsTable = SumsTable::new(
 static RESELLER_AGENTS: SumsTable = SumsTable::new(
     "reseller_agent_rollups",
     &["reseller_id", "org_id"],
-    "int4",
+    GrainType::Int4,
     true,
     AGENT_COLUMNS,
     || RESELLER_AGENTS.build_sql(),
@@ -241,7 +265,8 @@ static RESELLER_AGENTS: SumsTable = SumsTable::new(
 
 /// The upsert of escalation sums into `table` keyed by `key`: `$1` the organization or
 /// reseller, then the unnested grains, buckets, reasons and sums.
-fn escalations_sql(table: &str, key: &str, grain_type: &str) -> String {
+fn escalations_sql(table: &str, key: &str, grain_type: GrainType) -> String {
+    let grain_type = grain_type.sql();
     format!(
         "insert into {table} as r ({key}, grain, bucket, reason, calls, seconds_sum)
          select $1, * from unnest($2::{grain_type}[], $3::timestamptz[], $4::text[], $5::int8[], $6::float8[])
@@ -288,9 +313,14 @@ fn days_sql(table: &str, key: &str, hourly: bool) -> String {
 }
 
 static ORG_ESCALATIONS_SQL: LazyLock<String> =
-    LazyLock::new(|| escalations_sql("call_escalation_rollups", "org_id", "int2"));
-static RESELLER_ESCALATIONS_SQL: LazyLock<String> =
-    LazyLock::new(|| escalations_sql("reseller_escalation_rollups", "reseller_id", "int4"));
+    LazyLock::new(|| escalations_sql("call_escalation_rollups", "org_id", GrainType::Int2));
+static RESELLER_ESCALATIONS_SQL: LazyLock<String> = LazyLock::new(|| {
+    escalations_sql(
+        "reseller_escalation_rollups",
+        "reseller_id",
+        GrainType::Int4,
+    )
+});
 static ORG_DAYS_SQL: LazyLock<String> =
     LazyLock::new(|| days_sql("call_volume_days", "org_id", false));
 static RESELLER_DAYS_SQL: LazyLock<String> =
@@ -310,7 +340,7 @@ pub async fn apply(
     upsert_escalations(
         &mut *conn,
         &ORG_ESCALATIONS_SQL,
-        true,
+        GrainType::Int2,
         org.get(),
         &escalations,
     )
@@ -362,7 +392,7 @@ pub async fn apply_reseller(
     upsert_escalations(
         &mut *conn,
         &RESELLER_ESCALATIONS_SQL,
-        false,
+        GrainType::Int4,
         reseller,
         &escalations,
     )
@@ -421,12 +451,11 @@ fn day_slots(calls: &[CallCompleted]) -> Vec<(NaiveDate, Slots)> {
     days
 }
 
-/// Upserts escalation sums with `sql` (from [`escalations_sql`]; `small_grains` when its grains
-/// are `int2`).
+/// Upserts escalation sums with `sql` (from [`escalations_sql`] with `grain_type`).
 async fn upsert_escalations(
     conn: &mut PgConnection,
     sql: &'static str,
-    small_grains: bool,
+    grain_type: GrainType,
     key: Uuid,
     escalations: &HashMap<Key<'_>, (i64, f64)>,
 ) -> sqlx::Result<()> {
@@ -435,13 +464,7 @@ async fn upsert_escalations(
     }
     let mut rows: Vec<(&Key<'_>, &(i64, f64))> = escalations.iter().collect();
     rows.sort_unstable_by_key(|(k, _)| **k);
-    let grains = rows.iter().map(|(k, _)| k.0);
-    let q = sqlx::query(sql).bind(key);
-    let q = if small_grains {
-        q.bind(grains.map(|g| g as i16).collect::<Vec<i16>>())
-    } else {
-        q.bind(grains.collect::<Vec<i32>>())
-    };
+    let q = grain_type.bind(sqlx::query(sql).bind(key), rows.iter().map(|(k, _)| k.0));
     q.bind(rows.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
         .bind(rows.iter().map(|(k, _)| k.2).collect::<Vec<&str>>())
         .bind(rows.iter().map(|(_, v)| v.0).collect::<Vec<i64>>())
