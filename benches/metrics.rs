@@ -12,7 +12,8 @@
 //! default 10,000,000; BENCH_RESELLER_CALLS, calls per reseller organization, default 20,000;
 //! BENCH_REQUESTS, default 400; BENCH_ONLY, run only the cases whose name contains it;
 //! BENCH_PG_STATS=1, print PostgreSQL's time per statement; BENCH_HOLD=1, after loading, print a
-//! psql command for the loaded database and wait an hour instead of measuring).
+//! psql command for the loaded database, the server's pid and a curl command per case, and wait
+//! an hour instead of measuring).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -294,13 +295,6 @@ async fn run() {
         .await
         .unwrap();
 
-    if std::env::var("BENCH_HOLD").is_ok() {
-        println!(
-            "HOLD psql -h {} -U postgres baton",
-            cluster.socket_dir().display()
-        );
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
     common::create_statement_stats(pool).await;
     let server = common::Server::start(dir.path()).await;
     let base = server.base.clone();
@@ -344,6 +338,17 @@ async fn run() {
             reseller_orgs.clone(),
         ),
     ];
+    if std::env::var("BENCH_HOLD").is_ok() {
+        println!(
+            "HOLD psql -h {} -U postgres baton; server pid {}",
+            cluster.socket_dir().display(),
+            server.pid()
+        );
+        for (name, token, url, _) in &cases {
+            println!("HOLD {name}: curl -s -H 'authorization: Bearer {token}' '{url}'");
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
     println!("  | case | calls in range | GET p50 ms | GET p99 ms | naive SQL p50 ms |");
     println!("  |---|---|---|---|---|");
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();

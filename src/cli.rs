@@ -16,6 +16,7 @@ use crate::auth::Scope;
 use crate::db::{Database, DbConfig, DbTarget};
 use crate::http::HttpConfig;
 use crate::server::{self, ServeOptions};
+use crate::store::agent_cache::DEFAULT_CACHE_ROWS;
 
 /// Baton: self-hosted AI-to-human handoff server.
 #[derive(Debug, Parser)]
@@ -100,6 +101,11 @@ pub struct ServeArgs {
     /// Seconds a single SQL statement may take (PostgreSQL `statement_timeout`).
     #[arg(long, env = "BATON_STATEMENT_TIMEOUT_SECS", default_value_t = 15)]
     pub statement_timeout_secs: u64,
+    /// Most agent rows of reseller rollup buckets kept in memory between `GET /v1/metrics`
+    /// requests (about 100 bytes each; 0 turns the cache off). A held bucket is reused only
+    /// while its version in PostgreSQL is unchanged, so answers are the same either way.
+    #[arg(long, env = "BATON_METRICS_CACHE_ROWS", default_value_t = DEFAULT_CACHE_ROWS)]
+    pub metrics_cache_rows: usize,
 }
 
 /// `baton reseller …`
@@ -210,6 +216,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     ..HttpConfig::default()
                 },
                 demo: args.demo,
+                metrics_cache_rows: args.metrics_cache_rows,
             })
             .await
         }

@@ -24,6 +24,8 @@ pub struct ServeOptions {
     pub http: HttpConfig,
     /// Prepare the demo organization and print how to use it.
     pub demo: bool,
+    /// Bound of the `/v1/metrics` agent cache, in rows (0: off).
+    pub metrics_cache_rows: usize,
 }
 
 /// Runs the server until a shutdown signal.
@@ -46,7 +48,9 @@ async fn serve(
     options: &ServeOptions,
 ) -> anyhow::Result<()> {
     let keys = Arc::new(admin::signing_keys(&db.pool).await?);
-    let app = http::router(AppState::new(db.pool.clone(), keys.clone()), &options.http);
+    let state = AppState::new(db.pool.clone(), keys.clone())
+        .with_metrics_cache_rows(options.metrics_cache_rows);
+    let app = http::router(state, &options.http);
     if options.demo {
         let (org, token) = demo::prepare(&db.pool, &keys).await?;
         let anchor = demo::anchor(&db.pool, &org).await?;

@@ -269,9 +269,14 @@ impl CallSums {
     }
 }
 
-/// Rounds to one decimal.
+/// Rounds to one decimal (half away from zero).
+///
+/// The value is first snapped to 6 decimals: sums kept in floating point (rollups add them
+/// bucket by bucket, in an order that depends on the buckets read) differ in their last bits,
+/// and without the snap a tie such as 37.75 would round to 37.7 or 37.8 depending on that order.
 pub fn round1(x: f64) -> f64 {
-    let r = (x * 10.0).round() / 10.0;
+    let snapped = (x * 1e6).round() / 1e6;
+    let r = (snapped * 10.0).round() / 10.0;
     // Never show `-0.0`.
     if r == 0.0 { 0.0 } else { r }
 }
@@ -468,6 +473,12 @@ mod tests {
         assert_eq!(percent(0, 0), None);
         assert_eq!(mean(10.0, 4), Some(2.5));
         assert_eq!(round1(-0.01), 0.0);
+        // A tie rounds the same whatever the order of the additions behind it.
+        let (a, b) = (0.31 + 0.57 + 0.75 + 0.15, 0.15 + 0.75 + 0.57 + 0.31);
+        assert_eq!(round1(a / 4.0 * 100.0), 44.5);
+        assert_eq!(round1(b / 4.0 * 100.0), 44.5);
+        assert_eq!(round1(37.749_999_999_999_99), 37.8);
+        assert_eq!(round1(37.750_000_000_000_01), 37.8);
         let s = CallSums::default();
         assert_eq!(s.escalation_rate(), None);
         assert_eq!(s.resolution_rate(), 0.0);

@@ -8,6 +8,7 @@
 //! parameters are ignored, as Telzino clients may send more than Baton reads.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::State;
 use chrono::{Duration, NaiveDate, Timelike, Utc};
@@ -26,6 +27,7 @@ use crate::auth::extract::{Caller, Principal, ReadAccess};
 use crate::domain::metrics::{CallSums, cover, escalation_of, mean, percent, round1, whole_hours};
 use crate::domain::timerange::{BoundNames, TimeRange, parse_timezone};
 use crate::store;
+use crate::store::agent_cache::AgentCache;
 use crate::store::metrics::{RangeData, Source};
 
 /// The tag of these routes in the OpenAPI document.
@@ -250,6 +252,7 @@ pub struct EscalationReason {
 )]
 pub async fn get_metrics(
     State(pool): State<PgPool>,
+    State(cache): State<Arc<AgentCache>>,
     ReadAccess(caller): ReadAccess,
     Query(q): Query<MetricsQuery>,
 ) -> Result<Json<MetricsResponse>> {
@@ -288,6 +291,7 @@ pub async fn get_metrics(
             reseller,
             hourly: whole_hours(range.tz, range.start, range.end),
             orgs: &orgs,
+            cache: &cache,
         },
         None => Source::Orgs(&orgs),
     };
@@ -373,20 +377,29 @@ type AgentKey = (Uuid, String);
 
 /// Per-agent sums over the whole range: the rolled-up part plus the raw edges.
 fn merge_agents(data: &RangeData) -> Vec<(AgentKey, CallSums)> {
-    let mut by_agent: HashMap<AgentKey, CallSums> = HashMap::new();
+    let mut by_agent: HashMap<(Uuid, &str), CallSums> = HashMap::new();
     for a in &data.agents {
         by_agent
-            .entry((a.org_id, a.agent_id.clone()))
+            .entry((a.org_id, a.agent_id.as_str()))
             .or_default()
             .add(&a.sums);
     }
+    for bucket in &data.reseller_agents {
+        for a in bucket.iter() {
+            a.add_to(by_agent.entry((a.org_id, &a.agent_id)).or_default());
+        }
+    }
     for (org, call) in &data.edge_calls {
         by_agent
-            .entry((*org, call.agent_id.clone()))
+            .entry((*org, call.agent_id.as_str()))
             .or_default()
             .add(&CallSums::of_call(call));
     }
-    by_agent.into_iter().filter(|(_, s)| s.calls > 0).collect()
+    by_agent
+        .into_iter()
+        .filter(|(_, s)| s.calls > 0)
+        .map(|((org, agent), s)| ((org, agent.to_owned()), s))
+        .collect()
 }
 
 /// Builds the response from what the store read.

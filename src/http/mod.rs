@@ -37,6 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::Keys;
 use crate::auth::revocation::TokenVerdicts;
+use crate::store::agent_cache::{AgentCache, DEFAULT_CACHE_ROWS};
 use error::{ApiError, envelope};
 
 /// Everything a handler can reach.
@@ -48,6 +49,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// Remembered token revocation verdicts.
     pub verdicts: Arc<TokenVerdicts>,
+    /// Agent rows of reseller rollup buckets read before (`GET /v1/metrics`).
+    pub metrics_cache: Arc<AgentCache>,
 }
 
 impl AppState {
@@ -59,7 +62,14 @@ impl AppState {
             pool,
             keys,
             verdicts,
+            metrics_cache: Arc::new(AgentCache::new(DEFAULT_CACHE_ROWS)),
         }
+    }
+
+    /// The same state with a metrics cache of at most `rows` agent rows (0: none).
+    pub fn with_metrics_cache_rows(mut self, rows: usize) -> AppState {
+        self.metrics_cache = Arc::new(AgentCache::new(rows));
+        self
     }
 }
 

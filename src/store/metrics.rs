@@ -10,7 +10,7 @@
 //! calls.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool, Row};
@@ -22,6 +22,7 @@ use crate::domain::metrics::{
     CallSums, Cover, ORG_GRAINS, RESELLER_GRAINS, SLOTS_PER_DAY, Span, escalation_of, floor,
     slot_of,
 };
+use crate::store::agent_cache::{AgentCache, AgentRow, Bucket};
 
 /// A rollup key: grain (minutes), bucket start, and agent id or reason.
 type Key<'a> = (i32, DateTime<Utc>, &'a str);
@@ -138,6 +139,8 @@ struct SumsTable {
     grain_type: GrainType,
     agent: bool,
     columns: &'static [&'static str],
+    /// Whether every write takes a new `version` (see [`AgentCache`]).
+    versioned: bool,
     sql: LazyLock<String>,
 }
 
@@ -148,6 +151,7 @@ impl SumsTable {
         grain_type: GrainType,
         agent: bool,
         columns: &'static [&'static str],
+        versioned: bool,
         sql: fn() -> String,
     ) -> SumsTable {
         SumsTable {
@@ -156,6 +160,7 @@ impl SumsTable {
             grain_type,
             agent,
             columns,
+            versioned,
             sql: LazyLock::new(sql),
         }
     }
@@ -178,11 +183,15 @@ impl SumsTable {
             names.push(c);
         }
         let keys: Vec<String> = (1..=self.keys.len()).map(|i| format!("${i}")).collect();
-        let updates: Vec<String> = self
+        let mut updates: Vec<String> = self
             .columns
             .iter()
             .map(|c| format!("{c} = r.{c} + excluded.{c}"))
             .collect();
+        if self.versioned {
+            // A new row takes the column default, the same sequence.
+            updates.push("version = nextval('reseller_rollup_versions')".to_owned());
+        }
         format!(
             "insert into {table} as r ({names}) select {keys}, * from unnest({arrays})
              on conflict ({conflict}) do update set {updates}",
@@ -244,6 +253,7 @@ static ORG_SUMS: SumsTable = SumsTable::new(
     GrainType::Int2,
     true,
     SUM_COLUMNS,
+    false,
     || ORG_SUMS.build_sql(),
 );
 static RESELLER_SUMS: SumsTable = SumsTable::new(
@@ -252,6 +262,7 @@ static RESELLER_SUMS: SumsTable = SumsTable::new(
     GrainType::Int4,
     false,
     SUM_COLUMNS,
+    true,
     || RESELLER_SUMS.build_sql(),
 );
 static RESELLER_AGENTS: SumsTable = SumsTable::new(
@@ -260,6 +271,7 @@ static RESELLER_AGENTS: SumsTable = SumsTable::new(
     GrainType::Int4,
     true,
     AGENT_COLUMNS,
+    false,
     || RESELLER_AGENTS.build_sql(),
 );
 
@@ -575,8 +587,11 @@ pub struct RangeData {
     /// apart from [`agents`](Self::agents) (a reseller: its agent rollups hold only what an
     /// agent's entry shows). `None`: the sum of `agents`.
     pub totals: Option<CallSums>,
-    /// Per-agent sums over the rollup spans.
+    /// Per-agent sums over the rollup spans (organizations' rollups).
     pub agents: Vec<AgentSums>,
+    /// The agent rows of each rollup bucket (a reseller's rollups; an agent appears once per
+    /// bucket it has calls in).
+    pub reseller_agents: Vec<Arc<[AgentRow]>>,
     /// Per-reason `(calls, seconds)` over the rollup spans, across the organizations.
     pub escalations: Vec<(String, i64, f64)>,
     /// Quarter-hour slots of the UTC days the rolled part touches, summed across organizations
@@ -675,6 +690,8 @@ pub enum Source<'a> {
         hourly: bool,
         /// All its organizations (for the raw edges).
         orgs: &'a [OrgId],
+        /// The agent rows of buckets read before.
+        cache: &'a AgentCache,
     },
 }
 
@@ -703,23 +720,33 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
     if org_ids.is_empty() {
         return Ok(RangeData::default());
     }
-    let (totals, agents, escalations, days, edge_calls) = match source {
+    let data = match source {
         Source::Orgs(_) => {
             let ranges = Ranges::of(cover);
-            tokio::try_join!(
-                async { Ok(None) },
+            let (agents, escalations, days, edge_calls) = tokio::try_join!(
                 read_agents(pool, &org_ids, &ranges),
                 read_escalations(pool, &org_ids, &ranges),
                 read_days(pool, "call_volume_days", "org_id", &org_ids, cover, false),
                 read_edges(pool, &org_ids, cover),
-            )?
+            )?;
+            RangeData {
+                totals: None,
+                agents,
+                reseller_agents: Vec::new(),
+                escalations,
+                days,
+                edge_calls,
+            }
         }
         Source::Reseller {
-            reseller, hourly, ..
+            reseller,
+            hourly,
+            cache,
+            ..
         } => {
             let resellers = [reseller];
-            // The agent rows are most of the work: two queries over alternate spans run on two
-            // connections at once (the caller merges agents by key).
+            // The buckets whose agent rows are not cached are most of the work: two queries
+            // over alternate spans run on two connections at once.
             let half = |parity: usize| -> Vec<Span> {
                 cover
                     .spans
@@ -730,10 +757,9 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
                     .collect()
             };
             let halves = [half(0), half(1)];
-            let (totals, mut agents, more_agents, escalations, days, edge_calls) = tokio::try_join!(
-                read_reseller_totals(pool, reseller, cover),
-                read_reseller_agents(pool, reseller, &halves[0]),
-                read_reseller_agents(pool, reseller, &halves[1]),
+            let (first, second, escalations, days, edge_calls) = tokio::try_join!(
+                read_reseller_buckets(pool, cache, reseller, &halves[0]),
+                read_reseller_buckets(pool, cache, reseller, &halves[1]),
                 read_reseller_escalations(pool, reseller, cover),
                 read_days(
                     pool,
@@ -745,33 +771,39 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
                 ),
                 read_edges(pool, &org_ids, cover),
             )?;
-            agents.extend(more_agents);
-            (totals, agents, escalations, days, edge_calls)
+            let mut totals = first.0;
+            totals.add(&second.0);
+            let mut reseller_agents = first.1;
+            reseller_agents.extend(second.1);
+            RangeData {
+                totals: Some(totals),
+                agents: Vec::new(),
+                reseller_agents,
+                escalations,
+                days,
+                edge_calls,
+            }
         }
     };
-    Ok(RangeData {
-        totals,
-        agents,
-        escalations,
-        days,
-        edge_calls,
-    })
+    Ok(data)
 }
 
-/// The per-agent sums selected from a rollup table aliased `r`.
-const AGENT_SUMS: &str = r#"r.org_id, r.agent_id, sum(r.calls)::int8 as calls,
-       sum(r.resolved)::int8 as resolved, sum(r.transferred)::int8 as transferred,
-       sum(r.abandoned)::int8 as abandoned, sum(r.other_outcome)::int8 as other_outcome,
+/// The per-agent sums selected from a rollup table aliased `r`. Counts are summed as `float8`
+/// and cast back: exact for any total below 2^53, and `sum(int8)` (which accumulates in 128 bits
+/// and returns `numeric`) costs about twice as much per row.
+const AGENT_SUMS: &str = r#"r.org_id, r.agent_id, sum(r.calls::float8)::int8 as calls,
+       sum(r.resolved::float8)::int8 as resolved, sum(r.transferred::float8)::int8 as transferred,
+       sum(r.abandoned::float8)::int8 as abandoned, sum(r.other_outcome::float8)::int8 as other_outcome,
        sum(r.duration_sum) as duration_sum,
-       sum(r.sentiment_calls)::int8 as sentiment_calls,
-       sum(r.positive_calls)::int8 as positive_calls,
-       sum(r.ttft_sum) as ttft_sum, sum(r.ttft_calls)::int8 as ttft_calls,
-       sum(r.stt_sum) as stt_sum, sum(r.stt_calls)::int8 as stt_calls,
-       sum(r.correction_calls)::int8 as correction_calls,
-       sum(r.zero_correction_calls)::int8 as zero_correction_calls,
-       sum(r.context_sum) as context_sum, sum(r.context_calls)::int8 as context_calls,
-       sum(r.tool_calls)::int8 as tool_calls,
-       sum(r.tool_call_errors)::int8 as tool_call_errors"#;
+       sum(r.sentiment_calls::float8)::int8 as sentiment_calls,
+       sum(r.positive_calls::float8)::int8 as positive_calls,
+       sum(r.ttft_sum) as ttft_sum, sum(r.ttft_calls::float8)::int8 as ttft_calls,
+       sum(r.stt_sum) as stt_sum, sum(r.stt_calls::float8)::int8 as stt_calls,
+       sum(r.correction_calls::float8)::int8 as correction_calls,
+       sum(r.zero_correction_calls::float8)::int8 as zero_correction_calls,
+       sum(r.context_sum) as context_sum, sum(r.context_calls::float8)::int8 as context_calls,
+       sum(r.tool_calls::float8)::int8 as tool_calls,
+       sum(r.tool_call_errors::float8)::int8 as tool_call_errors"#;
 
 async fn read_agents(pool: &PgPool, orgs: &[Uuid], r: &Ranges) -> sqlx::Result<Vec<AgentSums>> {
     if r.is_empty() {
@@ -809,93 +841,132 @@ fn span_arrays(spans: &[Span]) -> SpanArrays {
     )
 }
 
-async fn read_reseller_totals(
-    pool: &PgPool,
-    reseller: Uuid,
-    cover: &Cover,
-) -> sqlx::Result<Option<CallSums>> {
-    if cover.spans.is_empty() {
-        return Ok(Some(CallSums::default()));
-    }
-    let sums: Vec<String> = SUM_COLUMNS
-        .iter()
-        .map(|c| {
-            if is_float(c) {
-                format!("coalesce(sum(r.{c}), 0) as {c}")
-            } else {
-                format!("coalesce(sum(r.{c}), 0)::int8 as {c}")
-            }
-        })
-        .collect();
-    let sql = format!(
-        "select {} from {}",
-        sums.join(", "),
-        reseller_spans("reseller_call_rollups")
-    );
-    let (grains, from, to) = span_arrays(&cover.spans);
-    let row = sqlx::query(&sql)
-        .bind(reseller)
-        .bind(grains)
-        .bind(from)
-        .bind(to)
-        .fetch_one(pool)
-        .await?;
-    Ok(Some(call_sums(&row)?))
-}
+/// The agent columns of `reseller_agent_rollups` as arrays, in [`AgentRow`] order.
+const AGENT_ARRAYS: &str = "array_agg(x.org_id), array_agg(x.agent_id), array_agg(x.calls),
+    array_agg(x.resolved), array_agg(x.transferred), array_agg(x.abandoned),
+    array_agg(x.duration_sum), array_agg(x.sentiment_calls), array_agg(x.positive_calls)";
 
-async fn read_reseller_agents(
+/// Per bucket of the spans `$2`…`$4` of reseller `$1`: grain, start, version, the totals
+/// ([`SUM_COLUMNS`]), then the agent rows as arrays ([`AGENT_ARRAYS`]), or nulls for the buckets
+/// the caller holds at the version read (`$5`…`$7`: grains, starts, versions).
+static RESELLER_BUCKETS_SQL: LazyLock<String> = LazyLock::new(|| {
+    let totals: Vec<String> = SUM_COLUMNS.iter().map(|c| format!("r.{c}")).collect();
+    format!(
+        "select r.grain, r.bucket, r.version, {totals}, a.*
+         from {spans}
+         cross join lateral (
+             select {AGENT_ARRAYS}
+             from reseller_agent_rollups x
+             where x.reseller_id = $1 and x.grain = r.grain and x.bucket = r.bucket
+               and not exists (
+                   select from unnest($5::int4[], $6::timestamptz[], $7::int8[]) as h(grain, bucket, version)
+                   where h.grain = r.grain and h.bucket = r.bucket and h.version = r.version)
+         ) a",
+        totals = totals.join(", "),
+        spans = reseller_spans("reseller_call_rollups"),
+    )
+});
+
+/// The totals and the agent rows of the buckets of `spans` (the agent rows from `cache` where
+/// it holds the version read, otherwise read and then held).
+async fn read_reseller_buckets(
     pool: &PgPool,
+    cache: &AgentCache,
     reseller: Uuid,
     spans: &[Span],
-) -> sqlx::Result<Vec<AgentSums>> {
+) -> sqlx::Result<(CallSums, Vec<Arc<[AgentRow]>>)> {
     if spans.is_empty() {
-        return Ok(Vec::new());
+        return Ok((CallSums::default(), Vec::new()));
     }
-    let sql = format!(
-        "select r.org_id, r.agent_id, sum(r.calls)::int8, sum(r.resolved)::int8,
-                sum(r.transferred)::int8, sum(r.abandoned)::int8, sum(r.duration_sum),
-                sum(r.sentiment_calls)::int8, sum(r.positive_calls)::int8
-         from {spans} group by r.org_id, r.agent_id",
-        spans = reseller_spans("reseller_agent_rollups")
-    );
+    // The buckets held, whatever their version: PostgreSQL says which are still current.
+    let mut held: HashMap<(i32, DateTime<Utc>), Bucket> = HashMap::new();
+    for span in spans {
+        let step = chrono::Duration::minutes(i64::from(span.grain));
+        let mut bucket = span.from;
+        while bucket < span.to {
+            if let Some(b) = cache.get(&(reseller, span.grain, bucket)) {
+                held.insert((span.grain, bucket), b);
+            }
+            bucket += step;
+        }
+    }
     let (grains, from, to) = span_arrays(spans);
-    type Row = (Uuid, String, i64, i64, i64, i64, f64, i64, i64);
-    let rows: Vec<Row> = sqlx::query_as(&sql)
+    let held_keys: Vec<(&(i32, DateTime<Utc>), &Bucket)> = held.iter().collect();
+    let rows = sqlx::query(&RESELLER_BUCKETS_SQL)
         .bind(reseller)
         .bind(grains)
         .bind(from)
         .bind(to)
+        .bind(held_keys.iter().map(|(k, _)| k.0).collect::<Vec<i32>>())
+        .bind(held_keys.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
+        .bind(held_keys.iter().map(|(_, b)| b.0).collect::<Vec<i64>>())
         .fetch_all(pool)
         .await?;
-    Ok(rows
+    let mut totals = CallSums::default();
+    let mut agents = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let grain: i32 = row.try_get(0)?;
+        let bucket: DateTime<Utc> = row.try_get(1)?;
+        let version: i64 = row.try_get(2)?;
+        totals.add(&call_sums_at(row, 3)?);
+        match held.get(&(grain, bucket)) {
+            Some((v, rows)) if *v == version => agents.push(rows.clone()),
+            _ => {
+                let rows = agent_rows_at(row, 3 + SUM_COLUMNS.len())?;
+                cache.put((reseller, grain, bucket), version, rows.clone());
+                agents.push(rows);
+            }
+        }
+    }
+    Ok((totals, agents))
+}
+
+/// The agent rows of a bucket from the [`AGENT_ARRAYS`] at column `at` (nulls: none).
+fn agent_rows_at(row: &sqlx::postgres::PgRow, at: usize) -> sqlx::Result<Arc<[AgentRow]>> {
+    let orgs: Option<Vec<Uuid>> = row.try_get(at)?;
+    let agents: Option<Vec<String>> = row.try_get(at + 1)?;
+    let count = |i: usize| -> sqlx::Result<Vec<i64>> {
+        Ok(row
+            .try_get::<Option<Vec<i64>>, _>(at + i)?
+            .unwrap_or_default())
+    };
+    let (calls, resolved, transferred, abandoned) = (count(2)?, count(3)?, count(4)?, count(5)?);
+    let durations: Vec<f64> = row
+        .try_get::<Option<Vec<f64>>, _>(at + 6)?
+        .unwrap_or_default();
+    let (sentiment, positive) = (count(7)?, count(8)?);
+    let orgs = orgs.unwrap_or_default();
+    let n = orgs.len();
+    let lengths = [
+        agents.as_ref().map_or(0, Vec::len),
+        calls.len(),
+        resolved.len(),
+        transferred.len(),
+        abandoned.len(),
+        durations.len(),
+        sentiment.len(),
+        positive.len(),
+    ];
+    if lengths.iter().any(|&l| l != n) {
+        return Err(sqlx::Error::Decode(
+            "agent arrays of one bucket differ in length".into(),
+        ));
+    }
+    Ok(orgs
         .into_iter()
-        .map(
-            |(
-                org_id,
-                agent_id,
-                calls,
-                resolved,
-                transferred,
-                abandoned,
-                duration_sum,
-                sentiment_calls,
-                positive_calls,
-            )| AgentSums {
-                org_id,
-                agent_id,
-                sums: CallSums {
-                    calls,
-                    resolved,
-                    transferred,
-                    abandoned,
-                    other: calls - resolved - transferred - abandoned,
-                    duration_sum,
-                    sentiment_calls,
-                    positive_calls,
-                    ..CallSums::default()
-                },
-            },
-        )
+        .zip(agents.unwrap_or_default())
+        .enumerate()
+        .map(|(i, (org_id, agent_id))| AgentRow {
+            org_id,
+            agent_id: agent_id.into_boxed_str(),
+            calls: calls[i],
+            resolved: resolved[i],
+            transferred: transferred[i],
+            abandoned: abandoned[i],
+            duration_sum: durations[i],
+            sentiment_calls: sentiment[i],
+            positive_calls: positive[i],
+        })
         .collect())
 }
 
@@ -904,6 +975,30 @@ fn agent_sums(row: &sqlx::postgres::PgRow) -> sqlx::Result<AgentSums> {
         org_id: row.try_get("org_id")?,
         agent_id: row.try_get("agent_id")?,
         sums: call_sums(row)?,
+    })
+}
+
+/// The [`SUM_COLUMNS`] of a row, from column `at` on.
+fn call_sums_at(row: &sqlx::postgres::PgRow, at: usize) -> sqlx::Result<CallSums> {
+    Ok(CallSums {
+        calls: row.try_get(at)?,
+        resolved: row.try_get(at + 1)?,
+        transferred: row.try_get(at + 2)?,
+        abandoned: row.try_get(at + 3)?,
+        other: row.try_get(at + 4)?,
+        duration_sum: row.try_get(at + 5)?,
+        sentiment_calls: row.try_get(at + 6)?,
+        positive_calls: row.try_get(at + 7)?,
+        ttft_sum: row.try_get(at + 8)?,
+        ttft_calls: row.try_get(at + 9)?,
+        stt_sum: row.try_get(at + 10)?,
+        stt_calls: row.try_get(at + 11)?,
+        correction_calls: row.try_get(at + 12)?,
+        zero_correction_calls: row.try_get(at + 13)?,
+        context_sum: row.try_get(at + 14)?,
+        context_calls: row.try_get(at + 15)?,
+        tool_calls: row.try_get(at + 16)?,
+        tool_call_errors: row.try_get(at + 17)?,
     })
 }
 
@@ -940,7 +1035,7 @@ async fn read_escalations(
         return Ok(Vec::new());
     }
     let sql = format!(
-        r#"select r.reason, sum(r.calls)::int8, sum(r.seconds_sum)
+        r#"select r.reason, sum(r.calls::float8)::int8, sum(r.seconds_sum)
            from {spans}
            group by r.reason"#,
         spans = spans("call_escalation_rollups")
@@ -959,7 +1054,7 @@ async fn read_reseller_escalations(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "select r.reason, sum(r.calls)::int8, sum(r.seconds_sum) from {spans} group by r.reason",
+        "select r.reason, sum(r.calls::float8)::int8, sum(r.seconds_sum) from {spans} group by r.reason",
         spans = reseller_spans("reseller_escalation_rollups")
     );
     let (grains, from, to) = span_arrays(&cover.spans);

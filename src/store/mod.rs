@@ -1,6 +1,7 @@
 //! All SQL lives here, one module per aggregate. Functions take an executor (pool, connection or
 //! transaction): the caller owns the transaction. Tenant data is always filtered by `org_id`.
 
+pub mod agent_cache;
 pub mod analytics;
 pub mod configuration;
 pub mod events;

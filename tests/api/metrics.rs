@@ -1118,3 +1118,97 @@ async fn organizations_of_one_reseller_ingest_concurrently() {
         .sum();
     assert_eq!(daily, 4 * 6 * 40);
 }
+
+/// An agent entry without its organization, for comparing views.
+fn entries(data: &Value) -> Vec<String> {
+    let mut out: Vec<String> = data["agentPerformance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// A reseller's request holds the agent rows of the buckets it read; the next request reuses
+/// them while their version stands, and reads them again once a call (here late ones, into
+/// buckets already held) changes them. The answers equal the organizations' own views, which
+/// do not go through the cache.
+#[tokio::test]
+async fn held_reseller_buckets_follow_late_calls() {
+    let f = fixture().await;
+    let token = f
+        .app
+        .token(Subject::Reseller(f.r1), &[Scope::ReadAll])
+        .await;
+    let range = [
+        ("startDate", "2026-10-01T00:00:00Z"),
+        ("endDate", "2026-11-21T00:00:00Z"),
+        ("timezone", "UTC"),
+    ];
+    let before = metrics(&f.app, &token, &range).await;
+    // A: c1…c8; B: d1, d2.
+    assert_eq!(before["metrics"]["totalCalls"], 10);
+    let held = f.app.metrics_cache.rows();
+    assert!(held > 0, "the buckets read are held");
+    assert_eq!(metrics(&f.app, &token, &range).await, before);
+    assert_eq!(f.app.metrics_cache.rows(), held, "nothing new to hold");
+
+    let tb = f.app.writer(&f.b).await;
+    post_ok(
+        &f.app,
+        &tb,
+        &[
+            call(
+                "d3",
+                "b1",
+                "2026-11-02T12:05:00Z",
+                50.0,
+                "resolved",
+                json!({}),
+            ),
+            call(
+                "d4",
+                "b9",
+                "2026-10-15T08:00:00Z",
+                70.0,
+                "abandoned",
+                json!({}),
+            ),
+        ],
+    )
+    .await;
+    let after = metrics(&f.app, &token, &range).await;
+    assert_eq!(after["metrics"]["totalCalls"], 12);
+    let agent = |data: &Value, id: &str| -> Value {
+        data["agentPerformance"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["agentId"] == id && a["agentName"] != "a1")
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(agent(&before, "b1")["totalCalls"], 1);
+    assert_eq!(agent(&after, "b1")["totalCalls"], 2);
+    assert_eq!(agent(&after, "b1")["avgDuration"], 75.0);
+    assert_eq!(agent(&before, "b9"), Value::Null);
+    assert_eq!(agent(&after, "b9")["abandoned"], 1);
+
+    // The reseller's agents are exactly A's and B's, each read from its own rollups.
+    let mut orgs = Vec::new();
+    for org in [&f.a, &f.b] {
+        let reader = f.app.reader(org).await;
+        orgs.extend(entries(&metrics(&f.app, &reader, &range).await));
+    }
+    orgs.sort();
+    assert_eq!(entries(&after), orgs);
+
+    // Rebuilding the rollups gives every bucket a new version: read again, same answer.
+    sqlx::query("select rebuild_reseller_call_rollups()")
+        .execute(&f.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(metrics(&f.app, &token, &range).await, after);
+}

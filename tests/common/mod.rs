@@ -14,6 +14,7 @@ use baton::auth::{Keys, Scope, Subject};
 use baton::db::{DbConfig, MIGRATOR, embedded_options, pool_options, with_session_settings};
 use baton::http::{AppState, HttpConfig};
 use baton::pg::{Cluster, ClusterOptions};
+use baton::store::agent_cache::AgentCache;
 use baton::store::tenants::{Organization, Reseller};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -129,6 +130,8 @@ pub struct TestApp {
     pub pool: PgPool,
     /// The app's signing keys.
     pub keys: Arc<Keys>,
+    /// The app's `/v1/metrics` agent cache.
+    pub metrics_cache: Arc<AgentCache>,
 }
 
 impl TestApp {
@@ -141,7 +144,9 @@ impl TestApp {
 
     /// Starts Baton on a given pool (possibly one whose database is unreachable).
     pub async fn spawn_with(pool: PgPool, keys: Arc<Keys>, config: HttpConfig) -> TestApp {
-        let app = baton::http::router(AppState::new(pool.clone(), keys.clone()), &config);
+        let state = AppState::new(pool.clone(), keys.clone());
+        let metrics_cache = state.metrics_cache.clone();
+        let app = baton::http::router(state, &config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -154,6 +159,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             pool,
             keys,
+            metrics_cache,
         }
     }
 
