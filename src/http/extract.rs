@@ -99,8 +99,23 @@ fn inner_text(text: &str) -> String {
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
+    /// Serializes into one growing `Vec` (axum's `Json` writes through a `BytesMut` writer that
+    /// starts at 128 bytes: a large answer, such as a reseller's metrics of ~150 kB, spent more
+    /// time in its small writes and regrowth than in the serialization itself).
     fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
+        let mut body = Vec::with_capacity(4096);
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(e) => ApiError::Internal(anyhow::anyhow!("cannot serialize the answer: {e}"))
+                .into_response(),
+        }
     }
 }
 

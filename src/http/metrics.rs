@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
-use chrono::{Duration, NaiveDate, Timelike, Utc};
+use chrono::{Duration, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -19,9 +19,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::{ApiError, ErrorDto, Result};
 use super::extract::{Json, Query};
+use super::{AppState, MetricsPool};
 use crate::auth::OrgId;
 use crate::auth::extract::{Caller, Principal, ReadAccess};
 use crate::domain::metrics::{CallSums, cover, escalation_of, mean, percent, round1, whole_hours};
@@ -253,6 +253,7 @@ pub struct EscalationReason {
 pub async fn get_metrics(
     State(pool): State<PgPool>,
     State(cache): State<Arc<AgentCache>>,
+    State(MetricsPool(reads)): State<MetricsPool>,
     ReadAccess(caller): ReadAccess,
     Query(q): Query<MetricsQuery>,
 ) -> Result<Json<MetricsResponse>> {
@@ -297,8 +298,8 @@ pub async fn get_metrics(
     };
     let cover = cover(range.start, range.end, source.grains());
     let (data, infos) = tokio::try_join!(
-        store::metrics::read(&pool, source, &cover),
-        store::metrics::agent_infos(&pool, &orgs),
+        store::metrics::read(&reads, source, &cover),
+        store::metrics::agent_infos(&reads, &orgs),
     )?;
     let agents = merge_agents(&data);
     Ok(Json(MetricsResponse {
@@ -377,7 +378,10 @@ type AgentKey = (Uuid, String);
 
 /// Per-agent sums over the whole range: the rolled-up part plus the raw edges.
 fn merge_agents(data: &RangeData) -> Vec<(AgentKey, CallSums)> {
-    let mut by_agent: HashMap<(Uuid, &str), CallSums> = HashMap::new();
+    // Thousands of rows (an agent once per bucket it has calls in) into hundreds of agents: a
+    // fast hasher, keys borrowed from the rows.
+    let mut by_agent: HashMap<(Uuid, &str), CallSums, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(1024, foldhash::fast::RandomState::default());
     for a in &data.agents {
         by_agent
             .entry((a.org_id, a.agent_id.as_str()))
@@ -429,16 +433,18 @@ fn report(
     };
 
     // Days and hours: the rolled-up slots inside the range, then the raw edges.
+    // The local days are consecutive: a local date's index is its distance from the first.
     let days = range.local_days();
-    let day_index: HashMap<NaiveDate, usize> =
-        days.iter().enumerate().map(|(i, d)| (*d, i)).collect();
+    let first_day = days.first().copied();
     let mut daily = vec![(0i64, 0i64); days.len()];
     let mut hourly = [(0i64, 0f64); 24];
-    let mut count = |t: chrono::DateTime<Utc>, calls: i64, resolved: i64, seconds: f64| {
-        let local = t.with_timezone(&range.tz);
-        if let Some(&i) = day_index.get(&local.date_naive()) {
-            daily[i].0 += calls;
-            daily[i].1 += resolved;
+    let mut count = |local: NaiveDateTime, calls: i64, resolved: i64, seconds: f64| {
+        let index = first_day.map(|f| (local.date() - f).num_days());
+        if let Some(i) = index.and_then(|i| usize::try_from(i).ok())
+            && let Some(day) = daily.get_mut(i)
+        {
+            day.0 += calls;
+            day.1 += resolved;
         }
         let h = local.hour() as usize;
         hourly[h].0 += calls;
@@ -448,6 +454,11 @@ fn report(
         for (day, slots) in &data.days {
             let day_start = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
             let Some(day_start) = day_start else { continue };
+            // One zone offset for the whole UTC day unless it changes within it.
+            let offset_at =
+                |t: chrono::DateTime<Utc>| range.tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+            let day_offset = offset_at(day_start);
+            let steady = offset_at(day_start + Duration::seconds(86_399)) == day_offset;
             // 96 quarter-hour or 24 hour slots.
             let step = 1440 / slots.calls.len().max(1) as i64;
             for (i, &calls) in slots.calls.iter().enumerate() {
@@ -456,7 +467,13 @@ fn report(
                 }
                 let t = day_start + Duration::minutes(step * i as i64);
                 if t >= from && t < to {
-                    count(t, calls, slots.resolved[i], slots.seconds[i]);
+                    let offset = if steady { day_offset } else { offset_at(t) };
+                    count(
+                        t.naive_utc() + offset,
+                        calls,
+                        slots.resolved[i],
+                        slots.seconds[i],
+                    );
                 }
             }
         }
@@ -469,7 +486,8 @@ fn report(
     }
     for (_, call) in &data.edge_calls {
         let resolved = i64::from(call.outcome == crate::domain::events::Outcome::Resolved);
-        count(call.started_at, 1, resolved, call.duration_seconds);
+        let local = call.started_at.with_timezone(&range.tz).naive_local();
+        count(local, 1, resolved, call.duration_seconds);
         if let Some((reason, seconds)) = escalation_of(call) {
             let e = escalations.entry(reason).or_default();
             e.0 += 1;

@@ -51,7 +51,14 @@ pub struct AppState {
     pub verdicts: Arc<TokenVerdicts>,
     /// Agent rows of reseller rollup buckets read before (`GET /v1/metrics`).
     pub metrics_cache: Arc<AgentCache>,
+    /// Connections with generic plans for the `/v1/metrics` reads (see
+    /// [`generic_plan_pool`](crate::db::generic_plan_pool)).
+    pub metrics_pool: MetricsPool,
 }
+
+/// The pool of the `/v1/metrics` reads.
+#[derive(Clone, Debug)]
+pub struct MetricsPool(pub PgPool);
 
 impl AppState {
     /// State over a pool, listening for token revocations in the background.
@@ -59,6 +66,7 @@ impl AppState {
         let verdicts = TokenVerdicts::new();
         verdicts.listen(pool.clone());
         AppState {
+            metrics_pool: MetricsPool(crate::db::generic_plan_pool(&pool)),
             pool,
             keys,
             verdicts,
