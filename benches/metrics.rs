@@ -298,9 +298,15 @@ async fn run() {
     common::create_statement_stats(pool).await;
     let server = common::Server::start(dir.path()).await;
     let base = server.base.clone();
+    // The same server with the reseller agent cache off: every request reads every bucket's
+    // agent rows (what the first request for a range costs).
+    let uncached =
+        common::Server::start_with(dir.path(), &[("BATON_METRICS_CACHE_ROWS", "0")]).await;
     let client = reqwest::Client::new();
-    let url = format!("{base}/v1/metrics?startDate={START}&endDate={END}");
+    let path = format!("/v1/metrics?startDate={START}&endDate={END}");
+    let url = format!("{base}{path}");
     let url_kolkata = format!("{url}&timezone=Asia/Kolkata");
+    let url_uncached = format!("{}{path}", uncached.base);
 
     println!(
         "metrics: loaded {big_calls} calls (org big), 10000 (org small), 100 x {reseller_calls} (reseller) in {load_calls_s:.0} s; rollups built in {rollup_s:.0} s ({rollup_rows} agent rollup rows)"
@@ -337,10 +343,16 @@ async fn run() {
             url_kolkata.as_str(),
             reseller_orgs.clone(),
         ),
+        (
+            "reseller, 100 orgs, agent cache off",
+            token(Subject::Reseller(reseller.id)).await,
+            url_uncached.as_str(),
+            reseller_orgs.clone(),
+        ),
     ];
     if std::env::var("BENCH_HOLD").is_ok() {
         println!(
-            "HOLD psql -h {} -U postgres baton; server pid {}",
+            "HOLD psql -h {} -U baton baton; server pid {}",
             cluster.socket_dir().display(),
             server.pid()
         );
@@ -382,6 +394,7 @@ async fn run() {
 
     common::print_statement_stats(&mut conn).await;
     server.stop();
+    uncached.stop();
     conn.close().await.unwrap();
     db.close().await.unwrap();
     cluster.stop_now().ok();

@@ -24,6 +24,11 @@ impl Server {
     /// Starts `baton serve` on a free loopback port over the cluster of `data_dir` (which the
     /// benchmark has started, so the server joins it) and waits until `/readyz` answers 200.
     pub async fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[]).await
+    }
+
+    /// Like [`Server::start`], with extra environment variables (server settings).
+    pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -33,6 +38,7 @@ impl Server {
             .env("BATON_DATA_DIR", data_dir)
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("start baton serve");
