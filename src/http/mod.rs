@@ -51,7 +51,7 @@ pub struct AppState {
     pub verdicts: Arc<TokenVerdicts>,
     /// Agent rows of reseller rollup buckets read before (`GET /v1/metrics`).
     pub metrics_cache: Arc<AgentCache>,
-    /// Connections with generic plans for the `/v1/metrics` reads of a reseller (see
+    /// Connections with generic plans for the `/v1/metrics` reads (see
     /// [`generic_plan_pool`](crate::db::generic_plan_pool)).
     pub metrics_pool: MetricsPool,
 }

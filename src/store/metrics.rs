@@ -604,75 +604,30 @@ pub struct RangeData {
 /// An empty range's bounds.
 const EMPTY: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
 
-/// The rollup rows of the organizations `$1` in two ranges of 15-minute buckets, two of hours
-/// and one of days (what [`cover`](crate::domain::metrics::cover) yields at most), as a table
-/// `r`. One branch per range, so that each is a primary-key range scan per organization
-/// (`org_id = any($1) and grain = … and bucket between …`): a single condition OR-ing the
-/// ranges leaves only `org_id` to the index and reads an organization's whole history.
-fn spans(table: &str) -> String {
-    let branch = |grain: u32, from: u32| {
-        format!(
-            "select * from {table} where org_id = any($1) and grain = {grain} and bucket >= ${from} and bucket < ${}",
-            from + 1
-        )
-    };
+/// The rows of an organization rollup table (`grain int2`) for the spans `$2`…`$4` of the
+/// organizations `$1`, as a table `r`: one primary-key range scan per span and organization
+/// (`offset 0` keeps each span its own index scan under any plan; a generic plan of fixed
+/// `bucket >= $n` conditions read an organization's whole history).
+fn org_spans(table: &str) -> String {
     format!(
-        "({} union all {} union all {} union all {} union all {}) r",
-        branch(15, 2),
-        branch(15, 4),
-        branch(60, 6),
-        branch(60, 8),
-        branch(1440, 10)
+        "unnest($2::int2[], $3::timestamptz[], $4::timestamptz[]) as s(grain, lo, hi)
+         cross join lateral (
+             select * from {table} t
+             where t.org_id = any($1) and t.grain = s.grain and t.bucket >= s.lo and t.bucket < s.hi
+             offset 0
+         ) r"
     )
 }
 
-/// The bounds bound to [`spans`]'s `$2`…`$11`.
-#[derive(Debug, Clone, Copy)]
-struct Ranges([DateTime<Utc>; 10]);
+/// A cover's spans as the arrays [`org_spans`] binds at `$2`…`$4`.
+type OrgSpanArrays = (Vec<i16>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>);
 
-impl Ranges {
-    fn of(cover: &Cover) -> Ranges {
-        let mut bounds = [EMPTY; 10];
-        let mut used = [0usize; 3];
-        for span in &cover.spans {
-            let (g, base, slots) = match span.grain {
-                15 => (0, 0, 2),
-                60 => (1, 4, 2),
-                1440 => (2, 8, 1),
-                _ => continue,
-            };
-            if used[g] < slots {
-                bounds[base + 2 * used[g]] = span.from;
-                bounds[base + 2 * used[g] + 1] = span.to;
-                used[g] += 1;
-            }
-        }
-        Ranges(bounds)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.iter().all(|t| *t == EMPTY)
-    }
-
-    fn bind<'q>(
-        &self,
-        mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        for t in self.0 {
-            q = q.bind(t);
-        }
-        q
-    }
-
-    fn bind_as<'q, O>(
-        &self,
-        mut q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-        for t in self.0 {
-            q = q.bind(t);
-        }
-        q
-    }
+fn org_span_arrays(spans: &[Span]) -> OrgSpanArrays {
+    (
+        spans.iter().map(|s| s.grain as i16).collect(),
+        spans.iter().map(|s| s.from).collect(),
+        spans.iter().map(|s| s.to).collect(),
+    )
 }
 
 /// What a request reads.
@@ -722,10 +677,9 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
     }
     let data = match source {
         Source::Orgs(_) => {
-            let ranges = Ranges::of(cover);
             let (agents, escalations, days, edge_calls) = tokio::try_join!(
-                read_agents(pool, &org_ids, &ranges),
-                read_escalations(pool, &org_ids, &ranges),
+                read_agents(pool, &org_ids, cover),
+                read_escalations(pool, &org_ids, cover),
                 read_days(pool, "call_volume_days", "org_id", &org_ids, cover, false),
                 read_edges(pool, &org_ids, cover),
             )?;
@@ -805,15 +759,22 @@ const AGENT_SUMS: &str = r#"r.org_id, r.agent_id, sum(r.calls::float8)::int8 as 
        sum(r.tool_calls::float8)::int8 as tool_calls,
        sum(r.tool_call_errors::float8)::int8 as tool_call_errors"#;
 
-async fn read_agents(pool: &PgPool, orgs: &[Uuid], r: &Ranges) -> sqlx::Result<Vec<AgentSums>> {
-    if r.is_empty() {
+async fn read_agents(pool: &PgPool, orgs: &[Uuid], cover: &Cover) -> sqlx::Result<Vec<AgentSums>> {
+    if cover.spans.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
         "select {AGENT_SUMS} from {spans} group by r.org_id, r.agent_id",
-        spans = spans("call_metric_rollups")
+        spans = org_spans("call_metric_rollups")
     );
-    let rows = r.bind(sqlx::query(&sql).bind(orgs)).fetch_all(pool).await?;
+    let (grains, from, to) = org_span_arrays(&cover.spans);
+    let rows = sqlx::query(&sql)
+        .bind(orgs)
+        .bind(grains)
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(agent_sums).collect()
 }
 
@@ -1025,18 +986,21 @@ fn call_sums(row: &sqlx::postgres::PgRow) -> sqlx::Result<CallSums> {
 async fn read_escalations(
     pool: &PgPool,
     orgs: &[Uuid],
-    r: &Ranges,
+    cover: &Cover,
 ) -> sqlx::Result<Vec<(String, i64, f64)>> {
-    if r.is_empty() {
+    if cover.spans.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
-        r#"select r.reason, sum(r.calls::float8)::int8, sum(r.seconds_sum)
-           from {spans}
-           group by r.reason"#,
-        spans = spans("call_escalation_rollups")
+        "select r.reason, sum(r.calls::float8)::int8, sum(r.seconds_sum) from {spans} group by r.reason",
+        spans = org_spans("call_escalation_rollups")
     );
-    r.bind_as(sqlx::query_as(&sql).bind(orgs))
+    let (grains, from, to) = org_span_arrays(&cover.spans);
+    sqlx::query_as(&sql)
+        .bind(orgs)
+        .bind(grains)
+        .bind(from)
+        .bind(to)
         .fetch_all(pool)
         .await
 }
