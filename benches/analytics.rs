@@ -15,6 +15,7 @@
 //! 10,000,000; BENCH_SMALL, default 10,000; BENCH_ORDINARY, handoffs of each of the 99 ordinary
 //! tenants, default 5,000; BENCH_REQUESTS, timed requests per case, default 2,000;
 //! BENCH_PG_STATS=1, print PostgreSQL's time per statement of the timed requests;
+//! BENCH_PG_SETTINGS, extra `postgresql.conf` lines separated by `;`;
 //! BENCH_EXPLAIN=1, log the plans of slow statements; BENCH_HOLD=1, after loading, print a psql
 //! command and the tokens and wait an hour instead of measuring).
 #![allow(clippy::unwrap_used)]
@@ -418,9 +419,16 @@ async fn run() {
         .unwrap();
     // Bulk-load settings: no WAL for the tables the load truncates and fills in one
     // transaction, no checkpoint in the middle of it. They do not change how reads run.
+    // BENCH_PG_SETTINGS: more `postgresql.conf` lines, `;`-separated (e.g.
+    // `enable_indexonlyscan = off` to see what the covering keys save).
+    let extra = std::env::var("BENCH_PG_SETTINGS")
+        .unwrap_or_default()
+        .replace(';', "\n");
     let cluster = common::start_cluster_with(
         dir.path(),
-        "wal_level = minimal\nmax_wal_senders = 0\nmax_wal_size = '16GB'\ncheckpoint_timeout = '1h'",
+        &format!(
+            "wal_level = minimal\nmax_wal_senders = 0\nmax_wal_size = '16GB'\ncheckpoint_timeout = '1h'\n{extra}"
+        ),
     );
     let db = baton::db::Database::open(
         &baton::db::DbTarget::Embedded(dir.path().to_path_buf()),
@@ -481,6 +489,7 @@ async fn run() {
             "alter system set session_preload_libraries = 'auto_explain'",
             "alter system set auto_explain.log_min_duration = '3ms'",
             "alter system set auto_explain.log_analyze = on",
+            "alter system set auto_explain.log_buffers = on",
             "select pg_reload_conf()",
         ] {
             conn.execute(sql).await.unwrap();

@@ -6,7 +6,7 @@
 //! Run: `cargo bench --bench ingest` (env: BENCH_BATCHES, default 300; BENCH_CLIENTS, default 4;
 //! BENCH_PATTERN `live` (default) or `backfill`; BENCH_PG_STATS=1 for per-statement times;
 //! BENCH_RESELLER=1 puts the organizations under a reseller, so the reseller's call rollups are
-//! written too).
+//! written too; BENCH_SETUP_SQL, SQL run on the fresh database before the server starts).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -156,6 +156,11 @@ async fn run(batches: usize, clients: usize) {
         tokens.push((org.id, t.token));
     }
 
+    // BENCH_SETUP_SQL: statements run before the server starts (e.g. a schema variant to
+    // compare, such as the rollup keys before a migration).
+    if let Ok(sql) = std::env::var("BENCH_SETUP_SQL") {
+        sqlx::raw_sql(&sql).execute(&db.pool).await.unwrap();
+    }
     let server = common::Server::start(dir.path()).await;
     let base = server.base.clone();
     let client = reqwest::Client::new();
