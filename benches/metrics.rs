@@ -143,14 +143,24 @@ async fn build_rollups(conn: &mut PgConnection, orgs: &[Uuid]) {
                       count(*) as c, count(*) filter (where outcome = 'resolved') as r,
                       sum(duration_seconds) as sec
                from calls where org_id = any($1) group by 1, 2, 3
-           ), days as (select distinct org_id, d from q)
-           select days.org_id, days.d,
-                  array_agg(coalesce(q.c, 0) order by s.s),
-                  array_agg(coalesce(q.r, 0) order by s.s),
-                  array_agg(coalesce(q.sec, 0) order by s.s)
-           from days cross join generate_series(0, 95) as s(s)
-           left join q on q.org_id = days.org_id and q.d = days.d and q.s = s.s
-           group by days.org_id, days.d"#,
+           ), days as (select distinct org_id, d from q),
+           quarters as (
+               select days.org_id, days.d,
+                      array_agg(coalesce(q.c, 0) order by s.s) as c,
+                      array_agg(coalesce(q.r, 0) order by s.s) as r,
+                      array_agg(coalesce(q.sec, 0) order by s.s) as sec
+               from days cross join generate_series(0, 95) as s(s)
+               left join q on q.org_id = days.org_id and q.d = days.d and q.s = s.s
+               group by days.org_id, days.d
+           )
+           select org_id, d, c, r, sec,
+                  array(select c[4 * h + 1] + c[4 * h + 2] + c[4 * h + 3] + c[4 * h + 4]
+                        from generate_series(0, 23) as h order by h),
+                  array(select r[4 * h + 1] + r[4 * h + 2] + r[4 * h + 3] + r[4 * h + 4]
+                        from generate_series(0, 23) as h order by h),
+                  array(select sec[4 * h + 1] + sec[4 * h + 2] + sec[4 * h + 3] + sec[4 * h + 4]
+                        from generate_series(0, 23) as h order by h)
+           from quarters"#,
     )
     .bind(orgs)
     .execute(&mut *conn)

@@ -287,14 +287,18 @@ pub async fn get_metrics(
         },
     )
     .map_err(bad_param)?;
+    let hourly = whole_hours(range.tz, range.start, range.end);
     let source = match whole_reseller {
         Some(reseller) => Source::Reseller {
             reseller,
-            hourly: whole_hours(range.tz, range.start, range.end),
+            hourly,
             orgs: &orgs,
             cache: &cache,
         },
-        None => Source::Orgs(&orgs),
+        None => Source::Orgs {
+            orgs: &orgs,
+            hourly,
+        },
     };
     let cover = cover(range.start, range.end, source.grains());
     let (data, infos) = tokio::try_join!(

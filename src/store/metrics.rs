@@ -290,28 +290,30 @@ fn escalations_sql(table: &str, key: &str, grain_type: GrainType) -> String {
 
 /// The upsert of days of slots into `table` keyed by `key`: `$1` the organization or
 /// reseller, `$2` the days, then the 96 slots of each day as consecutive slices of flat arrays
-/// (`$3`…`$5`), and with `hourly` the 24 hour slots likewise (`$6`…`$8`).
-fn days_sql(table: &str, key: &str, hourly: bool) -> String {
+/// (`$3`…`$5`), and their 24 hour sums likewise (`$6`…`$8`).
+fn days_sql(table: &str, key: &str) -> String {
     let add = |c: &str| {
         format!(
             "{c} = (select array_agg(a + b order by i)
                     from unnest(v.{c}, excluded.{c}) with ordinality as u(a, b, i))"
         )
     };
-    let mut columns = vec!["calls", "resolved", "seconds"];
-    let mut values = vec![
+    let columns = [
+        "calls",
+        "resolved",
+        "seconds",
+        "hour_calls",
+        "hour_resolved",
+        "hour_seconds",
+    ];
+    let values = [
         "($3::int8[])[(d.n - 1) * 96 + 1 : d.n * 96]",
         "($4::int8[])[(d.n - 1) * 96 + 1 : d.n * 96]",
         "($5::float8[])[(d.n - 1) * 96 + 1 : d.n * 96]",
+        "($6::int8[])[(d.n - 1) * 24 + 1 : d.n * 24]",
+        "($7::int8[])[(d.n - 1) * 24 + 1 : d.n * 24]",
+        "($8::float8[])[(d.n - 1) * 24 + 1 : d.n * 24]",
     ];
-    if hourly {
-        columns.extend(["hour_calls", "hour_resolved", "hour_seconds"]);
-        values.extend([
-            "($6::int8[])[(d.n - 1) * 24 + 1 : d.n * 24]",
-            "($7::int8[])[(d.n - 1) * 24 + 1 : d.n * 24]",
-            "($8::float8[])[(d.n - 1) * 24 + 1 : d.n * 24]",
-        ]);
-    }
     let updates: Vec<String> = columns.iter().map(|c| add(c)).collect();
     format!(
         "insert into {table} as v ({key}, day, {columns})
@@ -333,10 +335,9 @@ static RESELLER_ESCALATIONS_SQL: LazyLock<String> = LazyLock::new(|| {
         GrainType::Int4,
     )
 });
-static ORG_DAYS_SQL: LazyLock<String> =
-    LazyLock::new(|| days_sql("call_volume_days", "org_id", false));
+static ORG_DAYS_SQL: LazyLock<String> = LazyLock::new(|| days_sql("call_volume_days", "org_id"));
 static RESELLER_DAYS_SQL: LazyLock<String> =
-    LazyLock::new(|| days_sql("reseller_call_volume_days", "reseller_id", true));
+    LazyLock::new(|| days_sql("reseller_call_volume_days", "reseller_id"));
 
 /// Adds a batch's new calls to the organization's rollups (inside the ingest transaction).
 pub async fn apply(
@@ -357,14 +358,7 @@ pub async fn apply(
         &escalations,
     )
     .await?;
-    upsert_days(
-        &mut *conn,
-        &ORG_DAYS_SQL,
-        org.get(),
-        &day_slots(calls),
-        false,
-    )
-    .await?;
+    upsert_days(&mut *conn, &ORG_DAYS_SQL, org.get(), &day_slots(calls)).await?;
     Ok(())
 }
 
@@ -409,14 +403,7 @@ pub async fn apply_reseller(
         &escalations,
     )
     .await?;
-    upsert_days(
-        &mut *conn,
-        &RESELLER_DAYS_SQL,
-        reseller,
-        &day_slots(calls),
-        true,
-    )
-    .await?;
+    upsert_days(&mut *conn, &RESELLER_DAYS_SQL, reseller, &day_slots(calls)).await?;
     Ok(())
 }
 
@@ -486,14 +473,13 @@ async fn upsert_escalations(
     Ok(())
 }
 
-/// One row per day; the 96 slots of each day travel as one slice of a flat array, and with
-/// `hourly` their sums per hour likewise.
+/// One row per day; the 96 slots of each day travel as one slice of a flat array, and their
+/// sums per hour likewise.
 async fn upsert_days(
     conn: &mut PgConnection,
     sql: &'static str,
     key: Uuid,
     days: &[(NaiveDate, Slots)],
-    hourly: bool,
 ) -> sqlx::Result<()> {
     let flat = |days: &[(NaiveDate, Slots)]| {
         (
@@ -509,18 +495,19 @@ async fn upsert_days(
         )
     };
     let (calls, resolved, seconds) = flat(days);
-    let mut q = sqlx::query(sql)
+    let hours: Vec<(NaiveDate, Slots)> = days.iter().map(|(d, s)| (*d, s.hours())).collect();
+    let (hour_calls, hour_resolved, hour_seconds) = flat(&hours);
+    sqlx::query(sql)
         .bind(key)
         .bind(days.iter().map(|(d, _)| *d).collect::<Vec<_>>())
         .bind(calls)
         .bind(resolved)
-        .bind(seconds);
-    if hourly {
-        let hours: Vec<(NaiveDate, Slots)> = days.iter().map(|(d, s)| (*d, s.hours())).collect();
-        let (calls, resolved, seconds) = flat(&hours);
-        q = q.bind(calls).bind(resolved).bind(seconds);
-    }
-    q.execute(conn).await?;
+        .bind(seconds)
+        .bind(hour_calls)
+        .bind(hour_resolved)
+        .bind(hour_seconds)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -634,7 +621,13 @@ fn org_span_arrays(spans: &[Span]) -> OrgSpanArrays {
 #[derive(Debug, Clone, Copy)]
 pub enum Source<'a> {
     /// Organizations, through their own rollups (one organization, in practice).
-    Orgs(&'a [OrgId]),
+    Orgs {
+        /// The organizations.
+        orgs: &'a [OrgId],
+        /// Whether the days strictly inside the range may be read per UTC hour (see
+        /// [`whole_hours`](crate::domain::metrics::whole_hours)).
+        hourly: bool,
+    },
     /// Every organization of a reseller (`orgs`), through the reseller's rollups.
     Reseller {
         /// The reseller.
@@ -654,14 +647,14 @@ impl Source<'_> {
     /// The grains of the rollups this source reads (for [`cover`](crate::domain::metrics::cover)).
     pub fn grains(&self) -> &'static [i32] {
         match self {
-            Source::Orgs(_) => &ORG_GRAINS,
+            Source::Orgs { .. } => &ORG_GRAINS,
             Source::Reseller { .. } => &RESELLER_GRAINS,
         }
     }
 
     fn orgs(&self) -> Vec<Uuid> {
         let orgs = match self {
-            Source::Orgs(orgs) => orgs,
+            Source::Orgs { orgs, .. } => orgs,
             Source::Reseller { orgs, .. } => orgs,
         };
         orgs.iter().map(|o| o.get()).collect()
@@ -676,11 +669,11 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
         return Ok(RangeData::default());
     }
     let data = match source {
-        Source::Orgs(_) => {
+        Source::Orgs { hourly, .. } => {
             let (agents, escalations, days, edge_calls) = tokio::try_join!(
                 read_agents(pool, &org_ids, cover),
                 read_escalations(pool, &org_ids, cover),
-                read_days(pool, "call_volume_days", "org_id", &org_ids, cover, false),
+                read_days(pool, "call_volume_days", "org_id", &org_ids, cover, hourly),
                 read_edges(pool, &org_ids, cover),
             )?;
             RangeData {
@@ -1028,8 +1021,8 @@ async fn read_reseller_escalations(
 }
 
 /// The days of slots of `table` (keyed by `key`) for the rolled part of a cover, summed over
-/// `ids`. With `hourly` (a table with hour slots), the days strictly inside the rolled part
-/// come as 24 hour slots, the first and last as 96 quarter-hour slots.
+/// `ids`. With `hourly`, the days strictly inside the rolled part come as 24 hour slots, the
+/// first and last as 96 quarter-hour slots.
 async fn read_days(
     pool: &PgPool,
     table: &str,
