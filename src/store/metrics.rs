@@ -591,27 +591,41 @@ pub struct RangeData {
 /// An empty range's bounds.
 const EMPTY: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
 
-/// The rows of an organization rollup table (`grain int2`) for the spans `$2`…`$4` of the
-/// organizations `$1`, as a table `r`: one primary-key range scan per span and organization
-/// (`offset 0` keeps each span its own index scan under any plan; a generic plan of fixed
-/// `bucket >= $n` conditions read an organization's whole history).
-fn org_spans(table: &str) -> String {
+/// Whose rollups a span read covers.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    /// Organizations' (`org_id = any($1)`: `$1` binds a uuid array).
+    Orgs,
+    /// One reseller's (`reseller_id = $1`).
+    Reseller,
+}
+
+/// The rows of a rollup table for the spans `$2`…`$4` ([`span_arrays`]) of the owner `$1`, as
+/// a table `r`: one primary-key range scan per span (and organization). `offset 0` keeps each
+/// span its own index scan under any plan: a generic plan of fixed `bucket >= $n` conditions
+/// read an organization's whole history. Grains are bound as `int4`; an `int2` grain column
+/// compares with them in the same operator family, so its index still serves the condition.
+fn spans(table: &str, owner: Owner) -> String {
+    let key = match owner {
+        Owner::Orgs => "t.org_id = any($1)",
+        Owner::Reseller => "t.reseller_id = $1",
+    };
     format!(
-        "unnest($2::int2[], $3::timestamptz[], $4::timestamptz[]) as s(grain, lo, hi)
+        "unnest($2::int4[], $3::timestamptz[], $4::timestamptz[]) as s(grain, lo, hi)
          cross join lateral (
              select * from {table} t
-             where t.org_id = any($1) and t.grain = s.grain and t.bucket >= s.lo and t.bucket < s.hi
+             where {key} and t.grain = s.grain and t.bucket >= s.lo and t.bucket < s.hi
              offset 0
          ) r"
     )
 }
 
-/// A cover's spans as the arrays [`org_spans`] binds at `$2`…`$4`.
-type OrgSpanArrays = (Vec<i16>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>);
+/// A cover's spans as the arrays [`spans`] binds at `$2`…`$4`.
+type SpanArrays = (Vec<i32>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>);
 
-fn org_span_arrays(spans: &[Span]) -> OrgSpanArrays {
+fn span_arrays(spans: &[Span]) -> SpanArrays {
     (
-        spans.iter().map(|s| s.grain as i16).collect(),
+        spans.iter().map(|s| s.grain).collect(),
         spans.iter().map(|s| s.from).collect(),
         spans.iter().map(|s| s.to).collect(),
     )
@@ -672,7 +686,13 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
         Source::Orgs { hourly, .. } => {
             let (agents, escalations, days, edge_calls) = tokio::try_join!(
                 read_agents(pool, &org_ids, cover),
-                read_escalations(pool, &org_ids, cover),
+                read_escalations(
+                    pool,
+                    "call_escalation_rollups",
+                    Owner::Orgs,
+                    &org_ids,
+                    cover
+                ),
                 read_days(pool, "call_volume_days", "org_id", &org_ids, cover, hourly),
                 read_edges(pool, &org_ids, cover),
             )?;
@@ -707,7 +727,13 @@ pub async fn read(pool: &PgPool, source: Source<'_>, cover: &Cover) -> sqlx::Res
             let (first, second, escalations, days, edge_calls) = tokio::try_join!(
                 read_reseller_buckets(pool, cache, reseller, &halves[0]),
                 read_reseller_buckets(pool, cache, reseller, &halves[1]),
-                read_reseller_escalations(pool, reseller, cover),
+                read_escalations(
+                    pool,
+                    "reseller_escalation_rollups",
+                    Owner::Reseller,
+                    reseller,
+                    cover
+                ),
                 read_days(
                     pool,
                     "reseller_call_volume_days",
@@ -758,9 +784,9 @@ async fn read_agents(pool: &PgPool, orgs: &[Uuid], cover: &Cover) -> sqlx::Resul
     }
     let sql = format!(
         "select {AGENT_SUMS} from {spans} group by r.org_id, r.agent_id",
-        spans = org_spans("call_metric_rollups")
+        spans = spans("call_metric_rollups", Owner::Orgs)
     );
-    let (grains, from, to) = org_span_arrays(&cover.spans);
+    let (grains, from, to) = span_arrays(&cover.spans);
     let rows = sqlx::query(&sql)
         .bind(orgs)
         .bind(grains)
@@ -769,30 +795,6 @@ async fn read_agents(pool: &PgPool, orgs: &[Uuid], cover: &Cover) -> sqlx::Resul
         .fetch_all(pool)
         .await?;
     rows.iter().map(agent_sums).collect()
-}
-
-/// The rows of a reseller rollup table for the spans of a cover, as a table `r`: one primary
-/// key range scan per span (`offset 0` keeps each span its own index scan).
-fn reseller_spans(table: &str) -> String {
-    format!(
-        "unnest($2::int4[], $3::timestamptz[], $4::timestamptz[]) as s(grain, lo, hi)
-         cross join lateral (
-             select * from {table} t
-             where t.reseller_id = $1 and t.grain = s.grain and t.bucket >= s.lo and t.bucket < s.hi
-             offset 0
-         ) r"
-    )
-}
-
-/// A cover's spans as the arrays [`reseller_spans`] binds at `$2`…`$4`.
-type SpanArrays = (Vec<i32>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>);
-
-fn span_arrays(spans: &[Span]) -> SpanArrays {
-    (
-        spans.iter().map(|s| s.grain).collect(),
-        spans.iter().map(|s| s.from).collect(),
-        spans.iter().map(|s| s.to).collect(),
-    )
 }
 
 /// The agent columns of `reseller_agent_rollups` as arrays, in [`AgentRow`] order.
@@ -816,7 +818,7 @@ static RESELLER_BUCKETS_SQL: LazyLock<String> = LazyLock::new(|| {
                and r.version <> all($5::int8[])
          ) a",
         totals = totals.join(", "),
-        spans = reseller_spans("reseller_call_rollups"),
+        spans = spans("reseller_call_rollups", Owner::Reseller),
     )
 });
 
@@ -976,43 +978,28 @@ fn call_sums(row: &sqlx::postgres::PgRow) -> sqlx::Result<CallSums> {
     })
 }
 
-async fn read_escalations(
+/// Escalation reasons with their calls and seconds over a cover's spans of `table`, whose
+/// owner is `key` (`owner` says which).
+async fn read_escalations<K>(
     pool: &PgPool,
-    orgs: &[Uuid],
+    table: &str,
+    owner: Owner,
+    key: K,
     cover: &Cover,
-) -> sqlx::Result<Vec<(String, i64, f64)>> {
+) -> sqlx::Result<Vec<(String, i64, f64)>>
+where
+    K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+{
     if cover.spans.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
         "select r.reason, sum(r.calls::float8)::int8, sum(r.seconds_sum) from {spans} group by r.reason",
-        spans = org_spans("call_escalation_rollups")
-    );
-    let (grains, from, to) = org_span_arrays(&cover.spans);
-    sqlx::query_as(&sql)
-        .bind(orgs)
-        .bind(grains)
-        .bind(from)
-        .bind(to)
-        .fetch_all(pool)
-        .await
-}
-
-async fn read_reseller_escalations(
-    pool: &PgPool,
-    reseller: Uuid,
-    cover: &Cover,
-) -> sqlx::Result<Vec<(String, i64, f64)>> {
-    if cover.spans.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "select r.reason, sum(r.calls::float8)::int8, sum(r.seconds_sum) from {spans} group by r.reason",
-        spans = reseller_spans("reseller_escalation_rollups")
+        spans = spans(table, owner)
     );
     let (grains, from, to) = span_arrays(&cover.spans);
     sqlx::query_as(&sql)
-        .bind(reseller)
+        .bind(key)
         .bind(grains)
         .bind(from)
         .bind(to)
