@@ -860,7 +860,7 @@ async fn read_reseller_buckets(
         let grain: i32 = row.try_get(0)?;
         let bucket: DateTime<Utc> = row.try_get(1)?;
         let version: i64 = row.try_get(2)?;
-        totals.add(&call_sums_at(row, 3)?);
+        totals.add(&call_sums(row)?);
         match held.get(&(grain, bucket)) {
             Some((v, rows)) if *v == version => agents.push(rows.clone()),
             _ => {
@@ -927,30 +927,6 @@ fn agent_sums(row: &sqlx::postgres::PgRow) -> sqlx::Result<AgentSums> {
         org_id: row.try_get("org_id")?,
         agent_id: row.try_get("agent_id")?,
         sums: call_sums(row)?,
-    })
-}
-
-/// The [`SUM_COLUMNS`] of a row, from column `at` on.
-fn call_sums_at(row: &sqlx::postgres::PgRow, at: usize) -> sqlx::Result<CallSums> {
-    Ok(CallSums {
-        calls: row.try_get(at)?,
-        resolved: row.try_get(at + 1)?,
-        transferred: row.try_get(at + 2)?,
-        abandoned: row.try_get(at + 3)?,
-        other: row.try_get(at + 4)?,
-        duration_sum: row.try_get(at + 5)?,
-        sentiment_calls: row.try_get(at + 6)?,
-        positive_calls: row.try_get(at + 7)?,
-        ttft_sum: row.try_get(at + 8)?,
-        ttft_calls: row.try_get(at + 9)?,
-        stt_sum: row.try_get(at + 10)?,
-        stt_calls: row.try_get(at + 11)?,
-        correction_calls: row.try_get(at + 12)?,
-        zero_correction_calls: row.try_get(at + 13)?,
-        context_sum: row.try_get(at + 14)?,
-        context_calls: row.try_get(at + 15)?,
-        tool_calls: row.try_get(at + 16)?,
-        tool_call_errors: row.try_get(at + 17)?,
     })
 }
 
