@@ -49,6 +49,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let keys = Arc::new(admin::signing_keys(&db.pool).await?);
     let state = AppState::new(db.pool.clone(), keys.clone())
+        .with_db_health(db.health.clone())
         .with_metrics_cache_rows(options.metrics_cache_rows);
     let app = http::router(state, &options.http);
     if options.demo {

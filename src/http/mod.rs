@@ -37,6 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::Keys;
 use crate::auth::revocation::TokenVerdicts;
+use crate::db::DbHealth;
 use crate::store::agent_cache::{AgentCache, DEFAULT_CACHE_ROWS};
 use error::{ApiError, envelope};
 
@@ -54,6 +55,8 @@ pub struct AppState {
     /// Connections with generic plans for the `/v1/metrics` reads (see
     /// [`generic_plan_pool`](crate::db::generic_plan_pool)).
     pub metrics_pool: MetricsPool,
+    /// Whether the database answers (requests stop waiting on a database that does not).
+    pub db_health: Arc<DbHealth>,
 }
 
 /// The pool of the `/v1/metrics` reads.
@@ -65,13 +68,23 @@ impl AppState {
     pub fn new(pool: PgPool, keys: Arc<Keys>) -> AppState {
         let verdicts = TokenVerdicts::new();
         verdicts.listen(pool.clone());
+        let db_health = DbHealth::new();
+        db_health.watch((*pool.connect_options()).clone());
         AppState {
+            db_health,
             metrics_pool: MetricsPool(crate::db::generic_plan_pool(&pool)),
             pool,
             keys,
             verdicts,
             metrics_cache: Arc::new(AgentCache::new(DEFAULT_CACHE_ROWS)),
         }
+    }
+
+    /// The same state watching the database through `health` (the one whose outages the pool's
+    /// connections are tested against, see [`crate::db::watched_pool_options`]).
+    pub fn with_db_health(mut self, health: Arc<DbHealth>) -> AppState {
+        self.db_health = health;
+        self
     }
 
     /// The same state with a metrics cache of at most `rows` agent rows (0: none).
@@ -176,6 +189,7 @@ pub fn openapi_json() -> String {
 
 /// The application: every route with its layers.
 pub fn router(state: AppState, config: &HttpConfig) -> Router {
+    let state_health = state.db_health.clone();
     let (routes, api) = api_router().split_for_parts();
     let api_json = Arc::new(api.to_json().unwrap_or_default());
     let routes = routes.route(
@@ -197,8 +211,9 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .fallback(not_found)
         .with_state(state)
         // Outermost first: every request gets an id, then a span carrying it; panics, bare
-        // error statuses and timeouts all end in the envelope inside that span; bodies are
-        // limited before any extractor reads them; responses are compressed last.
+        // error statuses, timeouts and database outages all end in the envelope inside that
+        // span; bodies are limited before any extractor reads them; responses are compressed
+        // last.
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -213,8 +228,8 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(middleware::from_fn(ensure_envelope))
                 .layer(middleware::from_fn_with_state(
-                    config.request_timeout,
-                    timeout,
+                    (config.request_timeout, state_health),
+                    deadline,
                 ))
                 .layer(DefaultBodyLimit::max(config.body_limit))
                 .layer(CompressionLayer::new()),
@@ -292,17 +307,33 @@ async fn ensure_envelope(req: Request, next: Next) -> Response {
     out
 }
 
-async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+/// Ends a request with a 503 when it outlives the request timeout, or as soon as it has waited
+/// on a database that stopped answering (see [`crate::db::health`]); the handler's future is
+/// dropped, which rolls back whatever transaction it had open.
+async fn deadline(
+    State((limit, health)): State<(Duration, Arc<DbHealth>)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => {
+    tokio::select! {
+        res = tokio::time::timeout(limit, next.run(req)) => match res {
+            Ok(res) => res,
+            Err(_) => {
+                tracing::warn!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "request timed out"
+                );
+                ApiError::Unavailable(format!("request timed out after {} s", limit.as_secs_f64()))
+                    .into_response()
+            }
+        },
+        () = health.outage(started) => {
             tracing::warn!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
-                "request timed out"
+                "request abandoned: the database does not answer"
             );
-            ApiError::Unavailable(format!("request timed out after {} s", limit.as_secs_f64()))
-                .into_response()
+            ApiError::Unavailable("database unavailable, retry later".to_owned()).into_response()
         }
     }
 }

@@ -144,9 +144,15 @@ impl TestApp {
 
     /// Starts Baton on a given pool (possibly one whose database is unreachable).
     pub async fn spawn_with(pool: PgPool, keys: Arc<Keys>, config: HttpConfig) -> TestApp {
-        let state = AppState::new(pool.clone(), keys.clone());
+        Self::spawn_state(AppState::new(pool, keys), &config).await
+    }
+
+    /// Starts Baton over a prepared state.
+    pub async fn spawn_state(state: AppState, config: &HttpConfig) -> TestApp {
+        let pool = state.pool.clone();
+        let keys = state.keys.clone();
         let metrics_cache = state.metrics_cache.clone();
-        let app = baton::http::router(state, &config);
+        let app = baton::http::router(state, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -210,6 +216,21 @@ impl TestApp {
     /// An org token with `read_all` only.
     pub async fn reader(&self, org: &Organization) -> String {
         self.token(Subject::Org(org.id), &[Scope::ReadAll]).await
+    }
+
+    /// `POST /v1/events` with `{"events": events}`.
+    pub async fn post_events(
+        &self,
+        token: &str,
+        events: &[serde_json::Value],
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/events"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "events": events }))
+            .send()
+            .await
+            .expect("request")
     }
 
     /// GET with a bearer token.

@@ -1,12 +1,14 @@
 //! Where the data lives: a PostgreSQL given by URL, or the embedded cluster under the data dir.
 //!
 //! Policy: every pool waits at most 2 s for a connection and every statement at most
-//! [`DbConfig::statement_timeout`], so that a database outage turns into quick 503s rather than
-//! hanging requests. Migrations run on every open (they are idempotent and take an advisory lock,
+//! [`DbConfig::statement_timeout`], and [`health`] watches the database from a connection of its
+//! own, so that a database outage (killed, restarted or frozen) turns into quick 503s rather than
+//! hanging requests, and no request fails on a connection that an outage cut. Migrations run on every open (they are idempotent and take an advisory lock,
 //! so a server and an admin command may open the same database at once).
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,6 +16,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::pg::{Cluster, ClusterOptions};
+
+pub mod health;
+
+pub use health::DbHealth;
 
 /// The embedded cluster's database.
 pub const DATABASE_NAME: &str = "baton";
@@ -57,6 +63,8 @@ pub struct Database {
     pub pool: PgPool,
     /// The connect options the pool uses (handy for dedicated connections).
     pub connect_options: PgConnectOptions,
+    /// Whether the database answers; the pool drops connections older than its last outage.
+    pub health: Arc<DbHealth>,
     cluster: Option<Cluster>,
 }
 
@@ -83,7 +91,8 @@ impl Database {
             }
         };
         let connect_options = with_session_settings(base, config);
-        let pool = pool_options(config)
+        let health = DbHealth::new();
+        let pool = watched_pool_options(config, &health)
             .connect_with(connect_options.clone())
             .await
             .context("cannot connect to PostgreSQL")?;
@@ -91,9 +100,11 @@ impl Database {
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
+        health.watch(connect_options.clone());
         Ok(Database {
             pool,
             connect_options,
+            health,
             cluster,
         })
     }
@@ -144,6 +155,41 @@ pub fn pool_options(config: &DbConfig) -> PgPoolOptions {
         .test_before_acquire(false)
 }
 
+/// [`pool_options`] that never hand out a connection a database restart has cut (it would fail
+/// the request that used it):
+/// - a connection opened before the latest outage `health` saw is dropped;
+/// - one idle for more than [`IDLE_PING_AFTER`] is pinged first (a restart can have happened
+///   between two probes of `health`); a failed ping drops it and counts as an outage seen, so its
+///   siblings are dropped without a ping.
+///
+/// A busy server reuses its connections within milliseconds and pays nothing; only a quiet one
+/// pays a round trip now and then.
+pub fn watched_pool_options(config: &DbConfig, health: &Arc<DbHealth>) -> PgPoolOptions {
+    let health = Arc::clone(health);
+    pool_options(config).before_acquire(move |conn, meta| {
+        let health = Arc::clone(&health);
+        Box::pin(async move {
+            if !health.keep_connection(meta.age) {
+                return Ok(false);
+            }
+            if meta.idle_for <= IDLE_PING_AFTER {
+                return Ok(true);
+            }
+            match conn.ping().await {
+                Ok(()) => Ok(true),
+                Err(_) => {
+                    health.outage_seen();
+                    Ok(false)
+                }
+            }
+        })
+    })
+}
+
+/// How long a pooled connection may sit idle before it is pinged when next taken (see
+/// [`watched_pool_options`]): shorter than any PostgreSQL restart.
+pub const IDLE_PING_AFTER: Duration = Duration::from_millis(100);
+
 /// A pool beside `pool`, to the same database with the same settings, whose sessions plan
 /// prepared statements once (`plan_cache_mode = force_generic_plan`), and at most 8
 /// connections. For reads whose statements have one good plan whatever their values (index
@@ -155,13 +201,11 @@ pub fn generic_plan_pool(pool: &PgPool) -> PgPool {
     let options = (*pool.connect_options())
         .clone()
         .options([("plan_cache_mode", "force_generic_plan")]);
-    let main = pool.options();
-    PgPoolOptions::new()
-        .max_connections(main.get_max_connections().min(8))
-        .min_connections(0)
-        .acquire_timeout(main.get_acquire_timeout())
-        .test_before_acquire(false)
-        .connect_lazy_with(options)
+    // The same pool options (the outage test of `watched_pool_options` included), fewer
+    // connections.
+    let main = pool.options().clone();
+    let max = main.get_max_connections().min(8);
+    main.max_connections(max).connect_lazy_with(options)
 }
 
 /// Creates `name` on the server reached by `admin` unless it exists.
