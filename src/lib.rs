@@ -5,6 +5,7 @@
 //! binaries drive the same code.
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod cli;
 pub mod db;

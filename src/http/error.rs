@@ -79,6 +79,14 @@ pub enum ApiError {
     /// 415: the body's content type is not accepted.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: the token made more requests than its rate limit allows; sent with `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        /// Summary.
+        message: String,
+        /// Whole seconds until a request will be accepted again (at least 1).
+        retry_after: u64,
+    },
     /// 503: the database is unreachable or too slow; retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -115,6 +123,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -1,5 +1,7 @@
 //! `POST /v1/events`: how AI platforms push what happened (DESIGN §5).
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -13,6 +15,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::AppState;
 use super::error::{ApiError, ErrorDto, FieldError, Result};
 use super::extract::Json;
+use crate::admission::{IngestAdmission, Refused};
 use crate::auth::extract::WriteAccess;
 use crate::domain::events::{MAX_BODY_BYTES, MAX_EVENTS, validate};
 use crate::store::events::{IngestError, NewEvent, ingest};
@@ -78,9 +81,12 @@ pub struct IngestResponse {
         (status = 409, description = "An id reused with another body, or a forbidden transition; nothing stored", body = ErrorDto),
         (status = 413, description = "More than 10,000 events or 10 MiB", body = ErrorDto),
         (status = 415, description = "Neither application/json nor application/x-ndjson", body = ErrorDto),
+        (status = 429, description = "Too many batches of this organization are already waiting on this server; nothing stored, retry after `Retry-After` seconds", body = ErrorDto),
+        (status = 503, description = "The database is unavailable, or the batch waited too long for its turn; nothing stored, retry after `Retry-After` seconds", body = ErrorDto),
     ))]
 pub async fn post_events(
     State(pool): State<PgPool>,
+    State(admission): State<Arc<IngestAdmission>>,
     access: WriteAccess,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -128,6 +134,17 @@ pub async fn post_events(
             details,
         ));
     }
+    // Wait for this organization's turn holding no database connection (see `admission`).
+    let _turn = admission
+        .turn(access.org.get())
+        .await
+        .map_err(|refused| match refused {
+            Refused::QueueFull(_) => ApiError::TooManyRequests {
+                message: format!("{refused}; nothing was stored"),
+                retry_after: 1,
+            },
+            Refused::Waited(_) => ApiError::Unavailable(format!("{refused}; nothing was stored")),
+        })?;
     match ingest(&pool, access.org, &batch).await {
         Ok(done) => Ok(Json(IngestResponse {
             accepted: done.accepted as u64,

@@ -35,6 +35,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::admission::IngestAdmission;
 use crate::auth::Keys;
 use crate::auth::revocation::TokenVerdicts;
 use crate::db::DbHealth;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub metrics_pool: MetricsPool,
     /// Whether the database answers (requests stop waiting on a database that does not).
     pub db_health: Arc<DbHealth>,
+    /// The queues ingest batches wait in before they use the database.
+    pub ingest_admission: Arc<IngestAdmission>,
 }
 
 /// The pool of the `/v1/metrics` reads.
@@ -72,6 +75,9 @@ impl AppState {
         db_health.watch((*pool.connect_options()).clone());
         AppState {
             db_health,
+            ingest_admission: Arc::new(IngestAdmission::for_pool(
+                pool.options().get_max_connections(),
+            )),
             metrics_pool: MetricsPool(crate::db::generic_plan_pool(&pool)),
             pool,
             keys,
@@ -84,6 +90,12 @@ impl AppState {
     /// connections are tested against, see [`crate::db::watched_pool_options`]).
     pub fn with_db_health(mut self, health: Arc<DbHealth>) -> AppState {
         self.db_health = health;
+        self
+    }
+
+    /// The same state with other ingest queues.
+    pub fn with_ingest_admission(mut self, admission: IngestAdmission) -> AppState {
+        self.ingest_admission = Arc::new(admission);
         self
     }
 

@@ -9,6 +9,7 @@ mod analytics;
 mod auth;
 mod configuration;
 mod events;
+mod fairness;
 mod handoffs;
 mod metrics;
 mod operations;
