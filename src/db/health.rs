@@ -45,6 +45,8 @@ pub struct DbHealth {
     /// When the latest outage was seen: pooled connections older than this may be dead.
     last_outage: Mutex<Option<Instant>>,
     wake: Arc<Notify>,
+    /// Set when the database is closed on purpose: the prober stops, reporting nothing.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl DbHealth {
@@ -54,6 +56,7 @@ impl DbHealth {
             status: watch::Sender::new(Status::Up),
             last_outage: Mutex::new(None),
             wake: Arc::new(Notify::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -66,7 +69,13 @@ impl DbHealth {
             let mut connected_before = false;
             loop {
                 let Some(this) = weak.upgrade() else { return };
+                if this.stopped.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
                 let answered = this.probe(&mut conn, &mut connected_before, &options).await;
+                if this.stopped.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
                 this.record(answered);
                 let wait = if answered {
                     PROBE_INTERVAL
@@ -143,6 +152,13 @@ impl DbHealth {
     /// Records that connections opened until now may have been cut (a probe or a ping failed).
     pub fn outage_seen(&self) {
         *self.last_outage.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Stops probing (the database is being closed on purpose: that is no outage).
+    pub fn stop(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.wake.notify_one();
     }
 
     /// The current status.
