@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::admin::{self, TokenFor};
 use crate::auth::Scope;
 use crate::db::{Database, DbConfig, DbTarget};
-use crate::http::HttpConfig;
+use crate::http::{HttpConfig, ratelimit};
 use crate::server::{self, ServeOptions};
 use crate::store::agent_cache::DEFAULT_CACHE_ROWS;
 
@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// while its version in PostgreSQL is unchanged, so answers are the same either way.
     #[arg(long, env = "BATON_METRICS_CACHE_ROWS", default_value_t = DEFAULT_CACHE_ROWS)]
     pub metrics_cache_rows: usize,
+    /// Reads (`GET`) per minute per token, in this server process; beyond, 429 with
+    /// `Retry-After`. 0 turns the limit off. Writes are not counted.
+    #[arg(long, env = "BATON_RATE_LIMIT_PER_MINUTE", default_value_t = ratelimit::DEFAULT_PER_MINUTE)]
+    pub rate_limit_per_minute: u32,
 }
 
 /// `baton reseller …`
@@ -213,6 +217,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 },
                 http: HttpConfig {
                     request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+                    rate_limit_per_minute: args.rate_limit_per_minute,
                     ..HttpConfig::default()
                 },
                 demo: args.demo,

@@ -87,7 +87,10 @@ async fn assert_all_503(app: &TestApp, token: &str, tag: &str) {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let _ = retry_after; // TEMP
+        assert!(
+            retry_after.is_some_and(|s| s >= 1),
+            "{what}: Retry-After {retry_after:?}"
+        );
         let body = assert_error(res, 503, "").await;
         assert!(
             body["message"].as_str().unwrap().contains("database")

@@ -38,6 +38,8 @@ impl Server {
             .env("BATON_DATA_DIR", data_dir)
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "warn")
+            // Benchmarks measure the server, not the per-token read limit.
+            .env("BATON_RATE_LIMIT_PER_MINUTE", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()

@@ -1,8 +1,8 @@
 //! The axum side of auth: the only place a request becomes an [`OrgId`].
 //!
 //! The token comes from `Authorization: Bearer …` or, as PolyAI clients send it, `x-api-key`.
-//! Missing, malformed, badly signed, expired, unknown and revoked tokens are 401s with
-//! `WWW-Authenticate: Bearer`; a missing scope is a 403 with Quickchat's exact text.
+//! Missing, malformed, badly signed, expired, not yet valid, unknown, revoked tokens and tokens
+//! whose claims differ from what was issued are 401s with `WWW-Authenticate: Bearer`; a missing scope is a 403 with Quickchat's exact text.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::revocation::TokenVerdicts;
-use super::{Keys, OrgId, ResellerId, Scope, Subject, grants};
+use super::{Keys, OrgId, ResellerId, Scope, Subject, TokenError, grants};
 use crate::http::error::ApiError;
 use crate::store;
 
@@ -128,13 +128,17 @@ where
             ApiError::Unauthorized("token must name exactly one of `org` or `reseller`".to_owned())
         })?;
         let pool = PgPool::from_ref(state);
-        match Arc::<TokenVerdicts>::from_ref(state)
-            .revoked(&pool, claims.jti)
+        let record = Arc::<TokenVerdicts>::from_ref(state)
+            .record(&pool, claims.jti)
             .await?
-        {
-            None => return Err(ApiError::Unauthorized("unknown token".to_owned())),
-            Some(true) => return Err(ApiError::Unauthorized("token has been revoked".to_owned())),
-            Some(false) => {}
+            .ok_or_else(|| ApiError::Unauthorized("unknown token".to_owned()))?;
+        // Forgery (other claims re-signed under an issued jti) before revocation: a forged
+        // token is told only that it does not match.
+        if !claims.matches(&record) {
+            return Err(ApiError::Unauthorized(TokenError::Mismatch.to_string()));
+        }
+        if record.revoked {
+            return Err(ApiError::Unauthorized("token has been revoked".to_owned()));
         }
         let principal = match subject {
             Subject::Org(id) => Principal::Org(OrgId(id)),

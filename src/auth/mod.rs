@@ -1,20 +1,26 @@
 //! Who is calling: tokens, scopes and the tenant a request may touch.
 //!
 //! Policy: a token is an HS256 JWT with `iss`, `aud`, `exp`, `iat`, `jti`, `scopes` and exactly one
-//! of `org` or `reseller`. Verification pins the algorithm and requires `exp`, `iss` and `aud`; the
-//! `jti` must be one Baton issued and has not revoked (checked by the extractor in [`extract`]).
+//! of `org` or `reseller`. Verification pins the algorithm, requires `exp`, `iss` and `aud`, and
+//! honours `nbf` when present. The signature alone is not trusted: whoever holds the secret could
+//! sign any claims, so the `jti` must be one Baton issued and has not revoked, and the claims must
+//! say exactly what was recorded when it was issued ([`Claims::matches`], checked by the extractor
+//! in [`extract`]).
 //! [`OrgId`] can only be made by that extractor, so every store function that takes one is
 //! reached only for a tenant the caller may see.
 
 pub mod extract;
 pub mod revocation;
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::store::tokens::TokenRecord;
 
 /// The `iss` of every Baton token.
 pub const ISSUER: &str = "baton";
@@ -131,6 +137,10 @@ pub struct Claims {
     /// The reseller the token speaks for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reseller: Option<Uuid>,
+    /// Not valid before, seconds since the epoch. Baton does not set it; when present it is
+    /// honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 impl Claims {
@@ -141,9 +151,10 @@ impl Claims {
         issued_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Claims {
-        let (sub, org, reseller) = match subject {
-            Subject::Org(id) => (format!("org:{id}"), Some(id), None),
-            Subject::Reseller(id) => (format!("reseller:{id}"), None, Some(id)),
+        let sub = subject_claim(subject);
+        let (org, reseller) = match subject {
+            Subject::Org(id) => (Some(id), None),
+            Subject::Reseller(id) => (None, Some(id)),
         };
         Claims {
             iss: ISSUER.to_owned(),
@@ -155,6 +166,7 @@ impl Claims {
             scopes,
             org,
             reseller,
+            nbf: None,
         }
     }
 
@@ -165,6 +177,32 @@ impl Claims {
             (None, Some(reseller)) => Some(Subject::Reseller(reseller)),
             _ => None,
         }
+    }
+
+    /// Whether the claims say exactly what was recorded when the token was issued: the same
+    /// subject (and `sub` written from it), the same set of scopes, and the same `iat` and `exp`
+    /// (whole seconds). A token re-signed with other claims under a known `jti` fails here.
+    pub fn matches(&self, record: &TokenRecord) -> bool {
+        let subject = match (record.org_id, record.reseller_id) {
+            (Some(org), None) => Subject::Org(org),
+            (None, Some(reseller)) => Subject::Reseller(reseller),
+            _ => return false,
+        };
+        let claimed: BTreeSet<&str> = self.scopes.iter().map(|s| s.as_str()).collect();
+        let issued: BTreeSet<&str> = record.scopes.iter().map(String::as_str).collect();
+        self.subject() == Some(subject)
+            && self.sub == subject_claim(subject)
+            && claimed == issued
+            && self.iat == record.issued_at.timestamp()
+            && self.exp == record.expires_at.timestamp()
+    }
+}
+
+/// The `sub` claim of a subject: `org:<uuid>` or `reseller:<uuid>`.
+fn subject_claim(subject: Subject) -> String {
+    match subject {
+        Subject::Org(id) => format!("org:{id}"),
+        Subject::Reseller(id) => format!("reseller:{id}"),
     }
 }
 
@@ -192,6 +230,13 @@ pub enum TokenError {
     /// A required claim is missing or has the wrong type.
     #[error("token claims are invalid: {0}")]
     Claims(String),
+    /// `nbf` is in the future.
+    #[error("token is not valid yet")]
+    NotYetValid,
+    /// The claims differ from what was recorded at issue. The message names no claim: a forger
+    /// learns nothing about the issued record.
+    #[error("token does not match what was issued")]
+    Mismatch,
 }
 
 /// Signing and verification keys for one secret.
@@ -215,6 +260,8 @@ impl Keys {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
+        // Baton never sets `nbf`, but a token carrying one must not be used before it.
+        validation.validate_nbf = true;
         validation.leeway = 0;
         Keys {
             encoding: EncodingKey::from_secret(secret),
@@ -245,6 +292,7 @@ impl Keys {
             .map_err(|e| match e.kind() {
                 ErrorKind::InvalidSignature => TokenError::Signature,
                 ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                 ErrorKind::InvalidIssuer => TokenError::Issuer,
                 ErrorKind::InvalidAudience => TokenError::Audience,
                 ErrorKind::MissingRequiredClaim(c) => missing_claim(c),
@@ -335,6 +383,66 @@ mod tests {
     fn other_secret_is_refused() {
         let token = Keys::new(b"another-secret-another-secret-xx").sign(&claims(Duration::days(1)));
         assert_eq!(keys().verify(&token), Err(TokenError::Signature));
+    }
+
+    #[test]
+    fn future_nbf_is_refused_past_nbf_accepted() {
+        let mut c = claims(Duration::days(1));
+        c.nbf = Some(Utc::now().timestamp() + 60);
+        assert_eq!(
+            keys().verify(&keys().sign(&c)),
+            Err(TokenError::NotYetValid)
+        );
+        c.nbf = Some(Utc::now().timestamp() - 60);
+        assert_eq!(keys().verify(&keys().sign(&c)), Ok(c));
+    }
+
+    fn record_of(c: &Claims) -> TokenRecord {
+        TokenRecord {
+            org_id: c.org,
+            reseller_id: c.reseller,
+            scopes: c.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            issued_at: DateTime::from_timestamp(c.iat, 0).unwrap(),
+            expires_at: DateTime::from_timestamp(c.exp, 0).unwrap(),
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn claims_must_equal_the_record() {
+        let c = claims(Duration::days(1));
+        let record = record_of(&c);
+        assert!(c.matches(&record));
+        // Scope order and repetition do not matter; the set does.
+        let mut r = record.clone();
+        r.scopes = vec!["write_all".into(), "read_all".into()];
+        let mut both = c.clone();
+        both.scopes = vec![Scope::ReadAll, Scope::WriteAll, Scope::ReadAll];
+        assert!(both.matches(&r));
+        assert!(!c.matches(&r), "fewer scopes than issued");
+        assert!(!both.matches(&record), "more scopes than issued");
+
+        let mut other = c.clone();
+        other.org = Some(Uuid::new_v4());
+        other.sub = format!("org:{}", other.org.unwrap());
+        assert!(!other.matches(&record));
+        let mut sub_only = c.clone();
+        sub_only.sub = format!("org:{}", Uuid::new_v4());
+        assert!(!sub_only.matches(&record));
+        let mut as_reseller = c.clone();
+        as_reseller.reseller = as_reseller.org.take();
+        as_reseller.sub = format!("reseller:{}", as_reseller.reseller.unwrap());
+        assert!(!as_reseller.matches(&record));
+        let mut later = c.clone();
+        later.exp += 1;
+        assert!(!later.matches(&record));
+        let mut earlier = c.clone();
+        earlier.iat -= 1;
+        assert!(!earlier.matches(&record));
+        // A record holding fractions of a second still matches its whole-second claims.
+        let mut fractional = record.clone();
+        fractional.expires_at += chrono::TimeDelta::milliseconds(400);
+        assert!(c.matches(&fractional));
     }
 
     #[test]

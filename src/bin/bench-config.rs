@@ -105,7 +105,11 @@ async fn bench(args: &Args, db: &Database) -> Result<()> {
     let keys = Arc::new(admin::signing_keys(&pool).await?);
     let app = http::router(
         AppState::new(pool.clone(), keys.clone()),
-        &HttpConfig::default(),
+        // The benchmark measures the server, not the per-token read limit.
+        &HttpConfig {
+            rate_limit_per_minute: 0,
+            ..HttpConfig::default()
+        },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

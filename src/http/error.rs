@@ -2,12 +2,20 @@
 //!
 //! Policy: client errors carry a message a person can act on (naming the parameter or field);
 //! 5xx bodies never carry internal text, and the cause is logged once, inside the request span.
+//! Every 503 and 429 says when to come back (`Retry-After`, whole seconds): the error's own value
+//! when it has one, else [`DEFAULT_RETRY_AFTER_SECS`]. It is added here, where every envelope is
+//! built, so no path can forget it.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+/// `Retry-After` of a 503 or 429 that carries no better estimate: an outage or a timeout is
+/// usually over, or worth trying again, within about a second, and a client polling that fast
+/// is still far below what the server answers.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 
 /// `Result` with [`ApiError`] as the error.
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -87,7 +95,8 @@ pub enum ApiError {
         /// Whole seconds until a request will be accepted again (at least 1).
         retry_after: u64,
     },
-    /// 503: the database is unreachable or too slow; retry later.
+    /// 503: the database is unreachable or too slow; retry later. Sent with
+    /// `Retry-After: 1` ([`DEFAULT_RETRY_AFTER_SECS`]).
     #[error("{0}")]
     Unavailable(String),
     /// 500: a bug or an unexpected database error; details are logged, never sent.
@@ -160,7 +169,8 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// Builds an envelope response.
+/// Builds an envelope response. A 401 gets `WWW-Authenticate: Bearer`; a 503 or 429 gets
+/// `Retry-After: 1` (callers with a better value replace it).
 pub fn envelope(status: StatusCode, message: String, details: Option<Vec<FieldError>>) -> Response {
     let body = ErrorDto {
         status_code: status.as_u16(),
@@ -173,6 +183,15 @@ pub fn envelope(status: StatusCode, message: String, details: Option<Vec<FieldEr
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(DEFAULT_RETRY_AFTER_SECS),
+        );
     }
     response
 }
@@ -188,7 +207,51 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest { message, details } => {
                 envelope(status, message, (!details.is_empty()).then_some(details))
             }
+            ApiError::TooManyRequests {
+                message,
+                retry_after,
+            } => {
+                let mut response = envelope(status, message, None);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                response
+            }
             other => envelope(status, other.to_string(), None),
+        }
+    }
+}
+
+/// Documents `Retry-After` on every 503 and 429 response of `doc`, as [`envelope`] sends it.
+pub fn document_retry_after(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{Object, Type};
+    let retry_after = HeaderBuilder::new()
+        .schema(Object::with_type(Type::Integer))
+        .description(Some(
+            "Whole seconds after which the request may be retried (1 unless the error knows better).",
+        ))
+        .build();
+    let operations = doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    });
+    for op in operations {
+        for (status, response) in op.responses.responses.iter_mut() {
+            if let ("503" | "429", RefOr::T(response)) = (status.as_str(), response) {
+                response
+                    .headers
+                    .entry("Retry-After".to_owned())
+                    .or_insert_with(|| retry_after.clone());
+            }
         }
     }
 }

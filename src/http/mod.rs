@@ -13,6 +13,7 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod polyai;
+pub mod ratelimit;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ pub struct AppState {
     pub pool: PgPool,
     /// Token signing and verification keys.
     pub keys: Arc<Keys>,
-    /// Remembered token revocation verdicts.
+    /// Remembered issued-token records (and so revocation verdicts).
     pub verdicts: Arc<TokenVerdicts>,
     /// Agent rows of reseller rollup buckets read before (`GET /v1/metrics`).
     pub metrics_cache: Arc<AgentCache>,
@@ -69,7 +70,16 @@ pub struct MetricsPool(pub PgPool);
 impl AppState {
     /// State over a pool, listening for token revocations in the background.
     pub fn new(pool: PgPool, keys: Arc<Keys>) -> AppState {
-        let verdicts = TokenVerdicts::new();
+        AppState::with_token_verdicts(pool, keys, TokenVerdicts::new())
+    }
+
+    /// State over a pool with a given memory of issued tokens (say, one trusting records for
+    /// less than the default 30 s), which starts listening for revocations in the background.
+    pub fn with_token_verdicts(
+        pool: PgPool,
+        keys: Arc<Keys>,
+        verdicts: Arc<TokenVerdicts>,
+    ) -> AppState {
         verdicts.listen(pool.clone());
         let db_health = DbHealth::new();
         db_health.watch((*pool.connect_options()).clone());
@@ -113,6 +123,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Largest request body, in bytes (413 beyond).
     pub body_limit: usize,
+    /// Reads per minute per token (429 beyond); 0: no limit. See [`ratelimit`].
+    pub rate_limit_per_minute: u32,
 }
 
 impl Default for HttpConfig {
@@ -120,6 +132,7 @@ impl Default for HttpConfig {
         HttpConfig {
             request_timeout: Duration::from_secs(30),
             body_limit: 10 * 1024 * 1024,
+            rate_limit_per_minute: ratelimit::DEFAULT_PER_MINUTE,
         }
     }
 }
@@ -173,21 +186,30 @@ impl Modify for SecuritySchemes {
     }
 }
 
-fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(health::router())
+/// Every route; `limit_reads` wraps the routes whose reads are rate limited per token (all
+/// but the probes, the OpenAPI document and `POST /v1/events`).
+fn api_router(
+    limit_reads: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    let mut reads = OpenApiRouter::new()
         .merge(me::router())
-        .merge(events::router())
         .merge(configuration::router())
         .merge(polyai::router())
         .merge(handoffs::router())
         .merge(metrics::router())
-        .merge(analytics::router())
+        .merge(analytics::router());
+    ratelimit::document(reads.get_openapi_mut());
+    let mut all = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(events::router())
+        .merge(limit_reads(reads));
+    error::document_retry_after(all.get_openapi_mut());
+    all
 }
 
 /// The OpenAPI document of the whole API (what `/openapi.json` serves).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    api_router(|reads| reads).split_for_parts().1
 }
 
 /// The OpenAPI document as committed in `openapi/openapi.json` (pretty, with a final newline).
@@ -202,7 +224,16 @@ pub fn openapi_json() -> String {
 /// The application: every route with its layers.
 pub fn router(state: AppState, config: &HttpConfig) -> Router {
     let state_health = state.db_health.clone();
-    let (routes, api) = api_router().split_for_parts();
+    let limit = ratelimit::ReadLimit::new(state.clone(), config.rate_limit_per_minute);
+    // Inside every other layer, so that a 429 is timed, logged and enveloped like any answer.
+    let (routes, api) = api_router(|reads| match limit {
+        Some(limit) => reads.route_layer(middleware::from_fn_with_state(
+            limit,
+            ratelimit::limit_reads,
+        )),
+        None => reads,
+    })
+    .split_for_parts();
     let api_json = Arc::new(api.to_json().unwrap_or_default());
     let routes = routes.route(
         "/openapi.json",

@@ -38,12 +38,33 @@ pub async fn insert(db: impl PgExecutor<'_>, token: &NewToken<'_>) -> sqlx::Resu
     Ok(())
 }
 
-/// `None` when Baton never issued `jti`, else whether it has been revoked.
-pub async fn revoked(db: impl PgExecutor<'_>, jti: Uuid) -> sqlx::Result<Option<bool>> {
-    sqlx::query_scalar("select revoked_at is not null from api_tokens where jti = $1")
-        .bind(jti)
-        .fetch_optional(db)
-        .await
+/// What was recorded when a token was issued, and whether it has been revoked since.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TokenRecord {
+    /// Its organization (exactly one of `org_id`, `reseller_id`).
+    pub org_id: Option<Uuid>,
+    /// Its reseller.
+    pub reseller_id: Option<Uuid>,
+    /// Its scopes' wire names.
+    pub scopes: Vec<String>,
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+    /// Whether it has been revoked.
+    pub revoked: bool,
+}
+
+/// The record of `jti`, or `None` when Baton never issued it (or its row was deleted).
+pub async fn record(db: impl PgExecutor<'_>, jti: Uuid) -> sqlx::Result<Option<TokenRecord>> {
+    sqlx::query_as(
+        r#"select org_id, reseller_id, scopes, issued_at, expires_at,
+                  revoked_at is not null as revoked
+           from api_tokens where jti = $1"#,
+    )
+    .bind(jti)
+    .fetch_optional(db)
+    .await
 }
 
 /// Revokes `jti`; returns when it was revoked (the first revocation's time when it already

@@ -1,6 +1,9 @@
-//! The auth matrix (DESIGN §3), against `GET /v1/me`.
+//! The auth matrix, against `GET /v1/me`: token verification, the issued record, and the per-token
+//! read rate limit.
 
+use baton::auth::revocation::TokenVerdicts;
 use baton::auth::{AUDIENCE, Claims, ISSUER, Keys, Scope, Subject};
+use baton::http::{AppState, HttpConfig};
 use chrono::{Duration, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -19,13 +22,45 @@ async fn stored_secret(app: &TestApp) -> Vec<u8> {
         .unwrap()
 }
 
-/// Valid claims for `org`, recorded in api_tokens so only the tampered part is wrong.
-async fn recorded_claims(app: &TestApp, org: uuid::Uuid) -> Value {
-    let token = app.token(Subject::Org(org), &[Scope::ReadAll]).await;
+/// The claims of a token issued for `subject`, as recorded in api_tokens, so only the tampered
+/// part is wrong. Built from the stored row, not from the token.
+async fn issued_claims(app: &TestApp, subject: Subject, scopes: &[Scope]) -> Value {
+    let token = app.token(subject, scopes).await;
     let jti = baton::auth::unverified_jti(&token).unwrap();
-    let now = Utc::now().timestamp();
-    json!({"iss": ISSUER, "aud": AUDIENCE, "sub": format!("org:{org}"), "iat": now,
-           "exp": now + 3600, "jti": jti, "scopes": ["read_all"], "org": org})
+    let (org, reseller, scopes, iat, exp): (
+        Option<uuid::Uuid>,
+        Option<uuid::Uuid>,
+        Vec<String>,
+        i64,
+        i64,
+    ) = sqlx::query_as(
+        "select org_id, reseller_id, scopes, extract(epoch from issued_at)::bigint,
+                extract(epoch from expires_at)::bigint
+         from api_tokens where jti = $1",
+    )
+    .bind(jti)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let mut claims = json!({"iss": ISSUER, "aud": AUDIENCE, "iat": iat, "exp": exp, "jti": jti,
+                            "scopes": scopes});
+    match (org, reseller) {
+        (Some(org), None) => {
+            claims["sub"] = json!(format!("org:{org}"));
+            claims["org"] = json!(org);
+        }
+        (None, Some(reseller)) => {
+            claims["sub"] = json!(format!("reseller:{reseller}"));
+            claims["reseller"] = json!(reseller);
+        }
+        other => panic!("a token row names one tenant: {other:?}"),
+    }
+    claims
+}
+
+/// Valid claims of a `read_all` token for `org`, recorded in api_tokens.
+async fn recorded_claims(app: &TestApp, org: uuid::Uuid) -> Value {
+    issued_claims(app, Subject::Org(org), &[Scope::ReadAll]).await
 }
 
 #[tokio::test]
@@ -289,4 +324,266 @@ async fn write_only_scope_implies_read() {
     let org = app.org("acme", None, None).await;
     let token = app.token(Subject::Org(org.id), &[Scope::WriteAll]).await;
     assert_eq!(app.get("/v1/me", &token).await.status(), 200);
+}
+
+/// What the 401 for a re-signed token says, whatever was changed: no hint of the record.
+const MISMATCH: &str = "token does not match what was issued";
+
+async fn assert_mismatch(app: &TestApp, claims: &Value, secret: &[u8]) {
+    let token = sign_raw(claims, Algorithm::HS256, secret);
+    let body = assert_error(app.get("/v1/me", &token).await, 401, MISMATCH).await;
+    assert_eq!(body["message"], MISMATCH, "{claims}");
+}
+
+#[tokio::test]
+async fn claims_re_signed_under_an_issued_jti_are_401() {
+    let app = TestApp::spawn().await;
+    let reseller = app.reseller("resell").await;
+    let other_reseller = app.reseller("other-resell").await;
+    let org = app.org("acme", Some("resell"), None).await;
+    let other_org = app.org("globex", None, None).await;
+    let secret = stored_secret(&app).await;
+    let base = recorded_claims(&app, org.id).await;
+    // The claims as issued pass, so each refusal below is for what was changed.
+    assert_eq!(
+        app.get("/v1/me", &sign_raw(&base, Algorithm::HS256, &secret))
+            .await
+            .status(),
+        200
+    );
+
+    // Another organization (with a consistent `sub`, as a careful forger would write it).
+    let mut c = base.clone();
+    c["org"] = json!(other_org.id);
+    c["sub"] = json!(format!("org:{}", other_org.id));
+    assert_mismatch(&app, &c, &secret).await;
+    // The right organization, but a `sub` naming another.
+    let mut c = base.clone();
+    c["sub"] = json!(format!("org:{}", other_org.id));
+    assert_mismatch(&app, &c, &secret).await;
+    // More scopes than issued.
+    let mut c = base.clone();
+    c["scopes"] = json!(["read_all", "write_all"]);
+    assert_mismatch(&app, &c, &secret).await;
+    let mut c = base.clone();
+    c["scopes"] = json!(["write_all"]);
+    assert_mismatch(&app, &c, &secret).await;
+    // A later expiry, an earlier one (still in the future), another issue time.
+    for (claim, delta) in [("exp", 86_400), ("exp", -3_600), ("iat", -1), ("iat", 1)] {
+        let mut c = base.clone();
+        c[claim] = json!(base[claim].as_i64().unwrap() + delta);
+        assert_mismatch(&app, &c, &secret).await;
+    }
+    // The organization's reseller, claimed by an org token.
+    let mut c = base.clone();
+    c.as_object_mut().unwrap().remove("org");
+    c["reseller"] = json!(reseller.id);
+    c["sub"] = json!(format!("reseller:{}", reseller.id));
+    assert_mismatch(&app, &c, &secret).await;
+
+    // A reseller token claiming another reseller, or one of its organizations.
+    let resold = issued_claims(&app, Subject::Reseller(reseller.id), &[Scope::ReadAll]).await;
+    assert_eq!(
+        app.get("/v1/me", &sign_raw(&resold, Algorithm::HS256, &secret))
+            .await
+            .status(),
+        200
+    );
+    let mut c = resold.clone();
+    c["reseller"] = json!(other_reseller.id);
+    c["sub"] = json!(format!("reseller:{}", other_reseller.id));
+    assert_mismatch(&app, &c, &secret).await;
+    let mut c = resold.clone();
+    c.as_object_mut().unwrap().remove("reseller");
+    c["org"] = json!(org.id);
+    c["sub"] = json!(format!("org:{}", org.id));
+    assert_mismatch(&app, &c, &secret).await;
+}
+
+#[tokio::test]
+async fn nbf_is_honoured_when_present() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme", None, None).await;
+    let secret = stored_secret(&app).await;
+    let base = recorded_claims(&app, org.id).await;
+    let now = Utc::now().timestamp();
+
+    let mut c = base.clone();
+    c["nbf"] = json!(now + 120);
+    let body = assert_error(
+        app.get("/v1/me", &sign_raw(&c, Algorithm::HS256, &secret))
+            .await,
+        401,
+        "token is not valid yet",
+    )
+    .await;
+    assert_eq!(body["message"], "token is not valid yet");
+    // A past `nbf` on otherwise issued claims is fine.
+    c["nbf"] = json!(now - 120);
+    assert_eq!(
+        app.get("/v1/me", &sign_raw(&c, Algorithm::HS256, &secret))
+            .await
+            .status(),
+        200
+    );
+}
+
+/// Waits until the app receives revocation notifications (only then does it remember records).
+async fn until_listening(verdicts: &TokenVerdicts) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !verdicts.is_listening() {
+        assert!(std::time::Instant::now() < deadline, "listener never up");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_row_deleted_or_altered_by_sql_is_refused_within_the_ttl() {
+    let (pool, _) = crate::common::fresh_database().await;
+    let keys = std::sync::Arc::new(baton::admin::signing_keys(&pool).await.unwrap());
+    let ttl = std::time::Duration::from_secs(2);
+    let verdicts = TokenVerdicts::with_ttl(ttl);
+    let state = AppState::with_token_verdicts(pool, keys, verdicts.clone());
+    let app = TestApp::spawn_with_state(state, HttpConfig::default()).await;
+    until_listening(&verdicts).await;
+    let org = app.org("acme", None, None).await;
+    let deleted = app.reader(&org).await;
+    let altered = app.writer(&org).await;
+    for token in [&deleted, &altered] {
+        assert_eq!(app.get("/v1/me", token).await.status(), 200);
+    }
+
+    let started = std::time::Instant::now();
+    sqlx::query("delete from api_tokens where jti = $1")
+        .bind(baton::auth::unverified_jti(&deleted).unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("update api_tokens set scopes = '{read_all}' where jti = $1")
+        .bind(baton::auth::unverified_jti(&altered).unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // Remembered for a while: no notification tells the server of an edit by SQL ...
+    assert_eq!(app.get("/v1/me", &deleted).await.status(), 200);
+    // ... but within the TTL the database is asked again.
+    let res = crate::common::eventually_status(|| app.get("/v1/me", &deleted), 401).await;
+    assert_error(res, 401, "unknown token").await;
+    let res = crate::common::eventually_status(|| app.get("/v1/me", &altered), 401).await;
+    assert_error(res, 401, MISMATCH).await;
+    assert!(
+        started.elapsed() < ttl + std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// The `RateLimit-*` headers of a response, as numbers (`None` when absent).
+fn rate_headers(res: &reqwest::Response) -> [Option<u64>; 3] {
+    ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"].map(|name| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().parse().unwrap())
+    })
+}
+
+#[tokio::test]
+async fn reads_are_rate_limited_per_token() {
+    const N: u64 = 3;
+    // GCRA with a burst of the whole quota: one request comes back every 60/N s.
+    const PERIOD: u64 = 60 / N;
+    let (pool, _) = crate::common::fresh_database().await;
+    let keys = std::sync::Arc::new(baton::admin::signing_keys(&pool).await.unwrap());
+    let config = HttpConfig {
+        rate_limit_per_minute: N as u32,
+        ..HttpConfig::default()
+    };
+    let app = TestApp::spawn_with(pool, keys, config).await;
+    let org = app.org("acme", None, None).await;
+    let token = app.reader(&org).await;
+    let neighbour = app.reader(&org).await;
+    let writer = app.writer(&org).await;
+
+    let mut forged = app.keys.verify(&token).unwrap();
+    forged.scopes.push(Scope::WriteAll);
+    let forged = app.keys.sign(&forged);
+    for k in 1..=N {
+        let res = app.get("/v1/me", &token).await;
+        assert_eq!(res.status(), 200);
+        // After k requests at once: N - k left, whole again after k periods.
+        assert_eq!(rate_headers(&res), [Some(N), Some(N - k), Some(k * PERIOD)]);
+        // Refused tokens are not counted (nor told about a limit): none, garbage, a token
+        // re-signed with this one's jti.
+        let res = app.client.get(app.url("/v1/me")).send().await.unwrap();
+        assert_eq!(rate_headers(&res), [None, None, None]);
+        assert_error(res, 401, "missing token").await;
+        let res = app.get("/v1/me", "garbage").await;
+        assert_error(res, 401, "malformed").await;
+        let res = app.get("/v1/me", &forged).await;
+        assert_eq!(rate_headers(&res), [None, None, None]);
+        assert_error(res, 401, MISMATCH).await;
+    }
+
+    // One more, on any limited endpoint: 429 in the envelope.
+    for path in ["/v1/me", "/v1/handoffs"] {
+        let res = app.get(path, &token).await;
+        assert_eq!(
+            rate_headers(&res),
+            [Some(N), Some(0), Some(N * PERIOD)],
+            "{path}"
+        );
+        let retry_after: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(retry_after, PERIOD, "{path}");
+        assert_error(res, 429, "rate limit of 3 requests per minute").await;
+    }
+
+    // Another token of the same organization has its own quota.
+    let res = app.get("/v1/me", &neighbour).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(rate_headers(&res), [Some(N), Some(N - 1), Some(PERIOD)]);
+
+    // Writes are not counted and carry no rate limit headers.
+    for i in 0..=N {
+        let res = app
+            .client
+            .post(app.url("/v1/events"))
+            .bearer_auth(&writer)
+            .json(
+                &json!({"events": [{"id": format!("e{i}"), "type": "session.started",
+                "occurred_at": "2026-11-21T09:00:00Z", "session_id": format!("s{i}"),
+                "channel": "web"}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(rate_headers(&res), [None, None, None]);
+    }
+    let res = app.get("/v1/me", &writer).await;
+    assert_eq!(rate_headers(&res), [Some(N), Some(N - 1), Some(PERIOD)]);
+    // Neither are the probes.
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(rate_headers(&res), [None, None, None]);
+}
+
+#[tokio::test]
+async fn a_zero_rate_limit_turns_it_off() {
+    let (pool, _) = crate::common::fresh_database().await;
+    let keys = std::sync::Arc::new(baton::admin::signing_keys(&pool).await.unwrap());
+    let config = HttpConfig {
+        rate_limit_per_minute: 0,
+        ..HttpConfig::default()
+    };
+    let app = TestApp::spawn_with(pool, keys, config).await;
+    let org = app.org("acme", None, None).await;
+    let token = app.reader(&org).await;
+    for _ in 0..20 {
+        let res = app.get("/v1/me", &token).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(rate_headers(&res), [None, None, None]);
+    }
 }

@@ -10,6 +10,20 @@ use serde_json::Value;
 
 use crate::common::{TestApp, assert_error};
 
+/// Asserts a `Retry-After` of whole, positive seconds (every 503 and 429 carries one).
+fn assert_retry_after(res: &reqwest::Response) {
+    let value = res
+        .headers()
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After on the {} of {}", res.status(), res.url()))
+        .to_str()
+        .unwrap();
+    let seconds: u64 = value
+        .parse()
+        .unwrap_or_else(|_| panic!("Retry-After {value:?} is not whole seconds"));
+    assert!(seconds > 0, "Retry-After {seconds}");
+}
+
 #[tokio::test]
 async fn probes_answer() {
     let app = TestApp::spawn().await;
@@ -99,6 +113,7 @@ async fn database_outage_gives_quick_503s() {
 
     let started = Instant::now();
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_retry_after(&res);
     assert_error(res, 503, "database").await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -114,7 +129,9 @@ async fn database_outage_gives_quick_503s() {
         now + chrono::Duration::hours(1),
     ));
     let started = Instant::now();
-    let body = assert_error(app.get("/v1/me", &token).await, 503, "database").await;
+    let res = app.get("/v1/me", &token).await;
+    assert_retry_after(&res);
+    let body = assert_error(res, 503, "database").await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -150,7 +167,9 @@ async fn a_request_over_its_time_limit_is_a_503() {
     let token = app.reader(&org).await;
     let lock = block_token_checks(&pool).await;
     let started = Instant::now();
-    assert_error(app.get("/v1/me", &token).await, 503, "timed out").await;
+    let res = app.get("/v1/me", &token).await;
+    assert_retry_after(&res);
+    assert_error(res, 503, "timed out").await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -188,7 +207,9 @@ async fn a_statement_over_its_time_limit_is_a_503() {
     .token;
     let lock = block_token_checks(&pool).await;
     let started = Instant::now();
-    assert_error(app.get("/v1/me", &token).await, 503, "too slow").await;
+    let res = app.get("/v1/me", &token).await;
+    assert_retry_after(&res);
+    assert_error(res, 503, "too slow").await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",

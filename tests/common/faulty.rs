@@ -132,7 +132,7 @@ impl FaultyDb {
         let db = self.open(&DbConfig::default()).await;
         let keys = Arc::new(admin::signing_keys(&db.pool).await.expect("keys"));
         let state = AppState::new(db.pool.clone(), keys).with_db_health(db.health.clone());
-        let app = super::TestApp::spawn_state(state, &http).await;
+        let app = super::TestApp::spawn_with_state(state, http).await;
         (app, db)
     }
 }

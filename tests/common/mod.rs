@@ -144,15 +144,15 @@ impl TestApp {
 
     /// Starts Baton on a given pool (possibly one whose database is unreachable).
     pub async fn spawn_with(pool: PgPool, keys: Arc<Keys>, config: HttpConfig) -> TestApp {
-        Self::spawn_state(AppState::new(pool, keys), &config).await
+        Self::spawn_with_state(AppState::new(pool, keys), config).await
     }
 
-    /// Starts Baton over a prepared state.
-    pub async fn spawn_state(state: AppState, config: &HttpConfig) -> TestApp {
+    /// Starts Baton on a state built by the test (say, with a short token memory).
+    pub async fn spawn_with_state(state: AppState, config: HttpConfig) -> TestApp {
         let pool = state.pool.clone();
         let keys = state.keys.clone();
         let metrics_cache = state.metrics_cache.clone();
-        let app = baton::http::router(state, config);
+        let app = baton::http::router(state, &config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
