@@ -3,12 +3,16 @@
 //! Policy: validation is strict and complete. Every problem of every event is reported at once,
 //! each with its JSON path (`events[3].reasons[1]`), so that a client can fix a whole batch in
 //! one go; unknown fields and unknown types are errors, not silently dropped. An optional field
-//! may also be sent as `null`, meaning absent.
+//! may also be sent as `null`, meaning absent. Inputs every endpoint refuses (the NUL character
+//! anywhere in an event, keys of `data` included; timestamps outside years 0001–9999 in UTC) are
+//! reported the same way, with their paths, by [`validate`] (see [`input`]).
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+
+use crate::domain::input;
 
 /// Most events per request.
 pub const MAX_EVENTS: usize = 10_000;
@@ -473,7 +477,13 @@ impl<'a> Reader<'a> {
     fn time(&mut self, key: &str) -> Option<DateTime<Utc>> {
         let v = self.required(key)?;
         match v.as_str().map(DateTime::parse_from_rfc3339) {
-            Some(Ok(t)) => Some(t.with_timezone(&Utc)),
+            Some(Ok(t)) if input::year_in_range(t.with_timezone(&Utc)) => {
+                Some(t.with_timezone(&Utc))
+            }
+            Some(Ok(_)) => {
+                self.problem(key, input::YEAR_RANGE);
+                None
+            }
             _ => {
                 self.problem(
                     key,
@@ -561,6 +571,16 @@ pub fn validate(value: &Value, path: &str, problems: &mut Vec<Problem>) -> Optio
         return None;
     };
     let before = problems.len();
+    // PostgreSQL stores neither a NUL in text nor `\u0000` in jsonb, and the whole event is
+    // stored as sent: a NUL anywhere in it, key or value, is refused here with its path.
+    problems.extend(
+        input::nul_paths(value, path)
+            .into_iter()
+            .map(|field| Problem {
+                field,
+                message: input::NUL_IN_JSON.to_owned(),
+            }),
+    );
     let mut r = Reader {
         map,
         path: path.to_owned(),
@@ -938,6 +958,62 @@ mod tests {
         assert_eq!(fields(base("Customer-Refund")), ["events[0].state"]);
         assert_eq!(fields(base("handoff_completed")), ["events[0].state"]);
         assert_eq!(fields(base(&"x".repeat(65))), ["events[0].state"]);
+    }
+
+    #[test]
+    fn timestamps_must_have_four_digit_years_in_utc() {
+        let session = |at: &str| json!({"id": "e", "type": "session.started", "occurred_at": at, "session_id": "s", "channel": "web"});
+        let e = check(session("0001-01-01T00:00:00Z")).unwrap();
+        assert_eq!(e.occurred_at.to_rfc3339(), "0001-01-01T00:00:00+00:00");
+        let e = check(session("9999-12-31T23:59:59Z")).unwrap();
+        assert_eq!(e.occurred_at.to_rfc3339(), "9999-12-31T23:59:59+00:00");
+        // Year 9999 as written, 10000 in UTC; year 0001 as written, 0000 in UTC.
+        assert_eq!(
+            fields(session("9999-12-31T23:59:59-12:00")),
+            ["events[0].occurred_at"]
+        );
+        assert_eq!(
+            fields(session("0001-01-01T00:30:00+01:00")),
+            ["events[0].occurred_at"]
+        );
+        let call = json!({
+            "id": "c", "type": "call.completed", "occurred_at": "2026-01-01T00:00:00Z",
+            "call_id": "c1", "agent_id": "a1", "started_at": "9999-12-31T23:00:00-05:00",
+            "duration_seconds": 1, "outcome": "resolved"
+        });
+        let mut problems = Vec::new();
+        assert!(validate(&call, "events[0]", &mut problems).is_none());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "events[0].started_at");
+        assert!(
+            problems[0].message.contains("0001"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn nul_anywhere_in_an_event_is_refused_with_its_path() {
+        let got = fields(json!({
+            "id": "e\u{0}", "type": "handoff.initiated", "occurred_at": "2026-01-01T00:00:00Z",
+            "handoff_id": "h", "session_id": "s", "reasons": ["ai_implied_handoff"],
+            "summary": "a\u{0}b", "data": {"note": "x\u{0}", "k\u{0}": 1, "fine": ["\u{0}"]}
+        }));
+        assert_eq!(
+            got.into_iter().collect::<BTreeSet<_>>(),
+            [
+                "events[0].id",
+                "events[0].summary",
+                "events[0].data.note",
+                "events[0].data.k\\u0000",
+                "events[0].data.fine[0]",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect()
+        );
+        let agent = json!({"id": "a", "type": "agent.upserted", "occurred_at": "2026-01-01T00:00:00Z", "agent_id": "a1", "name": "Ann\u{0}", "status": "active"});
+        assert_eq!(fields(agent), ["events[0].name"]);
     }
 
     #[test]

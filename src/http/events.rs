@@ -12,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use super::error::{ApiError, ErrorDto, FieldError, Result};
-use super::extract::Json;
+use super::extract::{Json, NoQuery};
 use crate::auth::extract::WriteAccess;
 use crate::domain::events::{MAX_BODY_BYTES, MAX_EVENTS, validate};
 use crate::store::events::{IngestError, NewEvent, ingest};
@@ -72,7 +72,7 @@ pub struct IngestResponse {
     )),
     responses(
         (status = 200, description = "Stored (or already stored)", body = IngestResponse),
-        (status = 400, description = "Malformed body or invalid events; nothing stored", body = ErrorDto),
+        (status = 400, description = "Malformed body or invalid events (each problem in `details` with its path: a NUL character anywhere, a timestamp outside years 0001–9999 in UTC, …), or a query parameter (this endpoint takes none); nothing stored", body = ErrorDto),
         (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorDto),
         (status = 403, description = "The token lacks write_all, or is a reseller token", body = ErrorDto),
         (status = 409, description = "An id reused with another body, or a forbidden transition; nothing stored", body = ErrorDto),
@@ -82,6 +82,7 @@ pub struct IngestResponse {
 pub async fn post_events(
     State(pool): State<PgPool>,
     access: WriteAccess,
+    _: NoQuery,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<IngestResponse>> {

@@ -10,5 +10,6 @@ mod auth;
 mod configuration;
 mod events;
 mod handoffs;
+mod hostile;
 mod metrics;
 mod operations;
