@@ -26,6 +26,14 @@ pub const MAX_ID_CHARS: usize = 256;
 pub const MAX_TEXT_CHARS: usize = 10_000;
 /// Longest short label (`sentiment`, `destination`, `escalation_reason`, agent `name`), in characters.
 pub const MAX_LABEL_CHARS: usize = 256;
+/// Longest call (`duration_seconds`, `escalated_after_seconds`): 366 days, in seconds. Far
+/// beyond any real call, and small enough that sums over any number of calls stay finite (two
+/// durations near `f64::MAX` overflowed the rollups' sums).
+pub const MAX_CALL_SECONDS: f64 = 366.0 * 86_400.0;
+/// Largest time to first token: one day, in milliseconds.
+pub const MAX_TTFT_MS: f64 = 86_400_000.0;
+/// Largest telemetry count (`tool_calls`, `total_tokens`, …), so that sums stay within 64 bits.
+pub const MAX_COUNT: i64 = i32::MAX as i64;
 
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -514,9 +522,9 @@ impl<'a> Reader<'a> {
 
     fn count(&mut self, key: &str, v: &Value) -> Option<i64> {
         match v.as_i64() {
-            Some(n) if n >= 0 => Some(n),
+            Some(n) if (0..=MAX_COUNT).contains(&n) => Some(n),
             _ => {
-                self.problem(key, "must be an integer ≥ 0");
+                self.problem(key, format!("must be an integer from 0 to {MAX_COUNT}"));
                 None
             }
         }
@@ -771,7 +779,7 @@ fn read_call(r: &mut Reader<'_>) -> Option<CallCompleted> {
     let started_at = r.time("started_at");
     let duration_seconds = r
         .required("duration_seconds")
-        .and_then(|v| r.number("duration_seconds", v, 0.0, f64::INFINITY));
+        .and_then(|v| r.number("duration_seconds", v, 0.0, MAX_CALL_SECONDS));
     let outcome = r.req_enum("outcome", Outcome::parse, &Outcome::names());
     let sentiment = r.value("sentiment").and_then(|v| {
         r.enum_value(
@@ -784,7 +792,7 @@ fn read_call(r: &mut Reader<'_>) -> Option<CallCompleted> {
     let escalation_reason = r.opt_text("escalation_reason", MAX_LABEL_CHARS);
     let escalated_after_seconds = r
         .value("escalated_after_seconds")
-        .and_then(|v| r.number("escalated_after_seconds", v, 0.0, f64::INFINITY));
+        .and_then(|v| r.number("escalated_after_seconds", v, 0.0, MAX_CALL_SECONDS));
     let telemetry = match r.value("telemetry") {
         None => Telemetry::default(),
         Some(Value::Object(map)) => {
@@ -803,7 +811,7 @@ fn read_call(r: &mut Reader<'_>) -> Option<CallCompleted> {
                 t.count(key, v)
             };
             let tel = Telemetry {
-                ttft_ms: num(&mut t, "ttft_ms", f64::INFINITY),
+                ttft_ms: num(&mut t, "ttft_ms", MAX_TTFT_MS),
                 stt_confidence: num(&mut t, "stt_confidence", 1.0),
                 tool_calls: int(&mut t, "tool_calls"),
                 tool_call_errors: int(&mut t, "tool_call_errors"),
@@ -947,6 +955,42 @@ mod tests {
                 "events[0].telemetry.latency",
                 "events[0].telemetry.stt_confidence",
                 "events[0].telemetry.tool_call_errors",
+            ]
+        );
+    }
+
+    #[test]
+    fn call_figures_are_bounded_so_that_sums_stay_finite() {
+        let call = |fields: Value| {
+            let mut e = json!({
+                "id": "c", "type": "call.completed", "occurred_at": "2026-01-01T00:00:00Z",
+                "call_id": "c1", "agent_id": "a1", "started_at": "2026-01-01T00:00:00Z",
+                "duration_seconds": 1, "outcome": "transferred"
+            });
+            for (k, v) in fields.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            e
+        };
+        assert!(
+            check(call(json!({
+                "duration_seconds": 31_622_400, "escalated_after_seconds": 31_622_400,
+                "telemetry": {"ttft_ms": 86_400_000, "tool_calls": 2_147_483_647, "total_tokens": 2_147_483_647}
+            })))
+            .is_ok()
+        );
+        let got = fields(call(json!({
+            "duration_seconds": 1e308, "escalated_after_seconds": 31_622_401,
+            "telemetry": {"ttft_ms": 1e308, "tool_calls": 2_147_483_648_i64, "total_tokens": i64::MAX}
+        })));
+        assert_eq!(
+            got,
+            [
+                "events[0].duration_seconds",
+                "events[0].escalated_after_seconds",
+                "events[0].telemetry.ttft_ms",
+                "events[0].telemetry.tool_calls",
+                "events[0].telemetry.total_tokens",
             ]
         );
     }

@@ -191,6 +191,12 @@ async fn nul_in_a_query_parameter_is_a_400_naming_it() {
         let message = body["message"].as_str().unwrap();
         assert!(message.contains("NUL character"), "{path}: {message}");
     }
+    // A forged cursor whose id holds NUL (`00`), or whose instant (year −10000) PostgreSQL
+    // cannot hold, is not a cursor of this endpoint.
+    for next in ["h1.12.6100", "h1.-380000000000000000.61"] {
+        let res = app.get(&format!("/v1/handoffs?next={next}"), &token).await;
+        assert_error(res, 400, "next: not a cursor").await;
+    }
 }
 
 #[tokio::test]
@@ -611,4 +617,69 @@ async fn unknown_query_parameters_are_refused_on_every_endpoint() {
         let res = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), 200, "{path}");
     }
+}
+
+#[tokio::test]
+async fn call_figures_too_large_to_sum_are_a_400() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme", None, None).await;
+    let token = app.writer(&org).await;
+    let call = |id: &str, fields: Value| {
+        let mut f = json!({"call_id": id, "agent_id": "bot", "started_at": AT,
+                           "duration_seconds": 1, "outcome": "transferred"});
+        for (k, v) in fields.as_object().unwrap() {
+            f[k] = v.clone();
+        }
+        ev(id, "call.completed", AT, f)
+    };
+    // Two near f64::MAX used to overflow the rollups' sums: a 500 on the second batch.
+    let huge = [
+        ("duration_seconds", json!({"duration_seconds": 1e308})),
+        (
+            "escalated_after_seconds",
+            json!({"escalated_after_seconds": 1e308}),
+        ),
+        (
+            "telemetry.ttft_ms",
+            json!({"telemetry": {"ttft_ms": 1e308}}),
+        ),
+        (
+            "telemetry.tool_calls",
+            json!({"telemetry": {"tool_calls": i64::MAX}}),
+        ),
+        (
+            "telemetry.total_tokens",
+            json!({"telemetry": {"total_tokens": i64::MAX}}),
+        ),
+    ];
+    for (i, (field, fields)) in huge.into_iter().enumerate() {
+        let body = assert_error(
+            post(&app, &token, &[call(&format!("h{i}"), fields)]).await,
+            400,
+            "nothing was stored",
+        )
+        .await;
+        assert_eq!(detail_fields(&body), [format!("events[0].{field}")]);
+    }
+    assert_eq!(stored_events(&app, org.id).await, 0);
+    // The largest accepted figures, twice, sum and read back as numbers.
+    let largest = json!({"duration_seconds": 31_622_400, "escalated_after_seconds": 31_622_400,
+                         "telemetry": {"ttft_ms": 86_400_000, "tool_calls": 2_147_483_647}});
+    post_ok(
+        &app,
+        &token,
+        &[call("c1", largest.clone()), call("c2", largest)],
+    )
+    .await;
+    let res = app
+        .get(
+            "/v1/metrics?startDate=2026-11-01&endDate=2026-11-30",
+            &token,
+        )
+        .await;
+    let metrics: Value = res.json().await.unwrap();
+    let m = &metrics["data"]["metrics"];
+    assert_eq!(m["totalCalls"], 2, "{metrics}");
+    // 2 × 31,622,400 s = 1,054,080 minutes.
+    assert_eq!(m["totalMinutes"].as_f64(), Some(1_054_080.0), "{metrics}");
 }
