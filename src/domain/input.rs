@@ -50,8 +50,23 @@ pub fn json_may_hold_nul(text: &[u8]) -> bool {
 /// path, with the NUL written `\u0000`.
 pub fn nul_paths(value: &Value, path: &str) -> Vec<String> {
     let mut out = Vec::new();
-    walk(value, path, &mut out);
+    // Paths are built only for a value that holds a NUL: the common case allocates nothing.
+    if holds_nul(value) {
+        walk(value, path, &mut out);
+    }
     out
+}
+
+/// Whether any string or key of `value` holds NUL.
+pub fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| key.contains('\0') || holds_nul(item)),
+        _ => false,
+    }
 }
 
 fn walk(value: &Value, path: &str, out: &mut Vec<String>) {
@@ -118,6 +133,8 @@ mod tests {
         assert_eq!(nul_paths(&json!({"a": {"b": ["\u{0}"]}}), ""), ["a.b[0]"]);
         assert_eq!(nul_paths(&json!("\u{0}"), ""), ["(root)"]);
         assert!(nul_paths(&json!({"a": "no nul here", "b": [1, 2]}), "").is_empty());
+        assert!(holds_nul(&json!([{"k\u{0}": 1}])));
+        assert!(!holds_nul(&json!([{"k": "v"}, 1, null])));
     }
 
     #[test]

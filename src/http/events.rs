@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 ]}))]
 pub struct EventsRequest {
     /// Up to 10,000 events, applied in order. Every event has `id` (unique per organization),
-    /// `type` and `occurred_at` (RFC 3339), plus the fields of its type:
+    /// `type` and `occurred_at` (RFC 3339, years 0001–9999 in UTC), plus the fields of its type:
     /// `session.started` {session_id, channel, agent_id?};
     /// `session.ended` {session_id, sentiment?};
     /// `handoff.initiated` {handoff_id, session_id, shared_id?, reasons, sentiment?, references?, destination?, summary?, data?};
@@ -42,7 +42,8 @@ pub struct EventsRequest {
     /// `agent.upserted` {agent_id, name, status};
     /// `agent.deleted` {agent_id};
     /// `call.completed` {call_id, agent_id, started_at, duration_seconds, outcome, sentiment?, escalation_reason?, escalated_after_seconds?, telemetry?}.
-    /// Unknown fields and types are rejected; an optional field may be `null`.
+    /// Unknown fields and types are rejected; an optional field may be `null`; the NUL
+    /// character (`\u0000`) is refused in every string and key.
     #[schema(value_type = Vec<Object>)]
     pub events: Vec<Value>,
 }
