@@ -45,7 +45,8 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         // Keep the raw bytes for the NUL check; axum's own extractor then reads them as it reads
-        // any body, so content type, syntax and data errors are reported exactly as before.
+        // any body, so content type, syntax and data errors are reported as before (except that
+        // the body is now read first: an oversized body is a 413 whatever its content type).
         let (parts, body) = req.into_parts();
         let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
             .await
