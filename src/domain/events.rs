@@ -3,12 +3,16 @@
 //! Policy: validation is strict and complete. Every problem of every event is reported at once,
 //! each with its JSON path (`events[3].reasons[1]`), so that a client can fix a whole batch in
 //! one go; unknown fields and unknown types are errors, not silently dropped. An optional field
-//! may also be sent as `null`, meaning absent.
+//! may also be sent as `null`, meaning absent. Inputs every endpoint refuses (the NUL character
+//! anywhere in an event, keys of `data` included; timestamps outside years 0001–9999 in UTC) are
+//! reported the same way, with their paths, by [`validate`] (see [`input`]).
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+
+use crate::domain::input;
 
 /// Most events per request.
 pub const MAX_EVENTS: usize = 10_000;
@@ -22,6 +26,14 @@ pub const MAX_ID_CHARS: usize = 256;
 pub const MAX_TEXT_CHARS: usize = 10_000;
 /// Longest short label (`sentiment`, `destination`, `escalation_reason`, agent `name`), in characters.
 pub const MAX_LABEL_CHARS: usize = 256;
+/// Longest call (`duration_seconds`, `escalated_after_seconds`): 366 days, in seconds. Far
+/// beyond any real call, and small enough that sums over any number of calls stay finite (two
+/// durations near `f64::MAX` overflowed the rollups' sums).
+pub const MAX_CALL_SECONDS: f64 = 366.0 * 86_400.0;
+/// Largest time to first token: one day, in milliseconds.
+pub const MAX_TTFT_MS: f64 = 86_400_000.0;
+/// Largest telemetry count (`tool_calls`, `total_tokens`, …), so that sums stay within 64 bits.
+pub const MAX_COUNT: i64 = i32::MAX as i64;
 
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -473,7 +485,13 @@ impl<'a> Reader<'a> {
     fn time(&mut self, key: &str) -> Option<DateTime<Utc>> {
         let v = self.required(key)?;
         match v.as_str().map(DateTime::parse_from_rfc3339) {
-            Some(Ok(t)) => Some(t.with_timezone(&Utc)),
+            Some(Ok(t)) if input::year_in_range(t.with_timezone(&Utc)) => {
+                Some(t.with_timezone(&Utc))
+            }
+            Some(Ok(_)) => {
+                self.problem(key, input::YEAR_RANGE);
+                None
+            }
             _ => {
                 self.problem(
                     key,
@@ -504,9 +522,9 @@ impl<'a> Reader<'a> {
 
     fn count(&mut self, key: &str, v: &Value) -> Option<i64> {
         match v.as_i64() {
-            Some(n) if n >= 0 => Some(n),
+            Some(n) if (0..=MAX_COUNT).contains(&n) => Some(n),
             _ => {
-                self.problem(key, "must be an integer ≥ 0");
+                self.problem(key, format!("must be an integer from 0 to {MAX_COUNT}"));
                 None
             }
         }
@@ -561,6 +579,16 @@ pub fn validate(value: &Value, path: &str, problems: &mut Vec<Problem>) -> Optio
         return None;
     };
     let before = problems.len();
+    // PostgreSQL stores neither a NUL in text nor `\u0000` in jsonb, and the whole event is
+    // stored as sent: a NUL anywhere in it, key or value, is refused here with its path.
+    problems.extend(
+        input::nul_paths(value, path)
+            .into_iter()
+            .map(|field| Problem {
+                field,
+                message: input::NUL_IN_JSON.to_owned(),
+            }),
+    );
     let mut r = Reader {
         map,
         path: path.to_owned(),
@@ -751,7 +779,7 @@ fn read_call(r: &mut Reader<'_>) -> Option<CallCompleted> {
     let started_at = r.time("started_at");
     let duration_seconds = r
         .required("duration_seconds")
-        .and_then(|v| r.number("duration_seconds", v, 0.0, f64::INFINITY));
+        .and_then(|v| r.number("duration_seconds", v, 0.0, MAX_CALL_SECONDS));
     let outcome = r.req_enum("outcome", Outcome::parse, &Outcome::names());
     let sentiment = r.value("sentiment").and_then(|v| {
         r.enum_value(
@@ -764,7 +792,7 @@ fn read_call(r: &mut Reader<'_>) -> Option<CallCompleted> {
     let escalation_reason = r.opt_text("escalation_reason", MAX_LABEL_CHARS);
     let escalated_after_seconds = r
         .value("escalated_after_seconds")
-        .and_then(|v| r.number("escalated_after_seconds", v, 0.0, f64::INFINITY));
+        .and_then(|v| r.number("escalated_after_seconds", v, 0.0, MAX_CALL_SECONDS));
     let telemetry = match r.value("telemetry") {
         None => Telemetry::default(),
         Some(Value::Object(map)) => {
@@ -783,7 +811,7 @@ fn read_call(r: &mut Reader<'_>) -> Option<CallCompleted> {
                 t.count(key, v)
             };
             let tel = Telemetry {
-                ttft_ms: num(&mut t, "ttft_ms", f64::INFINITY),
+                ttft_ms: num(&mut t, "ttft_ms", MAX_TTFT_MS),
                 stt_confidence: num(&mut t, "stt_confidence", 1.0),
                 tool_calls: int(&mut t, "tool_calls"),
                 tool_call_errors: int(&mut t, "tool_call_errors"),
@@ -932,12 +960,104 @@ mod tests {
     }
 
     #[test]
+    fn call_figures_are_bounded_so_that_sums_stay_finite() {
+        let call = |fields: Value| {
+            let mut e = json!({
+                "id": "c", "type": "call.completed", "occurred_at": "2026-01-01T00:00:00Z",
+                "call_id": "c1", "agent_id": "a1", "started_at": "2026-01-01T00:00:00Z",
+                "duration_seconds": 1, "outcome": "transferred"
+            });
+            for (k, v) in fields.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            e
+        };
+        assert!(
+            check(call(json!({
+                "duration_seconds": 31_622_400, "escalated_after_seconds": 31_622_400,
+                "telemetry": {"ttft_ms": 86_400_000, "tool_calls": 2_147_483_647, "total_tokens": 2_147_483_647}
+            })))
+            .is_ok()
+        );
+        let got = fields(call(json!({
+            "duration_seconds": 1e308, "escalated_after_seconds": 31_622_401,
+            "telemetry": {"ttft_ms": 1e308, "tool_calls": 2_147_483_648_i64, "total_tokens": i64::MAX}
+        })));
+        assert_eq!(
+            got,
+            [
+                "events[0].duration_seconds",
+                "events[0].escalated_after_seconds",
+                "events[0].telemetry.ttft_ms",
+                "events[0].telemetry.tool_calls",
+                "events[0].telemetry.total_tokens",
+            ]
+        );
+    }
+
+    #[test]
     fn custom_state_rules() {
         let base = |state: &str| json!({"id": "e", "type": "handoff.state", "occurred_at": "2026-01-01T00:00:00Z", "handoff_id": "h", "state": state});
         assert!(check(base("customer_refund")).is_ok());
         assert_eq!(fields(base("Customer-Refund")), ["events[0].state"]);
         assert_eq!(fields(base("handoff_completed")), ["events[0].state"]);
         assert_eq!(fields(base(&"x".repeat(65))), ["events[0].state"]);
+    }
+
+    #[test]
+    fn timestamps_must_have_four_digit_years_in_utc() {
+        let session = |at: &str| json!({"id": "e", "type": "session.started", "occurred_at": at, "session_id": "s", "channel": "web"});
+        let e = check(session("0001-01-01T00:00:00Z")).unwrap();
+        assert_eq!(e.occurred_at.to_rfc3339(), "0001-01-01T00:00:00+00:00");
+        let e = check(session("9999-12-31T23:59:59Z")).unwrap();
+        assert_eq!(e.occurred_at.to_rfc3339(), "9999-12-31T23:59:59+00:00");
+        // Year 9999 as written, 10000 in UTC; year 0001 as written, 0000 in UTC.
+        assert_eq!(
+            fields(session("9999-12-31T23:59:59-12:00")),
+            ["events[0].occurred_at"]
+        );
+        assert_eq!(
+            fields(session("0001-01-01T00:30:00+01:00")),
+            ["events[0].occurred_at"]
+        );
+        let call = json!({
+            "id": "c", "type": "call.completed", "occurred_at": "2026-01-01T00:00:00Z",
+            "call_id": "c1", "agent_id": "a1", "started_at": "9999-12-31T23:00:00-05:00",
+            "duration_seconds": 1, "outcome": "resolved"
+        });
+        let mut problems = Vec::new();
+        assert!(validate(&call, "events[0]", &mut problems).is_none());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "events[0].started_at");
+        assert!(
+            problems[0].message.contains("0001"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn nul_anywhere_in_an_event_is_refused_with_its_path() {
+        let got = fields(json!({
+            "id": "e\u{0}", "type": "handoff.initiated", "occurred_at": "2026-01-01T00:00:00Z",
+            "handoff_id": "h", "session_id": "s", "reasons": ["ai_implied_handoff"],
+            "summary": "a\u{0}b", "data": {"note": "x\u{0}", "k\u{0}": 1, "fine": ["\u{0}"]}
+        }));
+        assert_eq!(
+            got.into_iter().collect::<BTreeSet<_>>(),
+            [
+                "events[0].id",
+                "events[0].summary",
+                "events[0].data.note",
+                "events[0].data.k\\u0000",
+                "events[0].data.fine[0]",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect()
+        );
+        let agent = json!({"id": "a", "type": "agent.upserted", "occurred_at": "2026-01-01T00:00:00Z", "agent_id": "a1", "name": "Ann\u{0}", "status": "active"});
+        assert_eq!(fields(agent), ["events[0].name"]);
     }
 
     #[test]

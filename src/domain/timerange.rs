@@ -6,6 +6,10 @@
 //!   (`2026-11-01T09:30:00`) is read in the request's time zone; a date alone names the whole
 //!   local day: as a start, its first instant; as an end, the first instant of the next day, so
 //!   that `start_date=2026-11-01&end_date=2026-11-30` covers November 1 to 30 inclusive.
+//! - Every bound, once converted to UTC, lies within years 0001–9999 (see
+//!   [`input`](crate::domain::input)), and so do the range's ends in the request's zone, as the
+//!   answers write them there; as an end, a date names the next day's first instant, so
+//!   `9999-12-31` is refused as an end date.
 //! - The range is `[start, end)`: inclusive of start, exclusive of end. Start after end, or more
 //!   than 366 days, is refused with a message naming the parameter.
 //! - Day and hour buckets are local to one IANA zone; a local day's bounds come from the zone's
@@ -15,6 +19,8 @@ use chrono::{
     DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc,
 };
 use chrono_tz::Tz;
+
+use crate::domain::input;
 
 /// Longest range a request may cover.
 pub const MAX_RANGE_DAYS: i64 = 366;
@@ -55,8 +61,24 @@ pub enum Bound {
     End,
 }
 
-/// Parses one bound in zone `tz`.
+/// Parses one bound in zone `tz`; refuses an instant outside years 0001–9999 in UTC.
 pub fn parse_bound(
+    param: &str,
+    text: &str,
+    tz: Tz,
+    bound: Bound,
+) -> Result<DateTime<Utc>, ParamError> {
+    let t = parse_instant(param, text, tz, bound)?;
+    if !input::year_in_range(t) {
+        return Err(ParamError::new(
+            param,
+            format!("`{}` {}", text.trim(), input::YEAR_RANGE),
+        ));
+    }
+    Ok(t)
+}
+
+fn parse_instant(
     param: &str,
     text: &str,
     tz: Tz,
@@ -166,8 +188,34 @@ impl TimeRange {
         };
         let start = match start {
             Some(s) => parse_bound(names.start, s, tz, Bound::Start)?,
-            None => end - Duration::days(default_days),
+            None => {
+                let start = end - Duration::days(default_days);
+                if !input::year_in_range(start) {
+                    return Err(ParamError::new(
+                        names.end,
+                        format!(
+                            "the default start, {default_days} days earlier, {}; give {}",
+                            input::YEAR_RANGE.replacen("must lie", "would not lie", 1),
+                            names.start
+                        ),
+                    ));
+                }
+                start
+            }
         };
+        // Answers write the range's ends and days in `tz`: they must have four-digit years there
+        // too (`0001-01-01T00:00:00Z` is still year 0000 in New York).
+        for (param, t) in [(names.start, start), (names.end, end)] {
+            if !input::in_range_in(t, &tz) {
+                return Err(ParamError::new(
+                    param,
+                    format!(
+                        "must lie within years 0001 to 9999 in time zone {} as well as in UTC",
+                        tz.name()
+                    ),
+                ));
+            }
+        }
         if start > end {
             return Err(ParamError::new(
                 names.start,
@@ -290,6 +338,69 @@ mod tests {
         assert_eq!(r.local_days().len(), 3);
         let empty = TimeRange { end: r.start, ..r };
         assert!(empty.local_days().is_empty());
+    }
+
+    #[test]
+    fn bounds_must_lie_within_years_0001_to_9999_in_utc() {
+        let tz = Tz::UTC;
+        let refused = |param: &str, text: &str, bound| {
+            let e = parse_bound(param, text, tz, bound).unwrap_err();
+            assert_eq!(e.param, param, "{text}");
+            assert!(e.message.contains("0001"), "{text}: {}", e.message);
+        };
+        refused("startDate", "-5000-01-01", Bound::Start);
+        refused("start_date", "+10000-01-01", Bound::Start);
+        refused("end_date", "0000-12-31T23:59:59Z", Bound::End);
+        refused("end_date", "9999-12-31T23:59:59-12:00", Bound::End);
+        // As an end, a date is the first instant of the next day: 10000-01-01.
+        refused("end_date", "9999-12-31", Bound::End);
+        assert_eq!(
+            parse_bound("start_date", "0001-01-01", tz, Bound::Start).unwrap(),
+            utc("0001-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_bound("end_date", "9999-12-31T23:59:59Z", tz, Bound::End).unwrap(),
+            utc("9999-12-31T23:59:59Z")
+        );
+        // A local time is converted first: 0001-01-01T00:00 in Paris is still year 0000 in UTC.
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        let e = parse_bound("start_date", "0001-01-01T00:00:00", paris, Bound::Start).unwrap_err();
+        assert_eq!(e.param, "start_date");
+
+        // The ends must have four-digit years in the request's zone too, and so must a default
+        // start.
+        let kolkata: Tz = "Asia/Kolkata".parse().unwrap();
+        let e = TimeRange::resolve(
+            Some("9999-12-30T00:00:00Z"),
+            Some("9999-12-31T23:00:00Z"),
+            kolkata,
+            Utc::now(),
+            30,
+            NAMES,
+        )
+        .unwrap_err();
+        assert_eq!(e.param, "end_date");
+        let e = TimeRange::resolve(
+            None,
+            Some("0001-01-10T00:00:00Z"),
+            tz,
+            Utc::now(),
+            30,
+            NAMES,
+        )
+        .unwrap_err();
+        assert_eq!(e.param, "end_date");
+        let r = TimeRange::resolve(
+            Some("0001-01-01"),
+            Some("0001-12-31"),
+            tz,
+            Utc::now(),
+            30,
+            NAMES,
+        )
+        .unwrap();
+        assert_eq!(r.start, utc("0001-01-01T00:00:00Z"));
+        assert_eq!(r.local_days().len(), 365);
     }
 
     #[test]

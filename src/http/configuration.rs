@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ErrorDto, FieldError, Result};
-use super::extract::{Json, Query};
+use super::extract::{Json, NoQuery, Query};
 use crate::auth::OrgId;
 use crate::auth::extract::{ReadAccess, WriteAccess};
 use crate::domain::configuration::{
@@ -296,6 +296,7 @@ impl From<HandoffConfiguration> for Draft {
 /// Query of `GET /v1/api/human_handoff/configuration`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ConfigurationQuery {
     /// The organization to read: required with a reseller token (one of its organizations);
     /// with an organization token, optional and must be the token's own.
@@ -395,7 +396,7 @@ pub async fn get_configuration(
     responses(
         (status = 200, description = "The stored configuration, with the ids it now has", body = HandoffConfiguration,
             headers(("ETag" = String, description = "Strong entity tag of the new version"))),
-        (status = 400, description = "Malformed JSON, a missing or unknown field, or values that break the rules (each listed in `details`)", body = ErrorDto),
+        (status = 400, description = "Malformed JSON, a missing or unknown field, values that break the rules or hold the NUL character (each listed in `details`), or a query parameter (this endpoint takes none)", body = ErrorDto),
         (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorDto),
         (status = 403, description = "The token lacks write_all, or is a reseller token", body = ErrorDto),
         (status = 412, description = "`If-Match` names a version that is no longer current; nothing was changed", body = ErrorDto),
@@ -404,6 +405,7 @@ pub async fn get_configuration(
 pub async fn put_configuration(
     State(pool): State<PgPool>,
     WriteAccess { caller, org }: WriteAccess,
+    _: NoQuery,
     headers: HeaderMap,
     Json(body): Json<HandoffConfiguration>,
 ) -> Result<Response> {
@@ -495,6 +497,7 @@ fn checked_body(
 /// Query of `GET /v1/api/human_handoff/configuration/revisions`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct RevisionsQuery {
     /// The organization to read: required with a reseller token; with an organization token,
     /// optional and must be the token's own.

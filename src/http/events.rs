@@ -14,7 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use super::error::{ApiError, ErrorDto, FieldError, Result};
-use super::extract::Json;
+use super::extract::{Json, NoQuery};
 use crate::admission::{IngestAdmission, Refused};
 use crate::auth::extract::WriteAccess;
 use crate::domain::events::{MAX_BODY_BYTES, MAX_EVENTS, validate};
@@ -35,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 ]}))]
 pub struct EventsRequest {
     /// Up to 10,000 events, applied in order. Every event has `id` (unique per organization),
-    /// `type` and `occurred_at` (RFC 3339), plus the fields of its type:
+    /// `type` and `occurred_at` (RFC 3339, years 0001–9999 in UTC), plus the fields of its type:
     /// `session.started` {session_id, channel, agent_id?};
     /// `session.ended` {session_id, sentiment?};
     /// `handoff.initiated` {handoff_id, session_id, shared_id?, reasons, sentiment?, references?, destination?, summary?, data?};
@@ -45,7 +45,8 @@ pub struct EventsRequest {
     /// `agent.upserted` {agent_id, name, status};
     /// `agent.deleted` {agent_id};
     /// `call.completed` {call_id, agent_id, started_at, duration_seconds, outcome, sentiment?, escalation_reason?, escalated_after_seconds?, telemetry?}.
-    /// Unknown fields and types are rejected; an optional field may be `null`.
+    /// Unknown fields and types are rejected; an optional field may be `null`; the NUL
+    /// character (`\u0000`) is refused in every string and key.
     #[schema(value_type = Vec<Object>)]
     pub events: Vec<Value>,
 }
@@ -75,7 +76,7 @@ pub struct IngestResponse {
     )),
     responses(
         (status = 200, description = "Stored (or already stored)", body = IngestResponse),
-        (status = 400, description = "Malformed body or invalid events; nothing stored", body = ErrorDto),
+        (status = 400, description = "Malformed body or invalid events (each problem in `details` with its path: a NUL character anywhere, a timestamp outside years 0001–9999 in UTC, …), or a query parameter (this endpoint takes none); nothing stored", body = ErrorDto),
         (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorDto),
         (status = 403, description = "The token lacks write_all, or is a reseller token", body = ErrorDto),
         (status = 409, description = "An id reused with another body, or a forbidden transition; nothing stored", body = ErrorDto),
@@ -88,6 +89,7 @@ pub async fn post_events(
     State(pool): State<PgPool>,
     State(admission): State<Arc<IngestAdmission>>,
     access: WriteAccess,
+    _: NoQuery,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<IngestResponse>> {

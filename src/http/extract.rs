@@ -1,18 +1,27 @@
-//! `Json`, `Query` and `Path` whose rejections use the error envelope.
+//! `Json`, `Query` and `Path` whose rejections use the error envelope, and [`NoQuery`] for
+//! endpoints that take no query parameters.
 //!
 //! axum's own extractors answer bad input with plain-text bodies and, for JSON that does not fit
 //! the type, a 422; Baton answers every bad body or query with a 4xx `ErrorDto` (400 for content
 //! that does not fit, 413 for size, 415 for content type).
+//!
+//! They also refuse, once for every endpoint, what PostgreSQL cannot store: the NUL character
+//! (see [`input`]). In a JSON body or a query parameter it is a 400 naming the field or
+//! parameter; in a path parameter (always an id to look up) it is a 404, since nothing stored
+//! can have such an id. Both checks cost a substring search unless the request really holds an
+//! escaped NUL (`\u0000` in JSON, `%00` in a URL).
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, FieldError};
+use crate::domain::input;
 
 fn rejection(status: StatusCode, message: String) -> ApiError {
     match status {
@@ -35,11 +44,50 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(e) => Err(json_rejection(e)),
-        }
+        // Keep the raw bytes for the NUL check; axum's own extractor then reads them as it reads
+        // any body, so content type, syntax and data errors are reported as before (except that
+        // the body is now read first: an oversized body is a 413 whatever its content type).
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| json_rejection(e.into()))?;
+        let value = match axum::Json::<T>::from_request(
+            Request::from_parts(parts, Body::from(bytes.clone())),
+            state,
+        )
+        .await
+        {
+            Ok(axum::Json(value)) => value,
+            Err(e) => return Err(json_rejection(e)),
+        };
+        refuse_nul_in_json(&bytes)?;
+        Ok(Json(value))
     }
+}
+
+/// A 400 listing every string and key of a JSON body that holds NUL, if any does.
+fn refuse_nul_in_json(bytes: &[u8]) -> Result<(), ApiError> {
+    if !input::json_may_hold_nul(bytes) {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        // The typed read accepted it, so this does not happen; nothing to report if it did.
+        return Ok(());
+    };
+    let paths = input::nul_paths(&value, "");
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let message = format!(
+        "invalid request body: {} {}",
+        paths.join(", "),
+        input::NUL_IN_JSON
+    );
+    let details = paths
+        .into_iter()
+        .map(|p| FieldError::new(p, input::NUL_IN_JSON))
+        .collect();
+    Err(ApiError::invalid(message, details))
 }
 
 /// Maps a JSON rejection onto the envelope.
@@ -131,11 +179,87 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Query(value)),
-            Err(e) => Err(query_rejection(e)),
+        if let Some(name) = nul_query_parameter(parts) {
+            return Err(nul_parameter(&name));
+        }
+        read_query(parts, state).await.map(Query)
+    }
+}
+
+/// A query string whose values are ids to look up (PolyAI's `id` and `shared_id`): a value
+/// holding NUL names nothing that can exist, so it is a 404, as any unknown id is, rather than
+/// a 400. Otherwise the same as [`Query`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LookupQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for LookupQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(name) = nul_query_parameter(parts) {
+            return Err(ApiError::NotFound(format!(
+                "{name}: not found (no id contains the NUL character)"
+            )));
+        }
+        read_query(parts, state).await.map(LookupQuery)
+    }
+}
+
+/// No query parameters: for endpoints that take none, any parameter is a 400 naming it (with
+/// the wording of the other endpoints' unknown parameters), rather than silently ignored: a
+/// client sending `?organization_id=…` to `POST /v1/events` learns that it is not honoured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(name) = nul_query_parameter(parts) {
+            return Err(nul_parameter(&name));
+        }
+        let query = parts.uri.query().unwrap_or("");
+        match form_urlencoded::parse(query.as_bytes()).next() {
+            None => Ok(NoQuery),
+            Some((name, _)) => Err(ApiError::bad_request(format!(
+                "invalid query string: {name}: unknown field `{name}`, this endpoint takes no query parameters"
+            ))),
         }
     }
+}
+
+fn nul_parameter(name: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "invalid query string: {name}: {}",
+        input::NUL_IN_PARAM
+    ))
+}
+
+async fn read_query<T, S>(parts: &mut Parts, state: &S) -> Result<T, ApiError>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+        Ok(axum::extract::Query(value)) => Ok(value),
+        Err(e) => Err(query_rejection(e)),
+    }
+}
+
+/// The first query parameter whose name or value holds NUL, if any. A URL can carry NUL only
+/// percent-encoded, so a query without `%00` is passed without decoding.
+fn nul_query_parameter(parts: &Parts) -> Option<String> {
+    let query = parts.uri.query()?;
+    if !query.contains("%00") {
+        return None;
+    }
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        .map(|(name, _)| input::param_name(&name))
 }
 
 fn query_rejection(e: QueryRejection) -> ApiError {
@@ -157,6 +281,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Every path parameter of the API names something to look up, and nothing stored can
+        // hold NUL: such a path names nothing, a 404. A URL carries NUL only as `%00`.
+        if parts.uri.path().contains("%00")
+            && let Ok(raw) = RawPathParams::from_request_parts(parts, state).await
+            && let Some((name, _)) = raw.iter().find(|(_, value)| value.contains('\0'))
+        {
+            return Err(ApiError::NotFound(format!(
+                "{name}: not found (no id contains the NUL character)"
+            )));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
             Err(e) => Err(path_rejection(e)),

@@ -550,6 +550,11 @@ pub fn decode_cursor(text: &str) -> Option<Position> {
         .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
         .collect::<Option<Vec<u8>>>()?;
     let handoff_id = String::from_utf8(bytes).ok()?;
+    // A cursor is client input: one this endpoint never wrote (a NUL in the id, an instant
+    // PostgreSQL cannot hold) is refused like any other garbage, not sent to the database.
+    if handoff_id.contains('\0') || !crate::domain::input::year_in_range(initiated_at) {
+        return None;
+    }
     Some(Position {
         initiated_at,
         handoff_id,
@@ -582,6 +587,9 @@ mod tests {
             "h2.12.61",
             "h1.12.ff",
             "h1.+12.61",
+            // A NUL in the id; an instant in year −10000.
+            "h1.12.6100",
+            "h1.-380000000000000000.61",
         ] {
             assert_eq!(decode_cursor(bad), None, "{bad}");
         }

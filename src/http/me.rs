@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ErrorDto, Result};
-use super::extract::Json;
+use super::extract::{Json, NoQuery};
 use crate::auth::Scope;
 use crate::auth::extract::{Principal, ReadAccess};
 use crate::store;
@@ -64,12 +64,14 @@ pub struct MeResponse {
 #[utoipa::path(get, path = "/v1/me", tag = "operations",
     responses(
         (status = 200, description = "The caller", body = MeResponse),
+        (status = 400, description = "A query parameter was sent (this endpoint takes none; the message names it)", body = ErrorDto),
         (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorDto),
         (status = 403, description = "The token lacks read_all", body = ErrorDto),
     ))]
 pub async fn get_me(
     State(pool): State<PgPool>,
     ReadAccess(caller): ReadAccess,
+    _: NoQuery,
 ) -> Result<Json<MeResponse>> {
     let mut organizations = Vec::new();
     for org in caller.orgs_for_read(&pool).await? {

@@ -38,9 +38,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_metrics))
 }
 
-/// Query of `GET /v1/metrics`.
+/// Query of `GET /v1/metrics`. Unknown parameters are a 400 naming them.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct MetricsQuery {
     /// Start of the range, inclusive, ISO 8601 (`2025-01-01T00:00:00.000Z`). A date-time
@@ -244,7 +244,7 @@ pub struct EscalationReason {
     params(MetricsQuery),
     responses(
         (status = 200, description = "The metrics", body = MetricsResponse),
-        (status = 400, description = "A parameter is missing or malformed (the message names it)", body = ErrorDto),
+        (status = 400, description = "A parameter is missing, malformed, out of range (years 0001–9999) or unknown (the message names it)", body = ErrorDto),
         (status = 401, description = "Missing or invalid token", body = ErrorDto),
         (status = 403, description = "The token lacks `read_all`", body = ErrorDto),
         (status = 404, description = "The organization or reseller is not one the token may read", body = ErrorDto),

@@ -4,7 +4,9 @@
 //! else. `account_id` must be an organization the token may read (its own; for a reseller token
 //! one of the reseller's), `project_id` the agent of the handoff's session. Whatever does not
 //! match (an unknown account, another tenant's account, another project, an unknown id) is the
-//! same 404 with the same body, so a response never tells whether something exists elsewhere.
+//! same 404 with the same body, so a response never tells whether something exists elsewhere;
+//! an id or path parameter holding the NUL character, which nothing stored can hold, is that
+//! same 404 too. Unknown query parameters are a 400 naming them, as everywhere.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -15,7 +17,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use super::error::{ApiError, ErrorDto, Result};
-use super::extract::{Json, Path, Query};
+use super::extract::{Json, LookupQuery, Path};
 use crate::auth::OrgId;
 use crate::auth::extract::{Caller, ReadAccess};
 use crate::store;
@@ -44,10 +46,11 @@ pub struct HandoffStatePath {
     pub project_id: String,
 }
 
-/// Query of `GET /v1/{account_id}/{project_id}/handoff_state`. Other parameters are ignored, as
-/// PolyAI clients may send their own; an empty value counts as absent.
+/// Query of `GET /v1/{account_id}/{project_id}/handoff_state`. Other parameters are a 400
+/// naming them; an empty value counts as absent.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct HandoffStateQuery {
     /// The id of a handoff (`handoff_id` of `handoff.initiated`). A PolyAI conversation id is
     /// accepted too: when no handoff has this id, the most recently initiated handoff of the
@@ -118,7 +121,7 @@ async fn account(pool: &PgPool, caller: &Caller, account_id: &str) -> Result<Org
     params(HandoffStatePath, HandoffStateQuery),
     responses(
         (status = 200, description = "The handoff's state data", body = HandoffStateResponse),
-        (status = 400, description = "Neither `id` nor `shared_id` given", body = ErrorDto),
+        (status = 400, description = "Neither `id` nor `shared_id` given, or an unknown query parameter (the message names it)", body = ErrorDto),
         (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorDto),
         (status = 403, description = "The token lacks read_all", body = ErrorDto),
         (status = 404, description = "No such handoff in this account and project (also for another tenant's account or handoff: the body is the same)", body = ErrorDto),
@@ -126,9 +129,16 @@ async fn account(pool: &PgPool, caller: &Caller, account_id: &str) -> Result<Org
 pub async fn get_handoff_state(
     State(pool): State<PgPool>,
     ReadAccess(caller): ReadAccess,
-    Path(path): Path<HandoffStatePath>,
-    Query(query): Query<HandoffStateQuery>,
+    path: Result<Path<HandoffStatePath>, ApiError>,
+    query: Result<LookupQuery<HandoffStateQuery>, ApiError>,
 ) -> Result<Json<HandoffStateResponse>> {
+    // The extractors' own 404 (an id holding NUL) becomes this endpoint's one 404.
+    let uniform = |e: ApiError| match e {
+        ApiError::NotFound(_) => not_found(),
+        other => other,
+    };
+    let Path(path) = path.map_err(uniform)?;
+    let LookupQuery(query) = query.map_err(uniform)?;
     let lookup = match (present(&query.shared_id), present(&query.id)) {
         (Some(shared_id), _) => Lookup::SharedId(shared_id),
         (None, Some(id)) => Lookup::Id(id),

@@ -137,7 +137,8 @@ async fn handoff_state_by_id_and_shared_id_with_shared_id_winning() {
     // Neither: 400.
     assert_error(state("").await, 400, "id or shared_id").await;
     assert_error(state("id=&shared_id=").await, 400, "id or shared_id").await;
-    assert_error(state("other=1").await, 400, "id or shared_id").await;
+    // Another parameter is refused by name, not ignored.
+    assert_error(state("other=1").await, 400, "unknown field `other`").await;
     // A conversation (session) id answers with its newest handoff.
     assert_eq!(
         json_ok(state("id=s1").await).await,

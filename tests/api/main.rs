@@ -11,5 +11,6 @@ mod configuration;
 mod events;
 mod fairness;
 mod handoffs;
+mod hostile;
 mod metrics;
 mod operations;
