@@ -5,8 +5,11 @@
 //! - **Connection cap.** At most [`ListenerOptions::max_connections`] connections are open at
 //!   once. At the cap the loop stops calling `accept`, so further clients wait in the kernel's
 //!   listen backlog and cost no descriptor of ours (accepting and closing them at once would spend
-//!   a descriptor and a round trip on each and invite immediate retries). While it waits, idle
-//!   keep-alive connections are closed to make room: they hold nothing but a slot.
+//!   a descriptor and a round trip on each and invite immediate retries). While it waits, it makes
+//!   room by closing connections with nothing in flight: idle keep-alive ones, and those whose
+//!   request head has been arriving for over a second (a well-behaved client sends its head in
+//!   one go; the backlog is first come, first served, so without this a wave of stalled clients
+//!   would make everyone behind them wait the whole head deadline).
 //! - **Request head deadline.** A connection must deliver a complete request head within
 //!   [`ListenerOptions::header_read_timeout`] of connecting, and again within that time of the
 //!   first byte of each later request; otherwise it is closed.
@@ -48,6 +51,10 @@ use tower::ServiceExt;
 
 /// How often, while the connection cap is reached, idle connections are asked to make room.
 const PRESSURE_RECHECK: Duration = Duration::from_millis(250);
+
+/// At the connection cap, how long a request head may have been arriving before its connection
+/// is closed to make room (at most the head deadline).
+const PRESSURE_HEAD_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Limits of the serving loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,11 +105,12 @@ impl ListenerOptions {
         if let Some(budget) = fd_budget(reserve)
             && budget < self.max_connections
         {
-            tracing::warn!(
+            // Info, not a warning: the common soft limit of 1024 lowers the default cap a little.
+            tracing::info!(
                 requested = self.max_connections,
                 allowed = budget,
                 reserve,
-                "the open-file limit (ulimit -n) allows fewer connections than --max-connections; raise it to serve more"
+                "connection cap lowered to fit the open-file limit (raise ulimit -n to serve more)"
             );
             self.max_connections = budget;
         }
@@ -284,6 +292,7 @@ impl HttpListener {
         // once rather than leaving them to time out.
         drop(tcp);
         let _ = stop_tx.send(());
+        while connections.try_join_next().is_some() {}
         let open = connections.len();
         tracing::info!(open, "stopped accepting connections");
         let drained = tokio::time::timeout(options.shutdown_grace, async {
@@ -452,12 +461,14 @@ impl Connection {
                     }
                 }
                 () = self.pressure.notified() => {
-                    let idle = {
+                    let patience = PRESSURE_HEAD_PATIENCE.min(self.options.header_read_timeout);
+                    let making_room = {
                         let a = lock(&self.activity);
-                        a.in_flight == 0 && a.head_since.is_none()
+                        a.in_flight == 0
+                            && a.head_since.is_none_or(|since| since.elapsed() >= patience)
                     };
-                    if idle {
-                        tracing::debug!(%peer, "closing idle connection: connection cap reached");
+                    if making_room {
+                        tracing::debug!(%peer, "closing connection with nothing in flight: connection cap reached");
                         return;
                     }
                 }

@@ -381,3 +381,29 @@ async fn baton_serve_exits_cleanly_within_the_grace_period_on_sigterm_with_stall
     }
     eprintln!("SIGTERM to exit with 3 stalled clients and a 10 s grace: {took:?}");
 }
+
+#[tokio::test]
+async fn at_the_cap_heads_pending_for_over_a_second_make_room_before_their_deadline() {
+    let cap = 4;
+    // A head deadline far beyond the test: only the pressure rule can let the good client in.
+    let served = Served::start(options(60_000, 60_000, cap, 1_000)).await;
+    let mut hostile = Vec::new();
+    for _ in 0..cap + 2 {
+        hostile.push(stalled(served.addr).await);
+    }
+    let started = Instant::now();
+    let res = reqwest::Client::new()
+        .get(served.url("/healthz"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(6), "served after {waited:?}");
+    assert!(served.stats.peak() <= cap);
+    eprintln!(
+        "good client behind {} stalled ones at a cap of {cap}: {waited:?}",
+        cap + 2
+    );
+}
