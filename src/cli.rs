@@ -15,6 +15,10 @@ use crate::admin::{self, TokenFor};
 use crate::auth::Scope;
 use crate::db::{Database, DbConfig, DbTarget};
 use crate::http::{HttpConfig, ratelimit};
+use crate::listener::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SHUTDOWN_GRACE, ListenerOptions,
+};
 use crate::server::{self, ServeOptions};
 use crate::store::agent_cache::DEFAULT_CACHE_ROWS;
 
@@ -98,6 +102,20 @@ pub struct ServeArgs {
     /// Seconds a request may take before it is answered 503.
     #[arg(long, env = "BATON_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Most client connections open at once (further clients wait in the listen backlog); lowered
+    /// to fit the open-file limit (`ulimit -n`).
+    #[arg(long, env = "BATON_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send a complete request head before it is disconnected.
+    #[arg(long, env = "BATON_HEADER_READ_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a keep-alive connection may stay idle before it is closed.
+    #[arg(long, env = "BATON_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs())]
+    pub idle_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM before every connection is
+    /// closed.
+    #[arg(long, env = "BATON_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE.as_secs())]
+    pub shutdown_grace_secs: u64,
     /// Seconds a single SQL statement may take (PostgreSQL `statement_timeout`).
     #[arg(long, env = "BATON_STATEMENT_TIMEOUT_SECS", default_value_t = 15)]
     pub statement_timeout_secs: u64,
@@ -219,6 +237,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
                     rate_limit_per_minute: args.rate_limit_per_minute,
                     ..HttpConfig::default()
+                },
+                listener: ListenerOptions {
+                    header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
+                    idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+                    max_connections: args.max_connections.max(1),
+                    shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
                 },
                 demo: args.demo,
                 metrics_cache_rows: args.metrics_cache_rows,

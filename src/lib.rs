@@ -12,6 +12,7 @@ pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod listener;
 pub mod pg;
 pub mod server;
 pub mod store;

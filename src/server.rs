@@ -1,5 +1,7 @@
 //! `baton serve`: bind, open the database (starting the embedded cluster when needed), serve
 //! until SIGINT/SIGTERM, drain in-flight requests, then close the pool and stop the cluster.
+//! Connections are served by [`crate::listener`], which bounds what stalled clients can hold and
+//! how long the drain may take.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::db::{Database, DbConfig, DbTarget};
 use crate::http::{self, AppState, HttpConfig};
+use crate::listener::{HttpListener, ListenerOptions};
 use crate::{admin, demo};
 
 /// What `serve` needs.
@@ -22,6 +25,8 @@ pub struct ServeOptions {
     pub db: DbConfig,
     /// Request limits.
     pub http: HttpConfig,
+    /// Connection limits and the shutdown grace period.
+    pub listener: ListenerOptions,
     /// Prepare the demo organization and print how to use it.
     pub demo: bool,
     /// Bound of the `/v1/metrics` agent cache, in rows (0: off).
@@ -64,10 +69,14 @@ async fn serve(
         }
         None => tracing::info!(%addr, "Baton is serving"),
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    // Descriptors kept for everything but client connections: both database pools (the main one
+    // and the `/v1/metrics` one, at most as large) and the runtime's, log and data files.
+    let reserve = 2 * u64::from(options.db.max_connections) + 64;
+    let limits = options.listener.bounded_by_fd_limit(reserve);
+    tracing::debug!(?limits, "connection limits");
+    HttpListener::new(listener, limits)
+        .serve(app, shutdown_signal())
+        .await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -132,7 +132,7 @@ impl TokenVerdicts {
     pub fn listen(self: &Arc<Self>, pool: PgPool) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            loop {
+            while !pool.is_closed() {
                 this.listen_once(&pool).await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -155,6 +155,8 @@ impl TokenVerdicts {
                     // Not ours to understand: forget everything rather than guess.
                     Err(_) => self.reset(true),
                 },
+                // The pool closes when the server shuts down: nothing is lost, say nothing.
+                _ if pool.is_closed() => return,
                 Ok(None) | Err(_) => {
                     tracing::warn!(
                         "lost the token revocation listener; checking every token in the database until it is back"

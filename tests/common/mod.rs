@@ -157,9 +157,9 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
-        });
+        // The serving loop of `baton serve`, with its default limits.
+        let server = baton::listener::HttpListener::new(listener, Default::default());
+        tokio::spawn(server.serve(app, std::future::pending()));
         TestApp {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
