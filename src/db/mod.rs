@@ -18,6 +18,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::pg::{Cluster, ClusterOptions};
 
 pub mod health;
+pub mod stats;
 
 pub use health::DbHealth;
 

@@ -17,6 +17,7 @@ use super::error::{ApiError, ErrorDto, FieldError, Result};
 use super::extract::{Json, NoQuery};
 use crate::admission::{IngestAdmission, Refused};
 use crate::auth::extract::WriteAccess;
+use crate::db::stats::StatsKeeper;
 use crate::domain::events::{MAX_BODY_BYTES, MAX_EVENTS, validate};
 use crate::store::events::{IngestError, NewEvent, ingest};
 
@@ -88,6 +89,7 @@ pub struct IngestResponse {
 pub async fn post_events(
     State(pool): State<PgPool>,
     State(admission): State<Arc<IngestAdmission>>,
+    State(stats): State<Arc<StatsKeeper>>,
     access: WriteAccess,
     _: NoQuery,
     headers: HeaderMap,
@@ -148,10 +150,13 @@ pub async fn post_events(
             Refused::Waited(_) => ApiError::Unavailable(format!("{refused}; nothing was stored")),
         })?;
     match ingest(&pool, access.org, &batch).await {
-        Ok(done) => Ok(Json(IngestResponse {
-            accepted: done.accepted as u64,
-            duplicates: done.duplicates as u64,
-        })),
+        Ok(done) => {
+            stats.stored(done.accepted);
+            Ok(Json(IngestResponse {
+                accepted: done.accepted as u64,
+                duplicates: done.duplicates as u64,
+            }))
+        }
         Err(IngestError::Database(e)) => Err(e.into()),
         Err(e) => Err(ApiError::Conflict(format!("{e}; nothing was stored"))),
     }

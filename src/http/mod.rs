@@ -40,6 +40,7 @@ use crate::admission::IngestAdmission;
 use crate::auth::Keys;
 use crate::auth::revocation::TokenVerdicts;
 use crate::db::DbHealth;
+use crate::db::stats::StatsKeeper;
 use crate::store::agent_cache::{AgentCache, DEFAULT_CACHE_ROWS};
 use error::{ApiError, envelope};
 
@@ -61,6 +62,8 @@ pub struct AppState {
     pub db_health: Arc<DbHealth>,
     /// The queues ingest batches wait in before they use the database.
     pub ingest_admission: Arc<IngestAdmission>,
+    /// Refreshes the planner's statistics after loads.
+    pub stats: Arc<StatsKeeper>,
 }
 
 /// The pool of the `/v1/metrics` reads.
@@ -85,6 +88,7 @@ impl AppState {
         db_health.watch((*pool.connect_options()).clone());
         AppState {
             db_health,
+            stats: StatsKeeper::new(pool.clone()),
             ingest_admission: Arc::new(IngestAdmission::for_pool(
                 pool.options().get_max_connections(),
             )),
@@ -100,6 +104,12 @@ impl AppState {
     /// connections are tested against, see [`crate::db::watched_pool_options`]).
     pub fn with_db_health(mut self, health: Arc<DbHealth>) -> AppState {
         self.db_health = health;
+        self
+    }
+
+    /// The same state with another keeper of planner statistics.
+    pub fn with_stats_keeper(mut self, stats: Arc<StatsKeeper>) -> AppState {
+        self.stats = stats;
         self
     }
 

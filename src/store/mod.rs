@@ -9,6 +9,7 @@ pub mod handoffs;
 pub mod metrics;
 pub mod rollups;
 pub mod secrets;
+pub mod stats;
 pub mod tenants;
 pub mod tokens;
 

@@ -14,3 +14,4 @@ mod handoffs;
 mod hostile;
 mod metrics;
 mod operations;
+mod statistics;
