@@ -128,6 +128,11 @@ pub struct ServeArgs {
     /// `Retry-After`. 0 turns the limit off. Writes are not counted.
     #[arg(long, env = "BATON_RATE_LIMIT_PER_MINUTE", default_value_t = ratelimit::DEFAULT_PER_MINUTE)]
     pub rate_limit_per_minute: u32,
+    /// Events this server stores before it refreshes the planner's statistics of the ingested
+    /// tables with `ANALYZE` in the background (or a tenth of the events table, when larger);
+    /// 0 leaves statistics to autovacuum alone.
+    #[arg(long, env = "BATON_ANALYZE_AFTER_EVENTS", default_value_t = crate::db::stats::MIN_EVENTS as u64)]
+    pub analyze_after_events: u64,
 }
 
 /// `baton reseller …`
@@ -246,6 +251,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 },
                 demo: args.demo,
                 metrics_cache_rows: args.metrics_cache_rows,
+                analyze_after_events: args.analyze_after_events,
             })
             .await
         }

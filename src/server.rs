@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::db::stats::StatsKeeper;
 use crate::db::{Database, DbConfig, DbTarget};
 use crate::http::{self, AppState, HttpConfig};
 use crate::listener::{HttpListener, ListenerOptions};
@@ -31,6 +32,8 @@ pub struct ServeOptions {
     pub demo: bool,
     /// Bound of the `/v1/metrics` agent cache, in rows (0: off).
     pub metrics_cache_rows: usize,
+    /// Stored events that trigger a background `ANALYZE` (0: never).
+    pub analyze_after_events: u64,
 }
 
 /// Runs the server until a shutdown signal.
@@ -55,7 +58,14 @@ async fn serve(
     let keys = Arc::new(admin::signing_keys(&db.pool).await?);
     let state = AppState::new(db.pool.clone(), keys.clone())
         .with_db_health(db.health.clone())
-        .with_metrics_cache_rows(options.metrics_cache_rows);
+        .with_metrics_cache_rows(options.metrics_cache_rows)
+        .with_stats_keeper(StatsKeeper::with_min_events(
+            db.pool.clone(),
+            match options.analyze_after_events {
+                0 => i64::MAX,
+                n => i64::try_from(n).unwrap_or(i64::MAX),
+            },
+        ));
     let app = http::router(state, &options.http);
     if options.demo {
         let (org, token) = demo::prepare(&db.pool, &keys).await?;
