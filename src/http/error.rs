@@ -164,6 +164,16 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable("database unavailable or too slow, retry later".to_owned())
             }
+            // A data exception (a value PostgreSQL cannot store: NUL in text, a date beyond its
+            // range, a number too large) is a request Baton's own checks should have refused:
+            // still the client's input, so a 400 rather than a 500 that a client would retry
+            // forever. Logged, because it means a check is missing.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
+                tracing::warn!(error = %e, "a value reached the database that validation should have refused");
+                ApiError::bad_request(
+                    "a value in the request cannot be stored (out of range, or text PostgreSQL cannot hold)",
+                )
+            }
             _ => ApiError::Internal(e.into()),
         }
     }

@@ -683,3 +683,19 @@ async fn call_figures_too_large_to_sum_are_a_400() {
     // 2 × 31,622,400 s = 1,054,080 minutes.
     assert_eq!(m["totalMinutes"].as_f64(), Some(1_054_080.0), "{metrics}");
 }
+
+/// The safety net behind every check above: a value PostgreSQL refuses as data (SQLSTATE class
+/// 22) is the client's input, a 400, never a 500 that a client would retry forever.
+#[tokio::test]
+async fn a_data_exception_from_postgresql_is_a_400() {
+    let (pool, _) = crate::common::fresh_database().await;
+    for sql in [
+        "select 'not a number'::int",
+        "select '294277-01-01'::timestamptz",
+        "select convert_from('\\x00'::bytea, 'UTF8')",
+    ] {
+        let e = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        let api: baton::http::error::ApiError = e.into();
+        assert_eq!(api.status(), 400, "{sql}");
+    }
+}
