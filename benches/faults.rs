@@ -8,6 +8,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures;
 
 use std::io::Write;
 use std::path::Path;
@@ -16,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use baton::auth::{Scope, Subject};
+use fixtures::{completions, started_and_handed_off};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -66,24 +69,8 @@ fn sessions(tag: &str, from: usize, n: usize) -> Vec<Value> {
     let base = chrono::DateTime::parse_from_rfc3339("2026-08-30T00:00:00Z").unwrap();
     (from..from + n)
         .flat_map(|i| {
-            let t =
-                (base + chrono::Duration::seconds((i as i64 * 7_919) % (90 * 86_400))).to_rfc3339();
-            [
-                json!({"id": format!("{tag}-s{i}"), "type": "session.started", "occurred_at": t,
-                       "session_id": format!("{tag}-{i}"), "channel": "web"}),
-                json!({"id": format!("{tag}-h{i}"), "type": "handoff.initiated", "occurred_at": t,
-                       "handoff_id": format!("{tag}-{i}"), "session_id": format!("{tag}-{i}"),
-                       "reasons": ["insufficient_knowledge"]}),
-            ]
-        })
-        .collect()
-}
-
-fn completions(tag: &str, from: usize, n: usize) -> Vec<Value> {
-    (from..from + n)
-        .map(|i| {
-            json!({"id": format!("{tag}-c{i}"), "type": "handoff.completed",
-                   "occurred_at": "2026-11-28T10:00:00Z", "handoff_id": format!("{tag}-{i}")})
+            let t = base + chrono::Duration::seconds((i as i64 * 7_919) % (90 * 86_400));
+            started_and_handed_off(tag, i, &t.to_rfc3339())
         })
         .collect()
 }

@@ -14,30 +14,14 @@ use std::time::{Duration, Instant};
 
 use baton::http::HttpConfig;
 use futures::future::join_all;
-use serde_json::{Value, json};
 
+use common::fixtures::sessions_with_handoffs as batch;
 use common::{TestApp, assert_error};
 use faulty::FaultyDb;
 
 /// Generous bound for "ends quickly" (the goal is 2 s; the bench measures it): a request that
 /// hung on the database would take the 30 s request timeout.
 const QUICK: Duration = Duration::from_secs(5);
-
-fn batch(prefix: &str, n: usize) -> Vec<Value> {
-    (0..n)
-        .flat_map(|i| {
-            let t = format!("2026-11-0{}T10:{:02}:00Z", 1 + i % 9, i % 60);
-            [
-                json!({"id": format!("{prefix}-s{i}"), "type": "session.started", "occurred_at": t,
-                       "session_id": format!("{prefix}-session-{i}"), "channel": "web"}),
-                json!({"id": format!("{prefix}-h{i}"), "type": "handoff.initiated", "occurred_at": t,
-                       "handoff_id": format!("{prefix}-handoff-{i}"),
-                       "session_id": format!("{prefix}-session-{i}"),
-                       "reasons": ["user_requested_human_assistance"]}),
-            ]
-        })
-        .collect()
-}
 
 type Pending<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = (String, reqwest::Response)> + 'a>>;
@@ -58,7 +42,7 @@ async fn requests(app: &TestApp, token: &str, tag: &str) -> Vec<(String, reqwest
             Box::pin(fut) as Pending<'_>
         })
         .collect();
-    let events = batch(tag, 5);
+    let events = batch(tag, 0, 5);
     futures.push(Box::pin(async move {
         (
             "POST /v1/events".to_owned(),
@@ -118,7 +102,7 @@ async fn a_frozen_database_gives_503s_and_the_first_requests_after_it_succeed() 
     // No warm-up allowed: the very first requests after the thaw succeed.
     assert_all_ok(&app, &token, "after").await;
     // What a frozen batch did is either stored whole or not at all: re-sending it is safe.
-    let res = app.post_events(&token, &batch("frozen-1", 5)).await;
+    let res = app.post_events(&token, &batch("frozen-1", 0, 5)).await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 }
 

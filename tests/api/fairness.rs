@@ -1,26 +1,9 @@
 //! One organization's write burst never makes another organization's requests fail: batches wait
 //! for their organization's turn holding no database connection.
 
-use futures::future::join_all;
-use serde_json::{Value, json};
-
 use crate::common::TestApp;
-
-/// A batch of `n` sessions, each with a handoff, ids prefixed by `tag`.
-fn batch(tag: &str, n: usize) -> Vec<Value> {
-    (0..n)
-        .flat_map(|i| {
-            let t = format!("2026-11-{:02}T{:02}:{:02}:00Z", 1 + i % 28, i % 24, i % 60);
-            [
-                json!({"id": format!("{tag}-s{i}"), "type": "session.started", "occurred_at": t,
-                       "session_id": format!("{tag}-{i}"), "channel": "web"}),
-                json!({"id": format!("{tag}-h{i}"), "type": "handoff.initiated", "occurred_at": t,
-                       "handoff_id": format!("{tag}-{i}"), "session_id": format!("{tag}-{i}"),
-                       "reasons": ["insufficient_knowledge"]}),
-            ]
-        })
-        .collect()
-}
+use crate::common::fixtures::sessions_with_handoffs as batch;
+use futures::future::join_all;
 
 #[tokio::test]
 async fn a_burst_of_one_organization_does_not_fail_another() {
@@ -32,7 +15,7 @@ async fn a_burst_of_one_organization_does_not_fail_another() {
 
     // 32 concurrent batches of 1,000 events (the harness's pool has 8 connections).
     let burst = join_all((0..32).map(|b| {
-        let events = batch(&format!("b{b}"), 500);
+        let events = batch(&format!("b{b}"), 0, 500);
         let app = &app;
         let token = &noisy_token;
         async move { app.post_events(token, &events).await.status().as_u16() }
@@ -42,7 +25,7 @@ async fn a_burst_of_one_organization_does_not_fail_another() {
         let mut statuses = Vec::new();
         for round in 0..12 {
             let res = app
-                .post_events(&quiet_token, &batch(&format!("q{round}"), 2))
+                .post_events(&quiet_token, &batch(&format!("q{round}"), 0, 2))
                 .await;
             statuses.push(("POST /v1/events", res.status().as_u16()));
             for path in [

@@ -6,34 +6,11 @@ use std::time::{Duration, Instant};
 
 use baton::db::stats::StatsKeeper;
 use baton::http::{AppState, HttpConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 
+use crate::common::fixtures::{completions, sessions_with_handoffs};
 use crate::common::{TestApp, fresh_database};
-
-fn sessions_with_handoffs(tag: &str, from: usize, n: usize) -> Vec<Value> {
-    (from..from + n)
-        .flat_map(|i| {
-            let t = format!("2026-11-{:02}T{:02}:{:02}:00Z", 1 + i % 28, i % 24, i % 60);
-            [
-                json!({"id": format!("{tag}-s{i}"), "type": "session.started", "occurred_at": t,
-                       "session_id": format!("{tag}-{i}"), "channel": "web"}),
-                json!({"id": format!("{tag}-h{i}"), "type": "handoff.initiated", "occurred_at": t,
-                       "handoff_id": format!("{tag}-{i}"), "session_id": format!("{tag}-{i}"),
-                       "reasons": ["insufficient_knowledge"]}),
-            ]
-        })
-        .collect()
-}
-
-fn completions(tag: &str, from: usize, n: usize) -> Vec<Value> {
-    (from..from + n)
-        .map(|i| {
-            json!({"id": format!("{tag}-c{i}"), "type": "handoff.completed",
-                   "occurred_at": "2026-11-29T10:00:00Z", "handoff_id": format!("{tag}-{i}")})
-        })
-        .collect()
-}
 
 /// A Baton on `pool` whose own statistics keeper never runs.
 async fn app_without_keeper(pool: PgPool, keys: std::sync::Arc<baton::auth::Keys>) -> TestApp {

@@ -6,6 +6,8 @@
 //! and a watchdog that stops and removes it when the test process exits.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
