@@ -503,3 +503,183 @@ pub fn merge(into: &mut Map<String, Value>, new: &Map<String, Value>) {
         into.insert(k.clone(), v.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::events::validate;
+
+    /// One event from its wire form.
+    fn event(value: serde_json::Value) -> Event {
+        let mut problems = Vec::new();
+        let e = validate(&value, "e", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        e.unwrap()
+    }
+
+    fn at(minute: u32) -> String {
+        format!("2026-11-01T10:{minute:02}:00Z")
+    }
+
+    /// The events that bring handoff `h` of session `s` to `state` (none: never initiated).
+    fn reach(state: Option<&str>) -> Vec<Event> {
+        let mut events = vec![event(json!({"id": "s", "type": "session.started",
+            "occurred_at": at(0), "session_id": "s", "channel": "web"}))];
+        let Some(state) = state else { return events };
+        events.push(event(
+            json!({"id": "i", "type": "handoff.initiated", "occurred_at": at(1),
+            "handoff_id": "h", "session_id": "s", "reasons": ["insufficient_knowledge"]}),
+        ));
+        match state {
+            states::INITIATED => {}
+            states::COMPLETED => events.push(event(json!({"id": "c", "type": "handoff.completed",
+                "occurred_at": at(2), "handoff_id": "h"}))),
+            states::FAILED => events.push(event(json!({"id": "f", "type": "handoff.failed",
+                "occurred_at": at(2), "handoff_id": "h", "error": "no agent"}))),
+            custom => events.push(event(json!({"id": "t", "type": "handoff.state",
+                "occurred_at": at(2), "handoff_id": "h", "state": custom}))),
+        }
+        events
+    }
+
+    /// Each event the state machine can meet, as it would arrive next.
+    fn next(kind: &str) -> Event {
+        match kind {
+            "initiated" => event(json!({"id": "next", "type": "handoff.initiated",
+                "occurred_at": at(5), "handoff_id": "h", "session_id": "s",
+                "reasons": ["user_requested_human_assistance"]})),
+            "completed" => event(json!({"id": "next", "type": "handoff.completed",
+                "occurred_at": at(5), "handoff_id": "h", "operator_id": "op"})),
+            "failed" => event(json!({"id": "next", "type": "handoff.failed",
+                "occurred_at": at(5), "handoff_id": "h"})),
+            "state" => event(json!({"id": "next", "type": "handoff.state",
+                "occurred_at": at(5), "handoff_id": "h", "state": "in_review"})),
+            other => unreachable!("{other}"),
+        }
+    }
+
+    /// State × event → the state after it, or `None` for a refused event (a conflict).
+    #[test]
+    fn handoff_state_machine() {
+        const REFUSED: Option<&str> = None;
+        let table: &[(Option<&str>, &str, Option<&str>)] = &[
+            (None, "initiated", Some(states::INITIATED)),
+            (None, "completed", REFUSED),
+            (None, "failed", REFUSED),
+            (None, "state", REFUSED),
+            (Some(states::INITIATED), "initiated", REFUSED),
+            (
+                Some(states::INITIATED),
+                "completed",
+                Some(states::COMPLETED),
+            ),
+            (Some(states::INITIATED), "failed", Some(states::FAILED)),
+            (Some(states::INITIATED), "state", Some("in_review")),
+            (Some(states::COMPLETED), "initiated", REFUSED),
+            (Some(states::COMPLETED), "completed", REFUSED),
+            (Some(states::COMPLETED), "failed", REFUSED),
+            (Some(states::COMPLETED), "state", REFUSED),
+            (Some(states::FAILED), "initiated", Some(states::INITIATED)),
+            (Some(states::FAILED), "completed", REFUSED),
+            (Some(states::FAILED), "failed", REFUSED),
+            (Some(states::FAILED), "state", REFUSED),
+            (Some("customer_refund"), "initiated", REFUSED),
+            (
+                Some("customer_refund"),
+                "completed",
+                Some(states::COMPLETED),
+            ),
+            (Some("customer_refund"), "failed", Some(states::FAILED)),
+            (Some("customer_refund"), "state", Some("in_review")),
+        ];
+        for &(before, kind, after) in table {
+            let mut projector = Projector::new(Loaded::default());
+            for (i, e) in reach(before).iter().enumerate() {
+                projector.apply(i, e).unwrap();
+            }
+            let outcome = projector.apply(99, &next(kind));
+            match after {
+                Some(state) => {
+                    outcome.unwrap_or_else(|c| panic!("{before:?} + {kind}: {c:?}"));
+                    let h = &projector.loaded.handoffs["h"];
+                    assert_eq!(h.state, state, "{before:?} + {kind}");
+                }
+                None => {
+                    let c = outcome.expect_err(&format!("{before:?} + {kind} must be refused"));
+                    assert_eq!((c.index, c.event_id.as_str()), (99, "next"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_retry_is_the_same_handoff_counted_once_from_its_first_initiation() {
+        let mut projector = Projector::new(Loaded::default());
+        let mut events = reach(Some(states::FAILED));
+        events.push(next("initiated"));
+        events.push(next("completed").with_id("done"));
+        for (i, e) in events.iter().enumerate() {
+            projector.apply(i, e).unwrap();
+        }
+        let h = projector.loaded.handoffs["h"].clone();
+        assert_eq!(h.attempts, 2);
+        assert_eq!(h.initiated_at.to_rfc3339(), "2026-11-01T10:01:00+00:00");
+        assert_eq!(
+            h.last_initiated_at.to_rfc3339(),
+            "2026-11-01T10:05:00+00:00"
+        );
+        assert_eq!(
+            h.reasons,
+            vec![
+                Reason::InsufficientKnowledge,
+                Reason::UserRequestedHumanAssistance
+            ]
+        );
+        let changes = projector.finish();
+        // One new handoff, four states in its history: initiated, failed, initiated, completed.
+        assert_eq!(changes.new_handoffs, vec!["h".to_owned()]);
+        let history: Vec<&str> = changes
+            .transitions
+            .iter()
+            .map(|t| t.state.as_str())
+            .collect();
+        assert_eq!(
+            history,
+            [
+                states::INITIATED,
+                states::FAILED,
+                states::INITIATED,
+                states::COMPLETED
+            ]
+        );
+    }
+
+    #[test]
+    fn sessions_start_once_and_end_once() {
+        let start = event(
+            json!({"id": "a", "type": "session.started", "occurred_at": at(0),
+            "session_id": "s", "channel": "web"}),
+        );
+        let end = event(
+            json!({"id": "b", "type": "session.ended", "occurred_at": at(1),
+            "session_id": "s"}),
+        );
+        let mut projector = Projector::new(Loaded::default());
+        assert!(projector.apply(0, &end).is_err(), "ended before it started");
+        projector.apply(1, &start).unwrap();
+        assert!(projector.apply(2, &start).is_err(), "started twice");
+        projector.apply(3, &end).unwrap();
+        assert!(projector.apply(4, &end).is_err(), "ended twice");
+    }
+
+    impl Event {
+        fn with_id(mut self, id: &str) -> Event {
+            self.id = id.to_owned();
+            self
+        }
+    }
+}
