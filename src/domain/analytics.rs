@@ -1,5 +1,5 @@
-//! OpenCX handoff analytics (DESIGN §6–7): which rollup buckets answer a range, and the report
-//! built from the counts read there.
+//! OpenCX handoff analytics: which rollup buckets answer a range, and the report built from the
+//! counts read there (the bucket scheme is explained in docs/ARCHITECTURE.md, "Time buckets").
 //!
 //! Policy:
 //! - Rollups count in aligned blocks of UTC time ([`GRAINS`]: 15 minutes, hour, day, 7 days, from

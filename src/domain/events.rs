@@ -1,4 +1,4 @@
-//! The events AI platforms push in (DESIGN §5), and their validation.
+//! The events AI platforms push in, and their validation.
 //!
 //! Policy: validation is strict and complete. Every problem of every event is reported at once,
 //! each with its JSON path (`events[3].reasons[1]`), so that a client can fix a whole batch in

@@ -1,4 +1,4 @@
-//! Telzino call metrics, computed from additive sums (DESIGN §6–7, issue 6).
+//! Telzino call metrics, computed from additive sums.
 //!
 //! Policy:
 //! - Every figure is a sum, or a ratio of sums, so that rollups kept at ingest add up to the same

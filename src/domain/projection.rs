@@ -4,7 +4,7 @@
 //! organization's ingest lock), applies each new event in order, and either refuses the batch at
 //! the first event its state forbids ([`Conflict`]) or yields the rows to write back.
 //!
-//! Rules (DESIGN §5, and decisions where it is silent):
+//! Rules (PolyAI's handoff states, and Baton's decisions where PolyAI is silent):
 //! - A session starts once and ends once; ending, or handing off from, a session never started
 //!   is a conflict.
 //! - Handoffs follow PolyAI: `handoff_initiated → handoff_completed | handoff_failed`,

@@ -1,4 +1,4 @@
-//! Date ranges and time zones for the read endpoints (DESIGN §6).
+//! Date ranges and time zones for the read endpoints.
 //!
 //! Policy:
 //! - Bounds are ISO 8601: a date-time with an offset (`2026-11-01T09:30:00Z`,
