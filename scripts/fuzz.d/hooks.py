@@ -7,6 +7,7 @@ checked. The server's answers to broken ranges, missing ids and stale ETags are 
 test suite (tests/api).
 """
 
+import json
 import re
 from datetime import date, datetime
 
@@ -77,3 +78,11 @@ def before_call(context, case, **kwargs):
         for name in list(headers):
             if name.lower() == "if-match":
                 headers[name] = "*"
+
+
+@schemathesis.serializer("application/x-ndjson")
+def ndjson(ctx, value):
+    """`POST /v1/events` as NDJSON: the schema is that of one line (one event object)."""
+    if isinstance(value, bytes):
+        return {"data": value}
+    return {"data": (json.dumps(value) + "\n").encode("utf-8")}
