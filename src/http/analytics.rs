@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ErrorDto, Result};
 use super::extract::{Json, Query};
+use super::openapi;
 use crate::auth::extract::ReadAccess;
 use crate::domain::analytics::{self as domain, Plan};
 use crate::domain::events::{Reason, ReferenceType};
@@ -46,19 +47,23 @@ pub struct HandoffAnalyticsQuery {
     /// (`2026-11-01T09:30:00Z`), a local date-time read in `timezone` (`2026-11-01T09:30:00`), or
     /// a date (`2026-11-01`: that local day's first instant). Defaults to 30 days before
     /// `end_date`.
+    #[param(value_type = Option<openapi::DateBoundOrEmpty>, inline)]
     pub start_date: Option<String>,
     /// End of the range (exclusive), ISO 8601 as `start_date`; a date alone means the end of that
     /// local day, so `start_date=2026-11-01&end_date=2026-11-30` covers November 1 to 30.
     /// Defaults to now. Start after end, or a range over 366 days, is a 400.
+    #[param(value_type = Option<openapi::DateBoundOrEmpty>, inline)]
     pub end_date: Option<String>,
     /// Filter to only handoffs referencing this instruction ID (a reference of type
     /// `instruction`): every handoff-derived figure is narrowed to them; `total_sessions` is not.
     pub instruction_id: Option<String>,
     /// Baton extension: the IANA time zone of local dates and `trends` days (`Asia/Kolkata`,
     /// `America/New_York`). Defaults to the organization's time zone.
+    #[param(value_type = Option<openapi::TimeZoneOrEmpty>, inline)]
     pub timezone: Option<String>,
     /// Baton extension: the organization to report on. Required with a reseller token (one of
     /// its organizations; any other is a 404); an organization token may omit it or name itself.
+    #[param(value_type = Option<openapi::UuidOrEmpty>, inline)]
     pub organization_id: Option<String>,
 }
 
@@ -195,7 +200,9 @@ pub struct HandoffReasonCombination {
 /// A sentiment's count.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct HandoffSentimentCount {
-    /// The sentiment given at handoff, as sent; `null` when none was given.
+    /// The sentiment given at handoff, as sent; `null` when none was given. Always present
+    /// (OpenCX requires it).
+    #[schema(required = true)]
     pub sentiment: Option<String>,
     /// Handoffs with this sentiment.
     pub count: u64,

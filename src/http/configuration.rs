@@ -400,6 +400,7 @@ pub async fn get_configuration(
         (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorDto),
         (status = 403, description = "The token lacks write_all, or is a reseller token", body = ErrorDto),
         (status = 412, description = "`If-Match` names a version that is no longer current; nothing was changed", body = ErrorDto),
+        (status = 413, description = "The body is over 10 MiB", body = ErrorDto),
         (status = 415, description = "The body is not `application/json`", body = ErrorDto),
     ))]
 pub async fn put_configuration(
@@ -503,8 +504,10 @@ pub struct RevisionsQuery {
     /// optional and must be the token's own.
     pub organization_id: Option<Uuid>,
     /// Most revisions to return, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Only revisions older than this one (pass the previous page's `next_before`).
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub before: Option<i64>,
 }
 

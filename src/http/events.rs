@@ -52,6 +52,27 @@ pub struct EventsRequest {
     pub events: Vec<Value>,
 }
 
+/// One event: the schema of each line of an `application/x-ndjson` body.
+///
+/// OpenAPI cannot describe a sequence of lines, so the NDJSON content is declared with the
+/// schema of one line (a client sending a single event serializes it as it would JSON, and a
+/// line-aware client writes one such object per line); `type: string` would have typed nothing.
+/// Its fields are those of `EventsRequest.events[]`.
+pub struct EventLine;
+
+impl utoipa::PartialSchema for EventLine {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Object)
+            .description(Some(
+                "One event object, with the fields of `EventsRequest.events[]` (`id`, `type`, `occurred_at` and those of its type). An `application/x-ndjson` body is up to 10,000 such objects, one JSON object per line (`\\n`-separated; blank lines are ignored).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for EventLine {}
+
 /// What was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 pub struct IngestResponse {
@@ -73,7 +94,7 @@ pub struct IngestResponse {
 #[utoipa::path(post, path = "/v1/events", tag = "events",
     request_body(content(
         (EventsRequest = "application/json"),
-        (Object = "application/x-ndjson"),
+        (EventLine = "application/x-ndjson"),
     )),
     responses(
         (status = 200, description = "Stored (or already stored)", body = IngestResponse),

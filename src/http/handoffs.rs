@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ErrorDto, FieldError, Result};
 use super::extract::{Json, Path, Query};
+use super::openapi;
 use crate::auth::OrgId;
 use crate::auth::extract::{Caller, ReadAccess};
 use crate::domain::events::{Reason, states};
@@ -236,6 +237,7 @@ pub struct HandoffListResponse {
 pub struct HandoffQuery {
     /// The organization to read: required with a reseller token; with an organization token,
     /// optional and must be the token's own (another is a 404).
+    #[param(value_type = Option<openapi::UuidParam>, inline)]
     pub organization_id: Option<String>,
 }
 
@@ -246,33 +248,44 @@ pub struct HandoffQuery {
 pub struct ListHandoffsQuery {
     /// The organization to read: required with a reseller token; with an organization token,
     /// optional and must be the token's own (another is a 404).
+    #[param(value_type = Option<openapi::UuidParam>, inline)]
     pub organization_id: Option<String>,
     /// Only handoffs whose current state is this one: `handoff_initiated`,
     /// `handoff_completed`, `handoff_failed` or a custom topic state (`[a-z0-9_]{1,64}`).
+    #[param(pattern = r"^[a-z0-9_]{1,64}$")]
     pub state: Option<String>,
     /// Only handoffs with this `status`: `open` (initiated or in a custom state), `completed` or
     /// `failed`.
+    #[param(value_type = Option<openapi::StatusParam>, inline)]
     pub status: Option<String>,
     /// Only handoffs carrying this OpenCX reason (`ai_implied_handoff`,
     /// `based_on_instructions`, `instructions_not_clear`, `insufficient_knowledge`,
     /// `insufficient_tools`, `prohibited_topic`, `user_requested_human_assistance`).
+    #[param(value_type = Option<openapi::ReasonParam>, inline)]
     pub reason: Option<String>,
-    /// Only handoffs of this session.
+    /// Only handoffs of this session (not blank).
+    #[param(pattern = r"\S")]
     pub session_id: Option<String>,
     /// Only handoffs first initiated at or after this ISO 8601 instant or date
     /// (`2026-11-01T09:30:00Z`; a date is its first instant in `timezone`). No lower bound when
     /// absent.
+    #[param(value_type = Option<openapi::DateBound>, inline)]
     pub start_date: Option<String>,
     /// Only handoffs first initiated before this ISO 8601 instant, or up to the end of this
     /// date (`2026-11-30` includes all of November 30 in `timezone`). No upper bound when
     /// absent. Unlike the analytics endpoints, the range may be longer than 366 days.
+    #[param(value_type = Option<openapi::DateBound>, inline)]
     pub end_date: Option<String>,
     /// IANA zone for dates and date-times without an offset in `start_date`/`end_date`;
     /// default: the organization's time zone.
+    #[param(value_type = Option<openapi::TimeZone>, inline)]
     pub timezone: Option<String>,
     /// Handoffs per page, 1 to 500 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
-    /// The `next` cursor of the previous page.
+    /// The `next` cursor of the previous page, as it was given (opaque: only the server's own
+    /// cursors are accepted).
+    #[param(pattern = r"^h1\.-?[0-9]+\.([0-9a-fA-F]{2})+$")]
     pub next: Option<String>,
 }
 

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ErrorDto, Result};
 use super::extract::{Json, Query};
+use super::openapi;
 use super::{AppState, MetricsPool};
 use crate::auth::OrgId;
 use crate::auth::extract::{Caller, Principal, ReadAccess};
@@ -46,24 +47,27 @@ pub struct MetricsQuery {
     /// Start of the range, inclusive, ISO 8601 (`2025-01-01T00:00:00.000Z`). A date-time
     /// without an offset is read in `timezone`; a date alone is the first instant of that local
     /// day. Required.
-    #[param(required = true)]
+    #[param(required = true, value_type = Option<openapi::DateBound>, inline)]
     pub start_date: Option<String>,
     /// End of the range, exclusive, ISO 8601 (`2025-12-31T23:59:59.000Z`). A date alone means
     /// the end of that local day (the range includes it). At most 366 days after `startDate`.
     /// Required.
-    #[param(required = true)]
+    #[param(required = true, value_type = Option<openapi::DateBound>, inline)]
     pub end_date: Option<String>,
     /// One organization (UUID). With an organization token it must be the token's own (another
     /// is a 404); with a reseller token, one of the reseller's organizations (others are 404).
-    /// Omitted: every organization the token may read.
+    /// Omitted (or empty): every organization the token may read.
+    #[param(value_type = Option<openapi::UuidOrEmpty>, inline)]
     pub organization_id: Option<String>,
     /// A reseller (UUID): the figures aggregated across its organizations. A reseller token may
     /// name only itself (another is a 404). An organization token may name only its own
-    /// reseller, and still sees only its own organization.
+    /// reseller, and still sees only its own organization. Empty is the same as absent.
+    #[param(value_type = Option<openapi::UuidOrEmpty>, inline)]
     pub reseller_id: Option<String>,
     /// Baton's extension: the IANA zone of `dailyVolume` days and `hourlyDistribution` hours,
     /// and of bounds given without an offset. Default: the organization's zone when the request
     /// covers one organization; UTC when it covers a reseller's organizations.
+    #[param(value_type = Option<openapi::TimeZone>, inline)]
     pub timezone: Option<String>,
 }
 

@@ -12,6 +12,7 @@ pub mod handoffs;
 pub mod health;
 pub mod me;
 pub mod metrics;
+pub mod openapi;
 pub mod polyai;
 pub mod ratelimit;
 
@@ -213,6 +214,7 @@ fn api_router(
         .merge(health::router())
         .merge(events::router())
         .merge(limit_reads(reads));
+    openapi::document(all.get_openapi_mut());
     error::document_retry_after(all.get_openapi_mut());
     all
 }
