@@ -86,7 +86,8 @@ impl Cluster {
         let bin_dir = find_bin_dir()?;
         let owner = cluster_owner()?;
         let port = options.tcp_port.unwrap_or(PORT);
-        // Decided and prepared under the lock: two processes starting at once agree.
+        // One process at a time decides where the cluster lives, creates, starts or stops it; the
+        // others wait.
         let _init = lock_file(&data_dir.join(".baton.lock"), FlockArg::LockExclusive)?;
         let cluster_dir = match &owner {
             Some(user) if !can_reach(user, &data_dir)? => relocate(&data_dir, user)?,
@@ -108,7 +109,6 @@ impl Cluster {
             );
         }
 
-        // One process at a time creates, starts or stops the cluster; the others wait.
         let mut cluster = Cluster {
             bin_dir,
             data_dir,
