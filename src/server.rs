@@ -75,7 +75,7 @@ async fn serve(
     }
     match db.cluster() {
         Some(cluster) => {
-            tracing::info!(%addr, data_dir = %cluster.data_dir().display(), "Baton is serving on its embedded PostgreSQL")
+            tracing::info!(%addr, data_dir = %cluster.data_dir().display(), cluster = %cluster.pgdata().display(), "Baton is serving on its embedded PostgreSQL")
         }
         None => tracing::info!(%addr, "Baton is serving"),
     }

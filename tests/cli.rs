@@ -284,7 +284,14 @@ async fn cli_errors_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // One cluster for all the commands (each joins it), stopped at the end.
-    let cluster = Cluster::ensure_running(d, ClusterOptions { ephemeral: true }).unwrap();
+    let cluster = Cluster::ensure_running(
+        d,
+        ClusterOptions {
+            ephemeral: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     cluster
         .stop_when_process_exits(std::process::id(), false)
         .unwrap();
@@ -493,4 +500,113 @@ async fn json_logs_carry_the_request_span() {
     assert_eq!(line["span"]["path"], "/no/such/path");
     assert_eq!(line["span"]["status"], 404);
     assert!(line["span"]["latency_ms"].is_number(), "{line}");
+}
+
+/// Stops and removes a cluster kept under `/var/lib/baton/clusters` when the test ends, however
+/// it ends (the data dir's temp dir removes only the symlinks).
+struct RelocatedCluster(std::path::PathBuf);
+
+impl Drop for RelocatedCluster {
+    fn drop(&mut self) {
+        if self.0.join("pg/postmaster.pid").exists() {
+            let pg_ctl = baton::pg::find_bin_dir().unwrap().join("pg_ctl");
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(pg_ctl)
+                .arg("-D")
+                .arg(self.0.join("pg"))
+                .args(["-m", "immediate", "-w", "stop"])
+                .current_dir("/")
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn data_dir_inside_a_closed_root_directory_works_and_is_reused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // A directory only its owner can enter, as /root (mode 0700) is.
+    let closed = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let d = closed.path().join("baton-data");
+    let root = nix::unistd::Uid::effective().is_root();
+    // As root, the postgres user cannot reach `d`: the cluster lives under /var/lib/baton, in a
+    // directory named by the first 16 hex digits of the SHA-256 of the data dir's canonical path.
+    let canonical = closed.path().canonicalize().unwrap().join("baton-data");
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(canonical.as_os_str().as_encoded_bytes());
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let elsewhere = Path::new("/var/lib/baton/clusters").join(hash);
+    let _cleanup = root.then(|| RelocatedCluster(elsewhere.clone()));
+
+    ok_stdout(run(&d, &["migrate"]));
+    let org: Value =
+        serde_json::from_str(ok_stdout(run(&d, &["org", "create", "closed"])).trim()).unwrap();
+    let token = ok_stdout(run(
+        &d,
+        &["token", "issue", "--org", "closed", "--scope", "read_all"],
+    ));
+    if root {
+        assert_eq!(
+            std::fs::read_link(d.join("pg")).unwrap(),
+            elsewhere.join("pg")
+        );
+        assert_eq!(
+            std::fs::read_link(d.join("postgres.log")).unwrap(),
+            elsewhere.join("postgres.log")
+        );
+        assert_eq!(
+            std::fs::read_to_string(elsewhere.join("data-dir")).unwrap(),
+            canonical.to_str().unwrap()
+        );
+        let meta = std::fs::metadata(&elsewhere).unwrap();
+        let postgres = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        assert_eq!(meta.uid(), postgres.uid.as_raw());
+        assert_eq!(meta.mode() & 0o777, 0o700);
+        // The closed directory stays closed and root's.
+        let meta = std::fs::metadata(closed.path()).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o700));
+    } else {
+        assert!(d.join("pg/PG_VERSION").is_file());
+    }
+
+    // The server on the same data dir: ready, and it says where the cluster is.
+    let log_path = closed.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server = Server::start_logging(
+        &d,
+        &[],
+        Stdio::from(log),
+        &[("RUST_LOG", "info"), ("BATON_LOG_FORMAT", "json")],
+    );
+    server.ready().await;
+    let body: Value = me(&server.base, token.trim()).await.json().await.unwrap();
+    assert_eq!(body["organizations"][0]["id"], org["id"]);
+    server.stop();
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    let expected_pgdata = if root {
+        elsewhere.join("pg")
+    } else {
+        canonical.join("pg")
+    };
+    assert!(
+        logged.contains(&format!("\"cluster\":\"{}\"", expected_pgdata.display())),
+        "{logged}"
+    );
+    // Stopped by the last user (the server).
+    assert!(!d.join("pg/postmaster.pid").exists());
+
+    // A second run finds the same cluster: the organization is still there.
+    let out = run(&d, &["org", "create", "closed"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("organization `closed` already exists"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut server = Server::start(&d, &[]);
+    server.ready().await;
+    let body: Value = me(&server.base, token.trim()).await.json().await.unwrap();
+    assert_eq!(body["organizations"][0]["id"], org["id"]);
+    server.stop();
 }

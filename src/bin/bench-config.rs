@@ -65,6 +65,7 @@ async fn run(args: Args) -> Result<()> {
             let dir = std::env::temp_dir().join(format!("baton-bench-{}", uuid::Uuid::new_v4()));
             let options = ClusterOptions {
                 ephemeral: args.ephemeral,
+                ..Default::default()
             };
             let d = dir.clone();
             // Started here so the durability setting is ours; Database::open then joins it.

@@ -1,5 +1,9 @@
 //! Where the data lives: a PostgreSQL given by URL, or the embedded cluster under the data dir.
 //!
+//! A URL may ask for TLS (`sslmode=require`, `verify-ca`, `verify-full`, with `sslrootcert`):
+//! sqlx is built with rustls (ring, and Mozilla's roots compiled in), so no system OpenSSL is
+//! needed to build or run Baton.
+//!
 //! Policy: every pool waits at most 2 s for a connection and every statement at most
 //! [`DbConfig::statement_timeout`], and [`health`] watches the database from a connection of its
 //! own, so that a database outage (killed, restarted or frozen) turns into quick 503s rather than
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::pg::{Cluster, ClusterOptions};
@@ -74,11 +78,14 @@ impl Database {
     /// migrations and returns a ready pool.
     pub async fn open(target: &DbTarget, config: &DbConfig) -> Result<Database> {
         let (base, cluster) = match target {
-            DbTarget::Url(url) => (
-                PgConnectOptions::from_str(url)
-                    .context("DATABASE_URL is not a valid PostgreSQL URL")?,
-                None,
-            ),
+            DbTarget::Url(url) => {
+                check_ssl_root_cert(url)?;
+                (
+                    PgConnectOptions::from_str(url)
+                        .context("DATABASE_URL is not a valid PostgreSQL URL")?,
+                    None,
+                )
+            }
             DbTarget::Embedded(dir) => {
                 let dir = dir.clone();
                 let cluster = tokio::task::spawn_blocking(move || {
@@ -91,12 +98,23 @@ impl Database {
                 (options, Some(cluster))
             }
         };
+        // Name the server and the TLS mode: a TLS failure otherwise reads as a bare rustls error.
+        let whom = match target {
+            DbTarget::Url(_) => format!(
+                "cannot connect to PostgreSQL at {}:{} (sslmode={})",
+                base.get_host(),
+                base.get_port(),
+                ssl_mode_name(base.get_ssl_mode())
+            ),
+            DbTarget::Embedded(_) => "cannot connect to PostgreSQL".to_owned(),
+        };
         let connect_options = with_session_settings(base, config);
         let health = DbHealth::new();
         let pool = watched_pool_options(config, &health)
             .connect_with(connect_options.clone())
             .await
-            .context("cannot connect to PostgreSQL")?;
+            // sqlx's message already holds its cause: `{:#}` would print that twice.
+            .map_err(|e| anyhow::anyhow!("{whom}: {e}"))?;
         MIGRATOR
             .run(&pool)
             .await
@@ -123,6 +141,38 @@ impl Database {
             tokio::task::spawn_blocking(move || cluster.stop()).await??;
         }
         Ok(())
+    }
+}
+
+/// Fails with the file's name when the CA file the URL (or `PGSSLROOTCERT`) names cannot be read:
+/// sqlx reads it at connect time and reports only "No such file or directory".
+fn check_ssl_root_cert(url: &str) -> Result<()> {
+    let from_url = url.split_once('?').and_then(|(_, query)| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "sslrootcert")
+            .map(|(_, value)| value.into_owned())
+    });
+    let Some(path) = from_url.or_else(|| std::env::var("PGSSLROOTCERT").ok()) else {
+        return Ok(());
+    };
+    // libpq's special value: the system's roots (sqlx uses its own compiled-in roots then).
+    if path == "system" {
+        return Ok(());
+    }
+    std::fs::metadata(&path)
+        .map(|_| ())
+        .with_context(|| format!("cannot read sslrootcert {path}"))
+}
+
+/// `sslmode` as it is spelled in a URL.
+fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
     }
 }
 

@@ -11,6 +11,14 @@
 //! the cluster belongs to, and runs as, the `postgres` system user. Local connections use `trust`:
 //! the socket lives in a directory that only the cluster's owner (and root) can enter.
 //!
+//! A root-owned data dir is often one the `postgres` user cannot reach: a clone under `/root`
+//! (mode 0700) is the usual case. Then the cluster files (`pg/` and `postgres.log`) live in
+//! [`RELOCATED_ROOT`]`/<hash of the canonical data dir>` instead, a directory of the `postgres`
+//! user's, and the data dir keeps the locks and two symlinks (`pg`, `postgres.log`) pointing there,
+//! so an operator finds the cluster with `ls -l`. Keyed by the data dir, the same data dir finds
+//! the same cluster at every start. The alternatives were worse: opening `/root` to other users
+//! weakens the machine, and the system temp dir is emptied at reboot (and by tmp cleaners).
+//!
 //! Everything here is synchronous (`std::process`): it runs once at start and once at stop.
 
 use std::fs::{self, File, OpenOptions};
@@ -24,11 +32,18 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, anyhow, bail};
 use nix::fcntl::{Flock, FlockArg};
 use nix::unistd::{Gid, Uid, User};
+use sha2::{Digest, Sha256};
 
 /// The database superuser that `initdb` creates; Baton connects as it over the socket.
 pub const SUPERUSER: &str = "baton";
-/// The port number only names the socket file (`.s.PGSQL.5432`); no TCP port is opened.
+/// The port number only names the socket file (`.s.PGSQL.5432`); no TCP port is opened (unless
+/// [`ClusterOptions::tcp_port`] asks for one).
 const PORT: u16 = 5432;
+/// Where clusters live whose data dir the `postgres` user cannot reach (Baton running as root).
+pub const RELOCATED_ROOT: &str = "/var/lib/baton/clusters";
+/// Written in a relocated cluster's directory: the data dir it belongs to, for operators and to
+/// tell a (vanishingly unlikely) hash collision from a reuse.
+const DATA_DIR_NOTE: &str = "data-dir";
 /// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with the trailing NUL).
 const MAX_SOCKET_PATH: usize = 107;
 const INSTALL_HINT: &str = "no PostgreSQL server binaries found (looked in PATH, `pg_config --bindir` and /usr/lib/postgresql/*/bin): install the `postgresql` package (Debian/Ubuntu: apt-get install postgresql), set BATON_PG_BIN to the directory holding `initdb` and `pg_ctl`, or set DATABASE_URL";
@@ -39,6 +54,9 @@ pub struct ClusterOptions {
     /// Trade durability for speed (`fsync`, `synchronous_commit` and `full_page_writes` off):
     /// only for throwaway clusters such as the test harness's.
     pub ephemeral: bool,
+    /// Also listen on `127.0.0.1` at this port (the socket file is then named after it too).
+    /// For tests that need TCP, such as TLS; Baton itself only uses the Unix socket.
+    pub tcp_port: Option<u16>,
 }
 
 /// A PostgreSQL cluster under a data dir, running (see [`Cluster::ensure_running`]).
@@ -46,7 +64,10 @@ pub struct ClusterOptions {
 pub struct Cluster {
     bin_dir: PathBuf,
     data_dir: PathBuf,
+    /// Holds `pg/` and `postgres.log`: the data dir, or a directory under [`RELOCATED_ROOT`].
+    cluster_dir: PathBuf,
     pgdata: PathBuf,
+    port: u16,
     owner: Option<User>,
     started_here: bool,
     /// Shared lock on `.baton.users` while this process uses the cluster.
@@ -62,8 +83,23 @@ impl Cluster {
         let data_dir = data_dir
             .canonicalize()
             .with_context(|| format!("cannot resolve data dir {}", data_dir.display()))?;
-        let pgdata = data_dir.join("pg");
-        let socket = pgdata.join(format!(".s.PGSQL.{PORT}"));
+        let bin_dir = find_bin_dir()?;
+        let owner = cluster_owner()?;
+        let port = options.tcp_port.unwrap_or(PORT);
+        // One process at a time decides where the cluster lives, creates, starts or stops it; the
+        // others wait.
+        let _init = lock_file(&data_dir.join(".baton.lock"), FlockArg::LockExclusive)?;
+        let cluster_dir = match &owner {
+            Some(user) if !can_reach(user, &data_dir)? => relocate(&data_dir, user)?,
+            Some(user) => {
+                // Only the cluster's owner needs the data dir; root can enter it anyway.
+                chown(&data_dir, user)?;
+                data_dir.clone()
+            }
+            None => data_dir.clone(),
+        };
+        let pgdata = cluster_dir.join("pg");
+        let socket = pgdata.join(format!(".s.PGSQL.{port}"));
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
             bail!(
                 "data dir path {} is too long for a Unix socket ({} bytes at most for {}); choose a shorter --data-dir",
@@ -72,19 +108,13 @@ impl Cluster {
                 socket.display()
             );
         }
-        let bin_dir = find_bin_dir()?;
-        let owner = cluster_owner()?;
-        if let Some(user) = &owner {
-            // Only the cluster's owner needs the data dir; root can enter it anyway.
-            chown(&data_dir, user)?;
-        }
 
-        // One process at a time creates, starts or stops the cluster; the others wait.
-        let _init = lock_file(&data_dir.join(".baton.lock"), FlockArg::LockExclusive)?;
         let mut cluster = Cluster {
             bin_dir,
             data_dir,
+            cluster_dir,
             pgdata,
+            port,
             owner,
             started_here: false,
             user_lock: None,
@@ -111,9 +141,21 @@ impl Cluster {
         &self.pgdata
     }
 
-    /// The socket's port number (only part of the socket file name).
+    /// The socket's port number (part of the socket file name; also the TCP port when
+    /// [`ClusterOptions::tcp_port`] is set).
     pub fn port(&self) -> u16 {
-        PORT
+        self.port
+    }
+
+    /// The cluster's PostgreSQL data directory (`pg/`): under the data dir, or under
+    /// [`RELOCATED_ROOT`] when the `postgres` user cannot reach the data dir.
+    pub fn pgdata(&self) -> &Path {
+        &self.pgdata
+    }
+
+    /// Whether the cluster lives under [`RELOCATED_ROOT`] rather than in the data dir.
+    pub fn relocated(&self) -> bool {
+        self.cluster_dir != self.data_dir
     }
 
     /// The data dir this cluster lives under.
@@ -176,6 +218,12 @@ impl Cluster {
                 "; rm -rf {}",
                 shell_quote(&self.data_dir.to_string_lossy())
             ));
+            if self.relocated() {
+                script.push_str(&format!(
+                    " {}",
+                    shell_quote(&self.cluster_dir.to_string_lossy())
+                ));
+            }
         }
         Command::new("sh")
             .arg("-c")
@@ -230,10 +278,16 @@ impl Cluster {
 
     fn write_settings(&self, options: ClusterOptions) -> Result<()> {
         let socket_dir = self.pgdata.to_string_lossy().replace('\'', "''");
+        let listen = if options.tcp_port.is_some() {
+            "127.0.0.1"
+        } else {
+            ""
+        };
+        let port = self.port;
         let mut conf = format!(
             "# Written by Baton at every start; edit postgresql.conf instead.\n\
-             listen_addresses = ''\n\
-             port = {PORT}\n\
+             listen_addresses = '{listen}'\n\
+             port = {port}\n\
              unix_socket_directories = '{socket_dir}'\n\
              unix_socket_permissions = 0700\n\
              max_connections = 200\n"
@@ -250,7 +304,7 @@ impl Cluster {
     }
 
     fn accepts_connections(&self) -> bool {
-        UnixStream::connect(self.pgdata.join(format!(".s.PGSQL.{PORT}"))).is_ok()
+        UnixStream::connect(self.pgdata.join(format!(".s.PGSQL.{}", self.port))).is_ok()
     }
 
     /// A `postmaster.pid` whose process is gone, or is not a postgres at all (the pid was reused
@@ -275,14 +329,15 @@ impl Cluster {
         }
         tracing::warn!(pid_file = %pid_file.display(), "removing stale postmaster.pid left by an unclean stop");
         fs::remove_file(&pid_file)?;
-        let socket_lock = self.pgdata.join(format!(".s.PGSQL.{PORT}.lock"));
+        let port = self.port;
+        let socket_lock = self.pgdata.join(format!(".s.PGSQL.{port}.lock"));
         let _ = fs::remove_file(socket_lock);
-        let _ = fs::remove_file(self.pgdata.join(format!(".s.PGSQL.{PORT}")));
+        let _ = fs::remove_file(self.pgdata.join(format!(".s.PGSQL.{port}")));
         Ok(())
     }
 
     fn start(&self) -> Result<()> {
-        let log = self.data_dir.join("postgres.log");
+        let log = self.cluster_dir.join("postgres.log");
         let offset = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let out = self
             .command("pg_ctl")
@@ -349,6 +404,102 @@ fn cluster_owner() -> Result<Option<User>> {
             "PostgreSQL refuses to run as root and there is no `postgres` system user to run it as: install the `postgresql` package, run Baton as an ordinary user, or set DATABASE_URL"
         ),
     }
+}
+
+/// Whether `user` can reach `data_dir`, which Baton gives to it: that takes search permission on
+/// every directory above (asked of the system as that user, so groups and ACLs count).
+fn can_reach(user: &User, data_dir: &Path) -> Result<bool> {
+    let Some(parent) = data_dir.parent() else {
+        return Ok(true);
+    };
+    let status = Command::new("runuser")
+        .args(["-u", &user.name, "--", "test", "-x"])
+        .arg(parent)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("cannot run runuser to check what the postgres user can reach")?;
+    Ok(status.success())
+}
+
+/// The directory under [`RELOCATED_ROOT`] that keeps the cluster of `data_dir` (canonical), made
+/// ready: created (0700, owned by `user`), labelled with the data dir, and pointed at from the
+/// data dir by the symlinks `pg` and `postgres.log`.
+fn relocate(data_dir: &Path, user: &User) -> Result<PathBuf> {
+    let dir = relocated_dir(data_dir);
+    let unreachable = || {
+        format!(
+            "the `postgres` user cannot reach data dir {} (a directory above it is closed to other users), so its cluster lives in {}",
+            data_dir.display(),
+            dir.display()
+        )
+    };
+    let pg_link = data_dir.join("pg");
+    if let Ok(meta) = fs::symlink_metadata(&pg_link)
+        && !meta.file_type().is_symlink()
+    {
+        // An empty `pg/` is what a failed `initdb` of an older Baton left behind.
+        if fs::remove_dir(&pg_link).is_err() {
+            bail!(
+                "{}, but {} already holds files: move that cluster to a place the `postgres` user can reach, or open the directories above it to others (chmod o+x)",
+                unreachable(),
+                pg_link.display()
+            );
+        }
+    }
+    let root = Path::new(RELOCATED_ROOT);
+    fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    // The postgres user must traverse every level down to its own directory.
+    for level in [Path::new("/var/lib/baton"), root] {
+        let mode = fs::metadata(level)?.permissions().mode();
+        if mode & 0o001 == 0 {
+            fs::set_permissions(level, fs::Permissions::from_mode(mode | 0o755))
+                .with_context(|| format!("cannot open {} to the postgres user", level.display()))?;
+        }
+    }
+    let note = dir.join(DATA_DIR_NOTE);
+    match fs::read(&note) {
+        Ok(named) if named != data_dir.as_os_str().as_encoded_bytes() => bail!(
+            "{} belongs to data dir {}, not to {}",
+            dir.display(),
+            String::from_utf8_lossy(&named),
+            data_dir.display()
+        ),
+        Ok(_) => {}
+        Err(_) => {
+            fs::create_dir_all(&dir).with_context(unreachable)?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+            chown(&dir, user)?;
+            fs::write(&note, data_dir.as_os_str().as_encoded_bytes())
+                .with_context(|| format!("cannot write {}", note.display()))?;
+            tracing::info!(
+                data_dir = %data_dir.display(),
+                cluster = %dir.display(),
+                "the postgres user cannot reach the data dir: its cluster lives elsewhere"
+            );
+        }
+    }
+    for name in ["pg", "postgres.log"] {
+        let link = data_dir.join(name);
+        let target = dir.join(name);
+        if fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(&target, &link)
+                .with_context(|| format!("cannot create the symlink {}", link.display()))?;
+        }
+    }
+    Ok(dir)
+}
+
+/// `RELOCATED_ROOT/<first 16 hex digits of the SHA-256 of the canonical data dir>`: short, so the
+/// socket path stays far below the kernel's limit, and the same for the same data dir whatever
+/// Baton's version (a standard hash, unlike std's `DefaultHasher`).
+pub fn relocated_dir(data_dir: &Path) -> PathBuf {
+    let digest = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    Path::new(RELOCATED_ROOT).join(hex)
 }
 
 fn chown(path: &Path, user: &User) -> Result<()> {

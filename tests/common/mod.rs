@@ -57,8 +57,14 @@ async fn init_shared() -> Shared {
                 .tempdir()
                 .expect("temp dir")
                 .keep();
-            let cluster = Cluster::ensure_running(&dir, ClusterOptions { ephemeral: true })
-                .expect("start the throwaway PostgreSQL cluster");
+            let cluster = Cluster::ensure_running(
+                &dir,
+                ClusterOptions {
+                    ephemeral: true,
+                    ..Default::default()
+                },
+            )
+            .expect("start the throwaway PostgreSQL cluster");
             cluster
                 .stop_when_process_exits(std::process::id(), true)
                 .expect("watchdog");
