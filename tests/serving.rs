@@ -317,7 +317,7 @@ async fn baton_serve_exits_cleanly_within_the_grace_period_on_sigterm_with_stall
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
         .args(["serve", "--addr", &addr.to_string()])
-        .args(["--shutdown-grace-secs", "10"])
+        .args(["--shutdown-grace-secs", "10", "--admin-addr", "off"])
         .env("DATABASE_URL", db.to_url_lossy().as_str())
         .env("BATON_DATA_DIR", dir.path())
         .env("BATON_LOG_FORMAT", "json")
