@@ -10,26 +10,44 @@
 //! without CORS, carrying no `Access-Control-*` header, so the browser withholds the answer.
 //! Credentials (cookies) are not allowed: Baton authenticates with tokens in headers.
 
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower::{Layer, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::error::ApiError;
 
 /// How long a browser may reuse a preflight's answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 
-/// The layer for `origins`, or `None` (no CORS) when the list is empty.
-pub fn layer(origins: &[HeaderValue]) -> Option<CorsLayer> {
-    if origins.is_empty() {
-        return None;
-    }
-    let allow_origin = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().cloned())
-    };
-    Some(
-        CorsLayer::new()
+/// The CORS policy of a server.
+#[derive(Clone, Debug)]
+pub struct Cors {
+    layer: CorsLayer,
+    origins: Arc<[HeaderValue]>,
+    any: bool,
+}
+
+impl Cors {
+    /// The policy for `origins`, or `None` (no CORS) when the list is empty.
+    pub fn new(origins: &[HeaderValue]) -> Option<Cors> {
+        if origins.is_empty() {
+            return None;
+        }
+        let any = origins.iter().any(|o| o == "*");
+        let allow_origin = if any {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(origins.iter().cloned())
+        };
+        let layer = CorsLayer::new()
             .allow_origin(allow_origin)
             .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT])
             .allow_headers([
@@ -48,8 +66,51 @@ pub fn layer(origins: &[HeaderValue]) -> Option<CorsLayer> {
                 HeaderName::from_static("ratelimit-remaining"),
                 HeaderName::from_static("ratelimit-reset"),
             ])
-            .max_age(PREFLIGHT_MAX_AGE),
-    )
+            .max_age(PREFLIGHT_MAX_AGE);
+        Some(Cors {
+            layer,
+            origins: origins.into(),
+            any,
+        })
+    }
+
+    fn allows(&self, origin: &HeaderValue) -> bool {
+        self.any
+            || self
+                .origins
+                .iter()
+                .any(|o| o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
+    }
+}
+
+/// The middleware: requests from an allowed origin go through tower-http's CORS layer (which
+/// answers every `OPTIONS` as a preflight); any other request, with another origin or none,
+/// bypasses it entirely, so it gets no CORS header and an `OPTIONS` is routed as usual.
+pub async fn apply(State(cors): State<Cors>, req: Request, next: Next) -> Response {
+    if !req
+        .headers()
+        .get(header::ORIGIN)
+        .is_some_and(|o| cors.allows(o))
+    {
+        return next.run(req).await;
+    }
+    let mut next = Some(next);
+    let inner = tower::service_fn(move |req: Request| {
+        let next = next.take();
+        async move {
+            Ok::<_, Infallible>(match next {
+                Some(next) => next.run(req).await,
+                // A one-shot service is called once.
+                None => {
+                    ApiError::Internal(anyhow::anyhow!("CORS service called twice")).into_response()
+                }
+            })
+        }
+    });
+    match cors.layer.layer(inner).oneshot(req).await {
+        Ok(res) => res.map(Body::new),
+        Err(never) => match never {},
+    }
 }
 
 /// Parses one configured origin: `*`, or `scheme://host[:port]` exactly as browsers send it in

@@ -345,8 +345,8 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
     // CORS outside the envelope and the rate limit, so that preflights need no token and error
     // answers are readable by the browser too; metrics outermost, so that every answer is
     // counted as sent (preflights, 503s of the deadline, panics).
-    let app = match cors::layer(&config.cors_allow_origins) {
-        Some(cors) => app.layer(cors),
+    let app = match cors::Cors::new(&config.cors_allow_origins) {
+        Some(cors) => app.layer(middleware::from_fn_with_state(cors, cors::apply)),
         None => app,
     };
     app.layer(middleware::from_fn_with_state(
