@@ -172,9 +172,13 @@ pub struct ServeArgs {
     #[arg(long, env = "BATON_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR, value_parser = parse_admin_addr)]
     pub admin_addr: AdminAddr,
     /// A browser origin allowed to call the API, as `https://host[:port]` (repeat for several,
-    /// comma-separated in the environment; `*` for any). Unset: no CORS headers.
-    #[arg(long = "cors-allow-origin", env = "BATON_CORS_ALLOW_ORIGINS", value_delimiter = ',', value_parser = cors::parse_origin)]
-    pub cors_allow_origins: Vec<HeaderValue>,
+    /// comma-separated in the environment; `*` for any). Unset or empty: no CORS headers.
+    #[arg(
+        long = "cors-allow-origin",
+        env = "BATON_CORS_ALLOW_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allow_origins: Vec<String>,
 }
 
 /// `baton reseller …`
@@ -272,6 +276,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let target = cli.db.target();
     match cli.command {
         Command::Serve(args) => {
+            // Checked here rather than by clap so that an empty variable (`${VAR:-}` in a compose
+            // file) means none, and a bad origin is one line like every other error.
+            let cors_allow_origins = args
+                .cors_allow_origins
+                .iter()
+                .filter(|o| !o.trim().is_empty())
+                .map(|o| {
+                    cors::parse_origin(o).map_err(|e| anyhow::anyhow!("--cors-allow-origin: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<HeaderValue>>>()?;
             server::run(ServeOptions {
                 addr: args.addr,
                 target,
@@ -283,7 +297,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 http: HttpConfig {
                     request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
                     rate_limit_per_minute: args.rate_limit_per_minute,
-                    cors_allow_origins: args.cors_allow_origins,
+                    cors_allow_origins,
                     ..HttpConfig::default()
                 },
                 listener: ListenerOptions {
