@@ -11,8 +11,17 @@ RUN cargo build --release --locked --bin baton
 
 FROM debian:bookworm-slim
 COPY --from=build /src/target/release/baton /usr/local/bin/baton
-ENV BATON_ADDR=0.0.0.0:8080
-EXPOSE 8080
+# The API on 8080; the admin listener (Prometheus /metrics, /healthz, /readyz, no tokens) on
+# 9464, on every interface of the container so that a scraper on the container network reaches
+# it: publish it to no one else.
+ENV BATON_ADDR=0.0.0.0:8080 \
+    BATON_ADMIN_ADDR=0.0.0.0:9464
+EXPOSE 8080 9464
+# `baton healthcheck` asks the admin listener's /readyz (its address from BATON_ADMIN_ADDR, on
+# loopback) and opens no database. With BATON_ADMIN_ADDR=off, override it with
+# `baton healthcheck --addr 127.0.0.1:8080`.
+HEALTHCHECK --interval=10s --timeout=6s --start-period=60s --retries=3 \
+    CMD ["baton", "healthcheck"]
 USER nobody
 ENTRYPOINT ["baton"]
 CMD ["serve"]

@@ -1,6 +1,7 @@
 //! The command line (DESIGN §2): `serve`, `migrate`, `reseller create`, `org create`,
-//! `token issue`, `token revoke`. Every command takes `--database-url` / `--data-dir` and works
-//! whether or not a server runs on the same data dir. Admin commands print one JSON line (or,
+//! `token issue`, `token revoke`, `healthcheck`. Every command but `healthcheck` takes
+//! `--database-url` / `--data-dir` and works whether or not a server runs on the same data dir;
+//! `healthcheck` asks a running server over HTTP and never opens the database. Admin commands print one JSON line (or,
 //! for `token issue`, the token alone) on stdout; errors are one line on stderr, exit code 1.
 
 use std::net::SocketAddr;
@@ -8,17 +9,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::admin::{self, TokenFor};
 use crate::auth::Scope;
 use crate::db::{Database, DbConfig, DbTarget};
-use crate::http::{HttpConfig, ratelimit};
+use crate::http::{HttpConfig, cors, ratelimit};
 use crate::listener::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SHUTDOWN_GRACE, ListenerOptions,
 };
+use crate::monitoring::DEFAULT_ADMIN_ADDR;
 use crate::server::{self, ServeOptions};
 use crate::store::agent_cache::DEFAULT_CACHE_ROWS;
 
@@ -85,6 +88,37 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Exit 0 when a running server's `GET /readyz` answers 200, else 1 with one line on stderr
+    /// (for container health checks). Opens no database.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `baton healthcheck` options.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Address of the server to ask: its admin listener (the default, read from
+    /// `BATON_ADMIN_ADDR` like `serve` does) or its API address (`/readyz` is served on both).
+    /// An unspecified IP (`0.0.0.0`, `::`) means this host's loopback.
+    #[arg(long, env = "BATON_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR, value_parser = parse_admin_addr)]
+    pub addr: AdminAddr,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout_secs: u64,
+}
+
+/// An admin listener address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminAddr(pub Option<SocketAddr>);
+
+/// Parses `--admin-addr`: a socket address, or `off`.
+fn parse_admin_addr(text: &str) -> Result<AdminAddr, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(AdminAddr(None));
+    }
+    text.trim()
+        .parse()
+        .map(|addr| AdminAddr(Some(addr)))
+        .map_err(|_| format!("`{text}` is neither an address like 127.0.0.1:9464 nor `off`"))
 }
 
 /// `baton serve` options.
@@ -133,6 +167,18 @@ pub struct ServeArgs {
     /// 0 leaves statistics to autovacuum alone.
     #[arg(long, env = "BATON_ANALYZE_AFTER_EVENTS", default_value_t = crate::db::stats::MIN_EVENTS as u64)]
     pub analyze_after_events: u64,
+    /// Address of the admin listener, serving `GET /metrics` (Prometheus text format),
+    /// `/healthz` and `/readyz` without tokens (never on the API port); `off` disables it.
+    #[arg(long, env = "BATON_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR, value_parser = parse_admin_addr)]
+    pub admin_addr: AdminAddr,
+    /// A browser origin allowed to call the API, as `https://host[:port]` (repeat for several,
+    /// comma-separated in the environment; `*` for any). Unset or empty: no CORS headers.
+    #[arg(
+        long = "cors-allow-origin",
+        env = "BATON_CORS_ALLOW_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allow_origins: Vec<String>,
 }
 
 /// `baton reseller …`
@@ -230,6 +276,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let target = cli.db.target();
     match cli.command {
         Command::Serve(args) => {
+            // Checked here rather than by clap so that an empty variable (`${VAR:-}` in a compose
+            // file) means none, and a bad origin is one line like every other error.
+            let cors_allow_origins = args
+                .cors_allow_origins
+                .iter()
+                .filter(|o| !o.trim().is_empty())
+                .map(|o| {
+                    cors::parse_origin(o).map_err(|e| anyhow::anyhow!("--cors-allow-origin: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<HeaderValue>>>()?;
             server::run(ServeOptions {
                 addr: args.addr,
                 target,
@@ -241,6 +297,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 http: HttpConfig {
                     request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
                     rate_limit_per_minute: args.rate_limit_per_minute,
+                    cors_allow_origins,
                     ..HttpConfig::default()
                 },
                 listener: ListenerOptions {
@@ -252,8 +309,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 demo: args.demo,
                 metrics_cache_rows: args.metrics_cache_rows,
                 analyze_after_events: args.analyze_after_events,
+                admin_addr: args.admin_addr.0,
             })
             .await
+        }
+        // Before any database is opened (or embedded cluster started): a probe must not need one.
+        Command::Healthcheck(args) => {
+            let addr = args.addr.0.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the admin listener is off (BATON_ADMIN_ADDR=off): pass --addr with the API address"
+                )
+            })?;
+            crate::healthcheck::check(addr, Duration::from_secs(args.timeout_secs.max(1))).await
         }
         command => {
             let db = Database::open(&target, &admin_db_config()).await?;
@@ -276,7 +343,9 @@ fn admin_db_config() -> DbConfig {
 async fn admin_command(db: &Database, command: Command) -> anyhow::Result<()> {
     let pool = &db.pool;
     match command {
-        Command::Serve(_) => unreachable!("serve is dispatched before"),
+        Command::Serve(_) | Command::Healthcheck(_) => {
+            unreachable!("serve and healthcheck are dispatched before")
+        }
         Command::Migrate => {
             eprintln!("migrations applied");
         }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::db::stats::StatsKeeper;
 use crate::db::{Database, DbConfig, DbTarget};
 use crate::http::{self, AppState, HttpConfig};
 use crate::listener::{HttpListener, ListenerOptions};
-use crate::{admin, demo};
+use crate::{admin, demo, monitoring};
 
 /// What `serve` needs.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct ServeOptions {
     pub metrics_cache_rows: usize,
     /// Stored events that trigger a background `ANALYZE` (0: never).
     pub analyze_after_events: u64,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`); `None`: none.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// Runs the server until a shutdown signal.
@@ -43,8 +46,14 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", options.addr))?;
     let addr = listener.local_addr()?;
+    let admin = match options.admin_addr {
+        Some(admin_addr) => Some(TcpListener::bind(admin_addr).await.with_context(|| {
+            format!("cannot listen on {admin_addr} (--admin-addr; `off` disables it)")
+        })?),
+        None => None,
+    };
     let db = Database::open(&options.target, &options.db).await?;
-    let result = serve(listener, addr, &db, &options).await;
+    let result = serve(listener, addr, admin, &db, &options).await;
     let closed = db.close().await;
     result.and(closed)
 }
@@ -52,6 +61,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
 async fn serve(
     listener: TcpListener,
     addr: SocketAddr,
+    admin: Option<TcpListener>,
     db: &Database,
     options: &ServeOptions,
 ) -> anyhow::Result<()> {
@@ -66,6 +76,7 @@ async fn serve(
                 n => i64::try_from(n).unwrap_or(i64::MAX),
             },
         ));
+    let admin_app = monitoring::admin_router(state.clone());
     let app = http::router(state, &options.http);
     if options.demo {
         let (org, token) = demo::prepare(&db.pool, &keys).await?;
@@ -80,15 +91,43 @@ async fn serve(
         None => tracing::info!(%addr, "Baton is serving"),
     }
     // Descriptors kept for everything but client connections: both database pools (the main one
-    // and the `/v1/metrics` one, at most as large) and the runtime's, log and data files.
-    let reserve = 2 * u64::from(options.db.max_connections) + 64;
+    // and the `/v1/metrics` one, at most as large), the admin listener's connections and the
+    // runtime's, log and data files.
+    let reserve = 2 * u64::from(options.db.max_connections) + ADMIN_MAX_CONNECTIONS as u64 + 64;
     let limits = options.listener.bounded_by_fd_limit(reserve);
     tracing::debug!(?limits, "connection limits");
-    HttpListener::new(listener, limits)
-        .serve(app, shutdown_signal())
-        .await;
+    // One signal stops both listeners: the admin one stops accepting with the API's, and its
+    // connections drain within the same grace.
+    let (stop, stopped) = watch::channel(false);
+    let api = HttpListener::new(listener, limits).serve(app, wait_for(stopped.clone()));
+    let admin = async {
+        if let Some(admin) = admin {
+            let admin_addr = admin.local_addr().ok();
+            tracing::info!(addr = ?admin_addr, "admin listener (/metrics, /healthz, /readyz)");
+            let admin_limits = ListenerOptions {
+                max_connections: ADMIN_MAX_CONNECTIONS,
+                ..options.listener
+            };
+            HttpListener::new(admin, admin_limits)
+                .serve(admin_app, wait_for(stopped))
+                .await;
+        }
+    };
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    tokio::join!(api, admin, signal);
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Most connections the admin listener keeps open: a scraper and a few probes need a handful.
+const ADMIN_MAX_CONNECTIONS: usize = 32;
+
+/// Resolves once `stopped` holds `true` (or its sender is gone).
+async fn wait_for(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

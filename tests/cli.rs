@@ -20,6 +20,8 @@ fn baton(data_dir: &Path) -> Command {
     cmd.env_remove("DATABASE_URL")
         .env_remove("BATON_JWT_SECRET")
         .env_remove("BATON_ADDR")
+        // Tests run servers side by side: none takes the admin listener's fixed default port.
+        .env("BATON_ADMIN_ADDR", "off")
         .env("BATON_DATA_DIR", data_dir)
         .stdin(Stdio::null());
     cmd

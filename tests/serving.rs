@@ -317,7 +317,7 @@ async fn baton_serve_exits_cleanly_within_the_grace_period_on_sigterm_with_stall
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
         .args(["serve", "--addr", &addr.to_string()])
-        .args(["--shutdown-grace-secs", "10"])
+        .args(["--shutdown-grace-secs", "10", "--admin-addr", "off"])
         .env("DATABASE_URL", db.to_url_lossy().as_str())
         .env("BATON_DATA_DIR", dir.path())
         .env("BATON_LOG_FORMAT", "json")
@@ -406,4 +406,111 @@ async fn at_the_cap_heads_pending_for_over_a_second_make_room_before_their_deadl
         "good client behind {} stalled ones at a cap of {cap}: {waited:?}",
         cap + 2
     );
+}
+
+/// Runs `baton healthcheck` with `args` and no database settings at all (a data dir that does not
+/// exist, so a cluster start would show); its exit status and stderr.
+fn healthcheck(args: &[&str], data_dir: &std::path::Path) -> (std::process::ExitStatus, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("healthcheck")
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("BATON_ADMIN_ADDR")
+        .env("BATON_DATA_DIR", data_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn baton_healthcheck_passes_against_a_running_server_and_fails_against_a_closed_port() {
+    let (_pool, db) = common::fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("baton.log");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["serve", "--addr", &addr.to_string()])
+        .args(["--admin-addr", &admin.to_string()])
+        .env("DATABASE_URL", db.to_url_lossy().as_str())
+        .env("BATON_DATA_DIR", dir.path())
+        .env_remove("BATON_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Ok(res) = client.get(format!("http://{admin}/readyz")).send().await
+            && res.status() == 200
+        {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "baton serve exited early with {status}: {}",
+                std::fs::read_to_string(&log_path).unwrap()
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let nowhere = dir.path().join("no-cluster-here");
+    // The admin listener, and the API address (probes live on both).
+    for target in [admin, addr] {
+        let (status, stderr) = healthcheck(&["--addr", &target.to_string()], &nowhere);
+        assert!(status.success(), "{target}: {status} {stderr}");
+        assert_eq!(stderr, "");
+    }
+    // Prometheus text on the admin listener; Telzino's metrics (a token needed) on the API port.
+    let res = client
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("# TYPE baton_database_up gauge")
+    );
+    let res = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // A closed port: non-zero, one line on stderr, and no cluster started for it.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let (status, stderr) = healthcheck(&["--addr", &closed], &nowhere);
+    assert!(!status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&closed), "{stderr}");
+    assert!(!nowhere.exists(), "healthcheck touched the data dir");
+
+    // SIGTERM stops both listeners.
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        TcpStream::connect(admin).await.is_err(),
+        "admin still listening"
+    );
+    let (status, stderr) = healthcheck(&["--addr", &admin.to_string()], &nowhere);
+    assert!(!status.success());
+    assert!(stderr.starts_with("error: cannot connect to"), "{stderr}");
 }

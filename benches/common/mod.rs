@@ -40,6 +40,8 @@ impl Server {
             .env("RUST_LOG", "warn")
             // Benchmarks measure the server, not the per-token read limit.
             .env("BATON_RATE_LIMIT_PER_MINUTE", "0")
+            // No admin listener: its fixed default port may be taken on a developer's machine.
+            .env("BATON_ADMIN_ADDR", "off")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()

@@ -1,23 +1,19 @@
 //! `POST /v1/events`: how AI platforms push what happened (DESIGN §5).
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::PgPool;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use super::error::{ApiError, ErrorDto, FieldError, Result};
 use super::extract::{Json, NoQuery};
-use crate::admission::{IngestAdmission, Refused};
+use crate::admission::Refused;
 use crate::auth::extract::WriteAccess;
-use crate::db::stats::StatsKeeper;
 use crate::domain::events::{MAX_BODY_BYTES, MAX_EVENTS, validate};
 use crate::store::events::{IngestError, NewEvent, ingest};
 
@@ -108,15 +104,26 @@ pub struct IngestResponse {
         (status = 503, description = "The database is unavailable, or the batch waited too long for its turn; nothing stored, retry after `Retry-After` seconds", body = ErrorDto),
     ))]
 pub async fn post_events(
-    State(pool): State<PgPool>,
-    State(admission): State<Arc<IngestAdmission>>,
-    State(stats): State<Arc<StatsKeeper>>,
+    State(state): State<AppState>,
     access: WriteAccess,
     _: NoQuery,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<IngestResponse>> {
-    let format = body_format(&headers)?;
+    let watch = state.monitoring.watch_batch();
+    let result = store_batch(&state, access, &headers, body).await;
+    watch.finish(&result);
+    result
+}
+
+/// The handler's work; [`post_events`] counts its outcome.
+async fn store_batch(
+    state: &AppState,
+    access: WriteAccess,
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<IngestResponse>> {
+    let format = body_format(headers)?;
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         _ => ApiError::bad_request(format!("cannot read the request body: {}", e.body_text())),
@@ -160,7 +167,8 @@ pub async fn post_events(
         ));
     }
     // Wait for this organization's turn holding no database connection (see `admission`).
-    let _turn = admission
+    let _turn = state
+        .ingest_admission
         .turn(access.org.get())
         .await
         .map_err(|refused| match refused {
@@ -170,9 +178,13 @@ pub async fn post_events(
             },
             Refused::Waited(_) => ApiError::Unavailable(format!("{refused}; nothing was stored")),
         })?;
-    match ingest(&pool, access.org, &batch).await {
+    match ingest(&state.pool, access.org, &batch).await {
         Ok(done) => {
-            stats.stored(done.accepted);
+            state.stats.stored(done.accepted);
+            state.monitoring.ingested(
+                batch.iter().map(|e| e.event.type_name()),
+                done.duplicates as u64,
+            );
             Ok(Json(IngestResponse {
                 accepted: done.accepted as u64,
                 duplicates: done.duplicates as u64,

@@ -5,6 +5,7 @@
 
 pub mod analytics;
 pub mod configuration;
+pub mod cors;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -42,6 +43,7 @@ use crate::auth::Keys;
 use crate::auth::revocation::TokenVerdicts;
 use crate::db::DbHealth;
 use crate::db::stats::StatsKeeper;
+use crate::monitoring::{self, Monitoring};
 use crate::store::agent_cache::{AgentCache, DEFAULT_CACHE_ROWS};
 use error::{ApiError, envelope};
 
@@ -65,6 +67,8 @@ pub struct AppState {
     pub ingest_admission: Arc<IngestAdmission>,
     /// Refreshes the planner's statistics after loads.
     pub stats: Arc<StatsKeeper>,
+    /// This server's Prometheus metrics (served on the admin listener).
+    pub monitoring: Arc<Monitoring>,
 }
 
 /// The pool of the `/v1/metrics` reads.
@@ -98,6 +102,7 @@ impl AppState {
             keys,
             verdicts,
             metrics_cache: Arc::new(AgentCache::new(DEFAULT_CACHE_ROWS)),
+            monitoring: Arc::new(Monitoring::new()),
         }
     }
 
@@ -136,6 +141,8 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// Reads per minute per token (429 beyond); 0: no limit. See [`ratelimit`].
     pub rate_limit_per_minute: u32,
+    /// Browser origins allowed to call the API (`*`: any); empty, no CORS. See [`cors`].
+    pub cors_allow_origins: Vec<HeaderValue>,
 }
 
 impl Default for HttpConfig {
@@ -144,6 +151,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             body_limit: 10 * 1024 * 1024,
             rate_limit_per_minute: ratelimit::DEFAULT_PER_MINUTE,
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -208,7 +216,9 @@ fn api_router(
         .merge(polyai::router())
         .merge(handoffs::router())
         .merge(metrics::router())
-        .merge(analytics::router());
+        .merge(analytics::router())
+        .merge(aliases());
+    document_aliases(reads.get_openapi_mut());
     ratelimit::document(reads.get_openapi_mut());
     let mut all = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
@@ -217,6 +227,50 @@ fn api_router(
     openapi::document(all.get_openapi_mut());
     error::document_retry_after(all.get_openapi_mut());
     all
+}
+
+/// Other paths of existing operations, as the original APIs spell them: `(alias, original)`.
+/// Telzino's clients call `GET /metrics`; PolyAI's documentation shows its Handoff API both with
+/// and without `/v1`. (Prometheus metrics are on the admin listener, see [`crate::monitoring`].)
+///
+/// Routing: `/{account_id}/{project_id}/handoff_state` has three segments, like
+/// `/v1/handoffs/{handoff_id}`; static segments win, so `/v1/handoffs/handoff_state` is the
+/// handoff record `handoff_state`, and an account whose slug is `v1` with a project `handoffs`
+/// must use the versioned path.
+const ALIASES: [(&str, &str); 2] = [
+    ("/metrics", "/v1/metrics"),
+    (
+        "/{account_id}/{project_id}/handoff_state",
+        "/v1/{account_id}/{project_id}/handoff_state",
+    ),
+];
+
+/// The alias routes: the same handlers (so the same parameters, answers and auth).
+fn aliases() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .route(ALIASES[0].0, get(metrics::get_metrics))
+        .route(ALIASES[1].0, get(polyai::get_handoff_state))
+}
+
+/// Documents each alias as a copy of its original's operations, with an operation id and a
+/// description of its own.
+fn document_aliases(doc: &mut utoipa::openapi::OpenApi) {
+    for (alias, original) in ALIASES {
+        let Some(mut item) = doc.paths.paths.get(original).cloned() else {
+            continue;
+        };
+        if let Some(op) = item.get.as_mut() {
+            op.operation_id = op.operation_id.take().map(|id| format!("{id}_alias"));
+            let note = format!(
+                "Alias of `GET {original}`: the same parameters, answers and authentication."
+            );
+            op.description = Some(match op.description.take() {
+                Some(d) => format!("{note}\n\n{d}"),
+                None => note,
+            });
+        }
+        doc.paths.paths.insert(alias.to_owned(), item);
+    }
 }
 
 /// The OpenAPI document of the whole API (what `/openapi.json` serves).
@@ -262,7 +316,8 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             }
         }),
     );
-    routes
+    let monitoring = state.monitoring.clone();
+    let app = routes
         .fallback(not_found)
         .with_state(state)
         // Outermost first: every request gets an id, then a span carrying it; panics, bare
@@ -288,7 +343,18 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
                 ))
                 .layer(DefaultBodyLimit::max(config.body_limit))
                 .layer(CompressionLayer::new()),
-        )
+        );
+    // CORS outside the envelope and the rate limit, so that preflights need no token and error
+    // answers are readable by the browser too; metrics outermost, so that every answer is
+    // counted as sent (preflights, 503s of the deadline, panics).
+    let app = match cors::Cors::new(&config.cors_allow_origins) {
+        Some(cors) => app.layer(middleware::from_fn_with_state(cors, cors::apply)),
+        None => app,
+    };
+    app.layer(middleware::from_fn_with_state(
+        monitoring,
+        monitoring::track,
+    ))
 }
 
 fn make_span(req: &Request<Body>) -> Span {

@@ -12,7 +12,8 @@
 //! Every counted response, successful or not, carries `RateLimit-Limit` (N),
 //! `RateLimit-Remaining` (requests that would be accepted right now) and `RateLimit-Reset`
 //! (whole seconds until the quota is whole again); a 429 also carries `Retry-After` (whole
-//! seconds until one request will be accepted).
+//! seconds until one request will be accepted). Refusals are counted in
+//! `baton_rate_limited_requests_total` (see [`crate::monitoring`]).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -129,6 +130,7 @@ pub async fn limit_reads(State(limit): State<ReadLimit>, req: Request, next: Nex
             // N - 1 others one period apart.
             let reset = wait + limit.replenish * (limit.per_minute.get() - 1);
             let retry_after = ceil_secs(wait).max(1);
+            limit.app.monitoring.rate_limited();
             let mut response = ApiError::TooManyRequests {
                 message: format!(
                     "rate limit of {} requests per minute for this token exceeded; retry in {retry_after} s",

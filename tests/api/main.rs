@@ -13,5 +13,6 @@ mod fairness;
 mod handoffs;
 mod hostile;
 mod metrics;
+mod monitoring;
 mod operations;
 mod statistics;

@@ -132,6 +132,8 @@ pub async fn fresh_database() -> (PgPool, PgConnectOptions) {
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// `http://127.0.0.1:PORT` of the admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: String,
     /// An HTTP client.
     pub client: reqwest::Client,
     /// The app's pool (for fixtures and for checking what was stored).
@@ -160,6 +162,7 @@ impl TestApp {
         let pool = state.pool.clone();
         let keys = state.keys.clone();
         let metrics_cache = state.metrics_cache.clone();
+        let admin_app = baton::monitoring::admin_router(state.clone());
         let app = baton::http::router(state, &config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -168,8 +171,15 @@ impl TestApp {
         // The serving loop of `baton serve`, with its default limits.
         let server = baton::listener::HttpListener::new(listener, Default::default());
         tokio::spawn(server.serve(app, std::future::pending()));
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let admin_addr = admin.local_addr().expect("addr");
+        let admin_server = baton::listener::HttpListener::new(admin, Default::default());
+        tokio::spawn(admin_server.serve(admin_app, std::future::pending()));
         TestApp {
             base: format!("http://{addr}"),
+            admin: format!("http://{admin_addr}"),
             client: reqwest::Client::new(),
             pool,
             keys,
