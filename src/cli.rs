@@ -1,4 +1,4 @@
-//! The command line (DESIGN §2): `serve`, `migrate`, `reseller create`, `org create`,
+//! The command line: `serve`, `migrate`, `reseller create`, `org create`,
 //! `token issue`, `token revoke`, `healthcheck`. Every command but `healthcheck` takes
 //! `--database-url` / `--data-dir` and works whether or not a server runs on the same data dir;
 //! `healthcheck` asks a running server over HTTP and never opens the database. Admin commands print one JSON line (or,

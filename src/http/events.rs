@@ -1,4 +1,5 @@
-//! `POST /v1/events`: how AI platforms push what happened (DESIGN §5).
+//! `POST /v1/events`: how AI platforms push what happened. The event types and their rules are
+//! in `domain::events`; how a batch is stored in `store::events` (and docs/ARCHITECTURE.md).
 
 use axum::body::Bytes;
 use axum::extract::State;

@@ -5,7 +5,8 @@
 //! [`crate::store::metrics`]); every ratio and mean is computed here from sums and shown with
 //! one decimal. Day and hour buckets are local to `timezone` (default: the organization's
 //! zone when the request covers one organization, UTC when it covers several). Unknown query
-//! parameters are ignored, as Telzino clients may send more than Baton reads.
+//! parameters are refused (a 400 naming the parameter), as on every endpoint: a misspelt
+//! `startdate` would otherwise silently read another range.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -240,7 +241,7 @@ pub struct EscalationReason {
 /// buckets) plus the raw calls of the parts of the range off the 15-minute grid, so any bounds
 /// and any zone (half- and quarter-hour offsets, DST days) are exact. Where Telzino's page and
 /// Baton's definitions differ, the field descriptions say which applies. Unknown query
-/// parameters are ignored.
+/// parameters are a 400 naming the parameter.
 #[utoipa::path(
     get,
     path = "/v1/metrics",
