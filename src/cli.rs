@@ -1,7 +1,7 @@
-//! The command line: `serve`, `migrate`, `reseller create`, `org create`,
-//! `token issue`, `token revoke`, `healthcheck`. Every command but `healthcheck` takes
-//! `--database-url` / `--data-dir` and works whether or not a server runs on the same data dir;
-//! `healthcheck` asks a running server over HTTP and never opens the database. Admin commands print one JSON line (or,
+//! The command line: `serve`, `migrate`, `reseller create`, `org create`, `token issue`,
+//! `token revoke`, `healthcheck`. Every command but `healthcheck` takes `--database-url` /
+//! `--data-dir` and works whether or not a server runs on the same data dir; `healthcheck` asks a
+//! running server over HTTP and never opens the database. Admin commands print one JSON line (or,
 //! for `token issue`, the token alone) on stdout; errors are one line on stderr, exit code 1.
 
 use std::net::SocketAddr;
