@@ -66,8 +66,8 @@ fn sessions(tag: &str, from: usize, n: usize) -> Vec<Value> {
     let base = chrono::DateTime::parse_from_rfc3339("2026-08-30T00:00:00Z").unwrap();
     (from..from + n)
         .flat_map(|i| {
-            let t = (base + chrono::Duration::seconds((i as i64 * 7_919) % (90 * 86_400)))
-                .to_rfc3339();
+            let t =
+                (base + chrono::Duration::seconds((i as i64 * 7_919) % (90 * 86_400))).to_rfc3339();
             [
                 json!({"id": format!("{tag}-s{i}"), "type": "session.started", "occurred_at": t,
                        "session_id": format!("{tag}-{i}"), "channel": "web"}),
@@ -173,7 +173,13 @@ async fn load_loop(
 
 /// Runs the load during `fault`, then reports 503 latencies during it and failures after
 /// `recovered` (the instant `fault` returns).
-async fn outage(bench: &Arc<Bench>, base: &str, token: &str, name: &str, fault: impl AsyncFnOnce()) {
+async fn outage(
+    bench: &Arc<Bench>,
+    base: &str,
+    token: &str,
+    name: &str,
+    fault: impl AsyncFnOnce(),
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..6)
         .map(|w| {
@@ -207,7 +213,10 @@ async fn outage(bench: &Arc<Bench>, base: &str, token: &str, name: &str, fault: 
         .iter()
         .filter(|(sent, s, _)| *sent >= started && *sent < recovered && *s != 503 && *s != 200)
         .count();
-    let after: Vec<_> = results.iter().filter(|(sent, ..)| *sent >= recovered).collect();
+    let after: Vec<_> = results
+        .iter()
+        .filter(|(sent, ..)| *sent >= recovered)
+        .collect();
     let failed_after = after.iter().filter(|(_, s, _)| *s != 200).count();
     println!(
         "{name}: {} answers 503 during the fault, p50 {:.0} ms, max {:.0} ms ({} other non-200); after recovery {} of {} requests failed",
@@ -264,9 +273,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let dir = data_dir.clone();
         tokio::task::spawn_blocking(move || {
-            std::mem::forget(
-                baton::pg::Cluster::ensure_running(&dir, Default::default()).unwrap(),
-            )
+            std::mem::forget(baton::pg::Cluster::ensure_running(&dir, Default::default()).unwrap())
         })
         .await
         .unwrap();
@@ -292,7 +299,9 @@ async fn main() {
     let server = common::Server::start_with(bench.dir.path(), &stale).await;
     let fresh = bench.token("fresh").await;
     for b in 0..100 {
-        let (s, _) = bench.post(&server.base, &fresh, &sessions("f", b * 500, 500)).await;
+        let (s, _) = bench
+            .post(&server.base, &fresh, &sessions("f", b * 500, 500))
+            .await;
         assert_eq!(s, 200);
     }
     server.stop();
@@ -301,7 +310,11 @@ async fn main() {
         let t = Instant::now();
         for b in 0..20 {
             let (s, _) = bench
-                .post(&server.base, &fresh, &completions("f", from + b * 1000, 1000))
+                .post(
+                    &server.base,
+                    &fresh,
+                    &completions("f", from + b * 1000, 1000),
+                )
                 .await;
             assert_eq!(s, 200);
         }
@@ -329,7 +342,9 @@ async fn main() {
     let server = common::Server::start_with(bench.dir.path(), &no_limit).await;
     let loaded = bench.token("loaded").await;
     for b in 0..183 {
-        let (s, _) = bench.post(&server.base, &loaded, &sessions("l", b * 500, 500)).await;
+        let (s, _) = bench
+            .post(&server.base, &loaded, &sessions("l", b * 500, 500))
+            .await;
         assert_eq!(s, 200);
     }
     let reads = async || {
@@ -342,7 +357,10 @@ async fn main() {
         sorted(ms)
     };
     let right_after = reads().await;
-    sqlx::query("vacuum analyze").execute(&bench.pool).await.unwrap();
+    sqlx::query("vacuum analyze")
+        .execute(&bench.pool)
+        .await
+        .unwrap();
     let settled = reads().await;
     println!(
         "/handoff-analytics over 90 days right after loading 183,000 events: p50 {:.2} ms, p99 {:.2} ms; after VACUUM ANALYZE: p50 {:.2} ms, p99 {:.2} ms",
@@ -359,14 +377,22 @@ async fn main() {
         let bench = bench.clone();
         let base = server.base.clone();
         let noisy = noisy.clone();
-        async move { bench.post(&base, &noisy, &sessions(&format!("n{b}"), 0, 500)).await }
+        async move {
+            bench
+                .post(&base, &noisy, &sessions(&format!("n{b}"), 0, 500))
+                .await
+        }
     }));
     let other = async {
         let mut out = Vec::new();
         tokio::time::sleep(Duration::from_millis(50)).await;
         for i in 0..20 {
             out.push(bench.get(&server.base, &quiet, ANALYTICS).await);
-            out.push(bench.post(&server.base, &quiet, &sessions("q", i * 2, 2)).await);
+            out.push(
+                bench
+                    .post(&server.base, &quiet, &sessions("q", i * 2, 2))
+                    .await,
+            );
         }
         out
     };
