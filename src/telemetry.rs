@@ -1,5 +1,9 @@
 //! Logging: human-readable lines on stderr, or JSON lines when `BATON_LOG_FORMAT=json`.
 //! `RUST_LOG` picks levels (default: Baton and request logs at info, libraries at warn).
+//! Text lines are coloured only when stderr is a terminal: redirected to a file, a pipe or a
+//! journal, escape codes would be noise in every line.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,7 +14,8 @@ pub fn init() {
     let json = std::env::var("BATON_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = if json {
         builder
             .json()
