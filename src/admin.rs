@@ -41,9 +41,21 @@ pub enum AdminError {
     /// Bad arguments to `token issue` / `token revoke`.
     #[error("{0}")]
     Invalid(String),
+    /// A rebuild met a stored event it cannot replay.
+    #[error(transparent)]
+    Rebuild(crate::store::rebuild::RebuildError),
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+impl From<crate::store::rebuild::RebuildError> for AdminError {
+    fn from(e: crate::store::rebuild::RebuildError) -> AdminError {
+        match e {
+            crate::store::rebuild::RebuildError::Database(e) => AdminError::Database(e),
+            other => AdminError::Rebuild(other),
+        }
+    }
 }
 
 /// Whether `slug` follows the slug rule (same as the database's check constraints).
@@ -264,4 +276,30 @@ pub async fn revoke_token(
         .await?
         .ok_or_else(|| AdminError::Invalid(format!("no token with id {jti}")))?;
     Ok((jti, at))
+}
+
+/// Recomputes every projection and rollup of the organization `slug` (with the other
+/// organizations of its reseller, whose rollups it shares), or of every organization, from the
+/// raw events (see [`crate::store::rebuild`]).
+pub async fn rebuild(
+    pool: &PgPool,
+    slug: Option<&str>,
+) -> Result<crate::store::rebuild::Rebuilt, AdminError> {
+    let orgs: Vec<Uuid> = match slug {
+        Some(slug) => vec![
+            store::tenants::org_by_slug(pool, slug)
+                .await?
+                .ok_or_else(|| AdminError::Missing {
+                    kind: "organization",
+                    slug: slug.to_owned(),
+                })?
+                .id,
+        ],
+        None => {
+            sqlx::query_scalar("select id from organizations order by id")
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    Ok(crate::store::rebuild::rebuild(pool, &orgs).await?)
 }

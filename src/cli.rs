@@ -88,6 +88,14 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Recompute every projection and rollup from the raw events, through the same code as
+    /// ingest; prints one JSON line of counts.
+    Rebuild {
+        /// Only this organization (and the other organizations of its reseller, whose rollups
+        /// it shares); default: every organization.
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Exit 0 when a running server's `GET /readyz` answers 200, else 1 with one line on stderr
     /// (for container health checks). Opens no database.
     Healthcheck(HealthcheckArgs),
@@ -394,6 +402,10 @@ async fn admin_command(db: &Database, command: Command) -> anyhow::Result<()> {
         } => {
             let (jti, at) = admin::revoke_token(pool, &jti).await?;
             println!("{}", json!({"jti": jti, "revoked_at": at}));
+        }
+        Command::Rebuild { org } => {
+            let done = admin::rebuild(pool, org.as_deref()).await?;
+            println!("{}", serde_json::to_string(&done)?);
         }
     }
     Ok(())

@@ -145,20 +145,13 @@ pub async fn ingest(
         }
         Err(e) => return Err(e.into()),
     };
-    if !new.is_empty() {
-        let loaded = load(&mut tx, org, batch, &new).await?;
-        let mut projector = Projector::new(loaded);
-        for &i in &new {
-            projector
-                .apply(i, &batch[i].event)
-                .map_err(IngestError::State)?;
-        }
-        let mut changes = projector.finish();
-        if let Err(e) = write(&mut tx, org, &mut changes).await {
+    match apply_stored(&mut tx, org, batch, &new).await {
+        Ok(()) => {}
+        Err(Applying::Refused(e)) => return Err(e),
+        Err(Applying::Written(e)) => {
             tx.rollback().await?;
             return Err(refused_insert(pool, org, batch, &new, e).await);
         }
-        super::rollups::apply(&mut tx, org, &changes).await?;
     }
     tx.commit().await?;
     Ok(Ingested {
@@ -167,8 +160,50 @@ pub async fn ingest(
     })
 }
 
+/// Why applying stored events failed.
+pub(crate) enum Applying {
+    /// The state machine refused an event, or a read failed.
+    Refused(IngestError),
+    /// Writing the projections back failed (a primary key: see [`refused_insert`]).
+    Written(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Applying {
+    fn from(e: sqlx::Error) -> Applying {
+        Applying::Refused(IngestError::Database(e))
+    }
+}
+
+/// Applies the events `new` of `batch` (in the event store already) to the projections and the
+/// rollups: the rows they touch are loaded, the state machine runs over them in order, the
+/// changed rows are written back and every rollup moves by the difference. The one path from
+/// events to what the endpoints read, shared by ingest and `baton rebuild`.
+pub(crate) async fn apply_stored(
+    conn: &mut PgConnection,
+    org: OrgId,
+    batch: &[NewEvent],
+    new: &[usize],
+) -> Result<(), Applying> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let loaded = load(&mut *conn, org, batch, new).await?;
+    let mut projector = Projector::new(loaded);
+    for &i in new {
+        projector
+            .apply(i, &batch[i].event)
+            .map_err(|c| Applying::Refused(IngestError::State(c)))?;
+    }
+    let mut changes = projector.finish();
+    write(&mut *conn, org, &mut changes)
+        .await
+        .map_err(Applying::Written)?;
+    super::rollups::apply(conn, org, &changes).await?;
+    Ok(())
+}
+
 /// Begins a transaction holding the organization's ingest lock.
-async fn begin_locked(
+pub(crate) async fn begin_locked(
     pool: &PgPool,
     org: OrgId,
 ) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
@@ -189,7 +224,7 @@ async fn begin_locked(
 }
 
 /// The advisory lock key of an organization's ingest lock.
-fn lock_key(org: OrgId) -> i64 {
+pub(crate) fn lock_key(org: OrgId) -> i64 {
     let (hi, lo) = org.get().as_u64_pair();
     (hi ^ lo) as i64
 }

@@ -7,6 +7,7 @@ pub mod configuration;
 pub mod events;
 pub mod handoffs;
 pub mod metrics;
+pub mod rebuild;
 pub mod rollups;
 pub mod secrets;
 pub mod stats;

@@ -15,4 +15,5 @@ mod hostile;
 mod metrics;
 mod monitoring;
 mod operations;
+mod rebuild;
 mod statistics;

@@ -17,6 +17,17 @@ use nix::unistd::Pid;
 pub struct FaultyDb {
     dir: PathBuf,
     cluster: Option<Cluster>,
+    /// Set while frozen: a test that fails mid-freeze must not leave a stopped server behind
+    /// (its watchdog's `pg_ctl stop` cannot reach a stopped process).
+    frozen: std::cell::Cell<bool>,
+}
+
+impl Drop for FaultyDb {
+    fn drop(&mut self) {
+        if self.frozen.get() {
+            self.thaw();
+        }
+    }
 }
 
 impl FaultyDb {
@@ -36,6 +47,7 @@ impl FaultyDb {
         FaultyDb {
             dir,
             cluster: Some(cluster),
+            frozen: std::cell::Cell::new(false),
         }
     }
 
@@ -84,6 +96,7 @@ impl FaultyDb {
 
     /// Freezes the whole server (SIGSTOP to every process): connections stay open, nothing answers.
     pub fn freeze(&self) {
+        self.frozen.set(true);
         for pid in self.processes() {
             let _ = kill(pid, Signal::SIGSTOP);
         }
@@ -94,6 +107,7 @@ impl FaultyDb {
         for pid in self.processes() {
             let _ = kill(pid, Signal::SIGCONT);
         }
+        self.frozen.set(false);
     }
 
     /// Kills the server as a crash would (SIGKILL to every process) and waits until it is gone.
