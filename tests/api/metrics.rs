@@ -1041,7 +1041,8 @@ async fn reseller_rollups_equal_a_rebuild_from_raw_calls() {
     .await;
     assert_eq!(reseller_tables(&f.app).await, maintained);
 
-    sqlx::query("select rebuild_reseller_call_rollups()")
+    // An independent recomputation in SQL (not Baton's code).
+    sqlx::raw_sql(include_str!("../common/reseller_rollups.sql"))
         .execute(&f.app.pool)
         .await
         .unwrap();
@@ -1205,10 +1206,8 @@ async fn held_reseller_buckets_follow_late_calls() {
     orgs.sort();
     assert_eq!(entries(&after), orgs);
 
-    // Rebuilding the rollups gives every bucket a new version: read again, same answer.
-    sqlx::query("select rebuild_reseller_call_rollups()")
-        .execute(&f.app.pool)
-        .await
-        .unwrap();
+    // Rebuilding the rollups (`baton rebuild`) gives every bucket a new version: read again,
+    // same answer.
+    baton::admin::rebuild(&f.app.pool, None).await.unwrap();
     assert_eq!(metrics(&f.app, &token, &range).await, after);
 }
