@@ -82,18 +82,6 @@ fn initiated(id: &str, handoff: &str, session: &str, at: &str, fields: Value) ->
     event(id, "handoff.initiated", at, f)
 }
 
-async fn post(app: &TestApp, token: &str, events: &[Value]) {
-    let res = app
-        .client
-        .post(app.url("/v1/events"))
-        .bearer_auth(token)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-}
-
 /// GET the report with a query string; asserts 200 and the schema.
 async fn report(app: &TestApp, token: &str, query: &str) -> Value {
     let res = app.get(&format!("{PATH}?{query}"), token).await;
@@ -227,8 +215,8 @@ async fn fixture_every_figure_known() {
     let app = TestApp::spawn().await;
     let org = app.org("acme", None, None).await;
     let token = app.writer(&org).await;
-    post(&app, &token, &fixture()).await;
-    post(&app, &token, &retry()).await;
+    app.post_events_ok(&token, &fixture()).await;
+    app.post_events_ok(&token, &retry()).await;
     let body = report(
         &app,
         &token,
@@ -339,8 +327,8 @@ async fn bounds_off_15_minute_boundaries_are_exact() {
     let app = TestApp::spawn().await;
     let org = app.org("acme", None, None).await;
     let token = app.writer(&org).await;
-    post(&app, &token, &fixture()).await;
-    post(&app, &token, &retry()).await;
+    app.post_events_ok(&token, &fixture()).await;
+    app.post_events_ok(&token, &retry()).await;
     // 09:07 excludes s1 (09:00) and h1 (09:05), hence s1's combination; 23:56 keeps h5 (23:55).
     let body = report(
         &app,
@@ -415,7 +403,7 @@ async fn new_york_dst_day_has_25_hours() {
             json!({"reasons": ["ai_implied_handoff"]}),
         ));
     }
-    post(&app, &token, &events).await;
+    app.post_events_ok(&token, &events).await;
     let body = report(
         &app,
         &token,
@@ -464,7 +452,7 @@ async fn kolkata_half_hour_days_by_default() {
             json!({"reasons": ["insufficient_tools"]}),
         ));
     }
-    post(&app, &token, &events).await;
+    app.post_events_ok(&token, &events).await;
     let body = report(&app, &token, "start_date=2026-11-02&end_date=2026-11-03").await;
     assert_eq!(body["start_date"], "2026-11-02T00:00:00+05:30");
     assert_eq!(body["end_date"], "2026-11-04T00:00:00+05:30");
@@ -483,7 +471,7 @@ async fn empty_ranges_are_zeros_and_empty_lists() {
     let app = TestApp::spawn().await;
     let org = app.org("acme", None, None).await;
     let token = app.writer(&org).await;
-    post(&app, &token, &fixture()).await;
+    app.post_events_ok(&token, &fixture()).await;
     let empty = |start: &str, end: &str, trends: Value| {
         json!({
             "summary": format!("0 handoffs and 0 sessions started from {start} to {end}."),
@@ -524,8 +512,7 @@ async fn defaults_are_the_last_30_days() {
     let token = app.writer(&org).await;
     let now = Utc::now();
     let at = |d: Duration| (now - d).to_rfc3339();
-    post(
-        &app,
+    app.post_events_ok(
         &token,
         &[
             started("s", &at(Duration::days(40))),
@@ -610,12 +597,11 @@ async fn auth_matrix_and_tenant_isolation() {
     let stranger = app.org("stranger", Some("other"), None).await;
     let token = app.writer(&org).await;
     let stranger_token = app.writer(&stranger).await;
-    post(&app, &token, &fixture()).await;
+    app.post_events_ok(&token, &fixture()).await;
     // Another tenant with the very same ids, and more.
-    post(&app, &stranger_token, &fixture()).await;
-    post(&app, &stranger_token, &retry()).await;
-    post(
-        &app,
+    app.post_events_ok(&stranger_token, &fixture()).await;
+    app.post_events_ok(&stranger_token, &retry()).await;
+    app.post_events_ok(
         &stranger_token,
         &[
             started("x", "2026-11-02T12:00:00Z"),
@@ -1111,7 +1097,7 @@ async fn property_rollups_equal_recomputation_from_raw_rows() {
                 let org = app.org(&format!("p{n}"), None, None).await;
                 let token = app.writer(&org).await;
                 for batch in batches(events_of(&sessions), parts) {
-                    post(&app, &token, &batch).await;
+                    app.post_events_ok(&token, &batch).await;
                 }
                 for q in &queries {
                     let start = window_start() + Duration::seconds(q.start);
@@ -1168,7 +1154,7 @@ async fn local_mean_time_days_are_exact_too() {
             json!({"reasons": [UR]}),
         ));
     }
-    post(&app, &token, &events).await;
+    app.post_events_ok(&token, &events).await;
     let body = report(
         &app,
         &token,

@@ -32,27 +32,6 @@ fn initiated(id: &str, handoff: &str, session: &str) -> Value {
     )
 }
 
-async fn post(app: &TestApp, token: &str, events: &[Value]) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/events"))
-        .bearer_auth(token)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post_ok(app: &TestApp, token: &str, events: &[Value]) -> (u64, u64) {
-    let res = post(app, token, events).await;
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
-    (
-        body["accepted"].as_u64().unwrap(),
-        body["duplicates"].as_u64().unwrap(),
-    )
-}
-
 async fn count(app: &TestApp, table: &str, org: uuid::Uuid) -> i64 {
     sqlx::query_scalar(&format!("select count(*) from {table} where org_id = $1"))
         .bind(org)
@@ -67,15 +46,16 @@ async fn resending_is_a_no_op_and_a_changed_body_is_409() {
     let org = app.org("acme", None, None).await;
     let token = app.writer(&org).await;
     let batch = vec![session("e1", "s1"), initiated("e2", "h1", "s1")];
-    assert_eq!(post_ok(&app, &token, &batch).await, (2, 0));
-    assert_eq!(post_ok(&app, &token, &batch).await, (0, 2));
+    assert_eq!(app.post_events_ok(&token, &batch).await, (2, 0));
+    assert_eq!(app.post_events_ok(&token, &batch).await, (0, 2));
     // Key order and whitespace do not make a body different.
     let reordered: Value = serde_json::from_str(
         r#"{"session_id":"s1","channel":"web","occurred_at":"2026-11-02T09:00:00Z","type":"session.started","id":"e1"}"#,
     )
     .unwrap();
     assert_eq!(
-        post_ok(&app, &token, &[reordered, session("e3", "s2")]).await,
+        app.post_events_ok(&token, &[reordered, session("e3", "s2")])
+            .await,
         (1, 1)
     );
 
@@ -86,7 +66,9 @@ async fn resending_is_a_no_op_and_a_changed_body_is_409() {
         0,
         json!({"session_id": "s1", "channel": "sms"}),
     );
-    let res = post(&app, &token, &[session("e4", "s3"), changed]).await;
+    let res = app
+        .post_events(&token, &[session("e4", "s3"), changed])
+        .await;
     let body = assert_error(res, 409, "events[1]").await;
     assert!(
         body["message"].as_str().unwrap().contains("different body"),
@@ -97,10 +79,13 @@ async fn resending_is_a_no_op_and_a_changed_body_is_409() {
 
     // The same id twice in one batch: same body is one event, other bodies a 409.
     assert_eq!(
-        post_ok(&app, &token, &[session("e5", "s5"), session("e5", "s5")]).await,
+        app.post_events_ok(&token, &[session("e5", "s5"), session("e5", "s5")])
+            .await,
         (1, 1)
     );
-    let res = post(&app, &token, &[session("e6", "s6"), session("e6", "s7")]).await;
+    let res = app
+        .post_events(&token, &[session("e6", "s6"), session("e6", "s7")])
+        .await;
     assert_error(res, 409, "events[1]").await;
 }
 
@@ -123,7 +108,9 @@ async fn an_invalid_event_stores_nothing_and_every_problem_is_listed() {
         2,
         json!({"call_id": "c1", "agent_id": "a", "started_at": "nope", "duration_seconds": 3, "outcome": "won"}),
     );
-    let res = post(&app, &token, &[good0.clone(), bad1, good2.clone(), bad3]).await;
+    let res = app
+        .post_events(&token, &[good0.clone(), bad1, good2.clone(), bad3])
+        .await;
     let body = assert_error(res, 400, "2 of 4 events are invalid").await;
     let mut fields: Vec<&str> = body["details"]
         .as_array()
@@ -143,7 +130,7 @@ async fn an_invalid_event_stores_nothing_and_every_problem_is_listed() {
     );
     assert_eq!(count(&app, "events", org.id).await, 0);
     // The valid ones alone are all new: nothing of the refused batch had been stored.
-    assert_eq!(post_ok(&app, &token, &[good0, good2]).await, (2, 0));
+    assert_eq!(app.post_events_ok(&token, &[good0, good2]).await, (2, 0));
 }
 
 #[tokio::test]
@@ -251,9 +238,12 @@ async fn size_limits_are_413() {
     let events: Vec<Value> = (0..10_001)
         .map(|i| session(&format!("e{i}"), &format!("s{i}")))
         .collect();
-    assert_error(post(&app, &token, &events).await, 413, "10000 events").await;
+    assert_error(app.post_events(&token, &events).await, 413, "10000 events").await;
     // Exactly the limit is fine.
-    assert_eq!(post_ok(&app, &token, &events[..10_000]).await, (10_000, 0));
+    assert_eq!(
+        app.post_events_ok(&token, &events[..10_000]).await,
+        (10_000, 0)
+    );
 
     let huge = format!(
         "{{\"events\": [], \"pad\": \"{}\"}}",
@@ -285,7 +275,7 @@ async fn after_initiation(app: &TestApp, token: &str, tag: &str, events: &[Value
         ),
     ];
     batch.extend(events.iter().cloned());
-    let res = post(app, token, &batch).await;
+    let res = app.post_events(token, &batch).await;
     let status = res.status().as_u16();
     (status, res.json().await.unwrap())
 }
@@ -379,12 +369,12 @@ async fn every_transition_allowed_and_forbidden() {
         .iter()
         .enumerate()
     {
-        let res = post(
-            &app,
-            &token,
-            &[session(&format!("u{i}-s"), "su"), step("unknown", i, kind)],
-        )
-        .await;
+        let res = app
+            .post_events(
+                &token,
+                &[session(&format!("u{i}-s"), "su"), step("unknown", i, kind)],
+            )
+            .await;
         let body = assert_error(res, 409, "events[1]").await;
         assert!(
             body["message"]
@@ -434,7 +424,7 @@ async fn projections_hold_what_the_events_said() {
             json!({"handoff_id": "h1", "error": "queue closed"}),
         ),
     ];
-    assert_eq!(post_ok(&app, &token, &batch).await, (3, 0));
+    assert_eq!(app.post_events_ok(&token, &batch).await, (3, 0));
     // A later batch: the retry, a custom state with data, completion, the session's end.
     let batch = vec![
         ev(
@@ -465,7 +455,7 @@ async fn projections_hold_what_the_events_said() {
             json!({"session_id": "s1", "sentiment": null}),
         ),
     ];
-    assert_eq!(post_ok(&app, &token, &batch).await, (4, 0));
+    assert_eq!(app.post_events_ok(&token, &batch).await, (4, 0));
 
     let row: Value = sqlx::query_scalar(
         r#"select to_jsonb(h) from (
@@ -545,7 +535,7 @@ async fn session_shared_id_call_and_agent_rules() {
             json!({"handoff_id": "h1", "session_id": "s1", "shared_id": "x", "reasons": ["ai_implied_handoff"]}),
         ),
     ];
-    assert_eq!(post_ok(&app, &token, &base).await, (2, 0));
+    assert_eq!(app.post_events_ok(&token, &base).await, (2, 0));
     let refused: &[(Value, &str)] = &[
         (session("f1", "s1"), "already started"),
         (
@@ -573,7 +563,7 @@ async fn session_shared_id_call_and_agent_rules() {
     ];
     for (event, needle) in refused {
         let body = assert_error(
-            post(&app, &token, std::slice::from_ref(event)).await,
+            app.post_events(&token, std::slice::from_ref(event)).await,
             409,
             "events[0]",
         )
@@ -581,8 +571,7 @@ async fn session_shared_id_call_and_agent_rules() {
         assert!(body["message"].as_str().unwrap().contains(needle), "{body}");
     }
     assert_eq!(
-        post_ok(
-            &app,
+        app.post_events_ok(
             &token,
             &[ev(
                 "e3",
@@ -595,8 +584,7 @@ async fn session_shared_id_call_and_agent_rules() {
         (1, 0)
     );
     let body = assert_error(
-        post(
-            &app,
+        app.post_events(
             &token,
             &[ev("f5", "session.ended", 5, json!({"session_id": "s1"}))],
         )
@@ -620,9 +608,12 @@ async fn session_shared_id_call_and_agent_rules() {
             json!({"call_id": call, "agent_id": "a1", "started_at": "2026-11-02T08:00:00Z", "duration_seconds": 61.5, "outcome": "resolved"}),
         )
     };
-    assert_eq!(post_ok(&app, &token, &[call("c-e1", "c1")]).await, (1, 0));
+    assert_eq!(
+        app.post_events_ok(&token, &[call("c-e1", "c1")]).await,
+        (1, 0)
+    );
     assert_error(
-        post(&app, &token, &[call("c-e2", "c1")]).await,
+        app.post_events(&token, &[call("c-e2", "c1")]).await,
         409,
         "already recorded",
     )
@@ -649,7 +640,7 @@ async fn session_shared_id_call_and_agent_rules() {
             json!({"agent_id": "never-declared"}),
         ),
     ];
-    assert_eq!(post_ok(&app, &token, &agents).await, (4, 0));
+    assert_eq!(app.post_events_ok(&token, &agents).await, (4, 0));
     let rows: Vec<(String, String, String, bool)> = sqlx::query_as("select agent_id, name, status, deleted_at is not null from agents where org_id = $1 order by 1")
         .bind(org.id)
         .fetch_all(&app.pool)
@@ -688,7 +679,7 @@ async fn concurrent_identical_batches_store_once() {
             &format!("sess{i}"),
         ));
     }
-    let sends = (0..8).map(|_| post_ok(&app, &token, &batch));
+    let sends = (0..8).map(|_| app.post_events_ok(&token, &batch));
     let results = futures::future::join_all(sends).await;
     let accepted: u64 = results.iter().map(|r| r.0).sum();
     let duplicates: u64 = results.iter().map(|r| r.1).sum();
@@ -714,9 +705,9 @@ async fn two_organizations_with_identical_ids_never_meet() {
         initiated("e2", "h1", "s1"),
         ev("e3", "handoff.completed", 2, json!({"handoff_id": "h1"})),
     ];
-    assert_eq!(post_ok(&app, &ta, &batch).await, (3, 0));
+    assert_eq!(app.post_events_ok(&ta, &batch).await, (3, 0));
     // Same ids in B are new there, and B's state machine starts from nothing.
-    assert_eq!(post_ok(&app, &tb, &batch[..2]).await, (2, 0));
+    assert_eq!(app.post_events_ok(&tb, &batch[..2]).await, (2, 0));
     let state: String =
         sqlx::query_scalar("select state from handoffs where org_id = $1 and handoff_id = 'h1'")
             .bind(b.id)
@@ -751,9 +742,9 @@ async fn auth_matrix() {
         .await
         .unwrap();
     assert_error(res, 401, "missing token").await;
-    assert_error(post(&app, "garbage", &events).await, 401, "malformed").await;
+    assert_error(app.post_events("garbage", &events).await, 401, "malformed").await;
     let reader = app.reader(&org).await;
-    let body = assert_error(post(&app, &reader, &events).await, 403, "").await;
+    let body = assert_error(app.post_events(&reader, &events).await, 403, "").await;
     assert_eq!(
         body["message"],
         "Insufficient token scope. Required: write_all"
@@ -764,7 +755,7 @@ async fn auth_matrix() {
             &[baton::auth::Scope::ReadAll, baton::auth::Scope::WriteAll],
         )
         .await;
-    assert_error(post(&app, &rtoken, &events).await, 403, "reseller").await;
+    assert_error(app.post_events(&rtoken, &events).await, 403, "reseller").await;
     assert_eq!(count(&app, "events", org.id).await, 0);
     // x-api-key works too.
     let writer = app.writer(&org).await;
@@ -786,7 +777,10 @@ async fn events_belong_to_an_existing_organization() {
     let app = TestApp::spawn().await;
     let org = app.org("acme", None, None).await;
     let token = app.writer(&org).await;
-    assert_eq!(post_ok(&app, &token, &[session("e1", "s1")]).await, (1, 0));
+    assert_eq!(
+        app.post_events_ok(&token, &[session("e1", "s1")]).await,
+        (1, 0)
+    );
 
     let insert = |org_id: uuid::Uuid| {
         sqlx::query(

@@ -51,18 +51,6 @@ fn initiated(id: &str, handoff: &str, session: &str, when: &str, fields: Value) 
     e
 }
 
-async fn post_ok(app: &TestApp, token: &str, events: &[Value]) {
-    let res = app
-        .client
-        .post(app.url("/v1/events"))
-        .bearer_auth(token)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-}
-
 /// GET with the token as `x-api-key`, as PolyAI clients send it.
 async fn get_key(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
     app.client
@@ -82,8 +70,7 @@ async fn json_ok(res: reqwest::Response) -> Value {
 /// acme (agent `support-bot` on s1, no agent on s2): h1 (shared acme-1) and h2 in s1, h3
 /// (shared acme-3) in s2.
 async fn acme_fixture(app: &TestApp, token: &str) {
-    post_ok(
-        app,
+    app.post_events_ok(
         token,
         &[
             session("s1", Some("support-bot"), &at(0)),
@@ -157,8 +144,7 @@ async fn handoff_state_by_id_and_shared_id_with_shared_id_winning() {
     let res = get_key(&app, "/v1/acme/default/handoff_state?id=s2", &reader).await;
     assert_eq!(json_ok(res).await, h3);
     // A handoff id wins over a session id: a handoff named `s2` (in s1, project support-bot).
-    post_ok(
-        &app,
+    app.post_events_ok(
         &token,
         &[initiated(
             "e4",
@@ -204,8 +190,7 @@ async fn every_miss_is_the_same_404() {
     // The other organizations hold handoffs with their own ids and with acme's ids.
     for (org, prefix) in [(&beta, "beta"), (&other, "other")] {
         let t = app.writer(org).await;
-        post_ok(
-            &app,
+        app.post_events_ok(
             &t,
             &[
                 session("s1", Some("support-bot"), &at(0)),
@@ -327,7 +312,7 @@ async fn handoff_state_auth_matrix() {
 /// Posts `events` one request at a time.
 async fn post_each(app: &TestApp, token: &str, events: &[Value]) {
     for e in events {
-        post_ok(app, token, std::slice::from_ref(e)).await;
+        app.post_events_ok(token, std::slice::from_ref(e)).await;
     }
 }
 
@@ -336,8 +321,7 @@ async fn retry_and_custom_states_with_their_history_and_merged_data() {
     let app = TestApp::spawn().await;
     let org = app.org("acme", None, None).await;
     let token = app.writer(&org).await;
-    post_ok(
-        &app,
+    app.post_events_ok(
         &token,
         &[
             ev(
@@ -557,8 +541,7 @@ async fn detail_tenancy_and_parameters() {
     let acme_token = app.writer(&acme).await;
     acme_fixture(&app, &acme_token).await;
     let other_token = app.writer(&other).await;
-    post_ok(
-        &app,
+    app.post_events_ok(
         &other_token,
         &[
             session("s9", None, &at(0)),
@@ -670,10 +653,10 @@ async fn pages_neither_skip_nor_repeat_while_new_handoffs_arrive() {
             json!({}),
         ));
     }
-    post_ok(&app, &token, &events).await;
+    app.post_events_ok(&token, &events).await;
     // Another tenant's handoffs, at the same times, never show.
     let other_token = app.writer(&other).await;
-    post_ok(&app, &other_token, &events[..10]).await;
+    app.post_events_ok(&other_token, &events[..10]).await;
 
     let existing = all_ids(&app, org.id).await;
     assert_eq!(existing.len(), 30);
@@ -735,7 +718,7 @@ async fn pages_neither_skip_nor_repeat_while_new_handoffs_arrive() {
             &at(6001),
             json!({}),
         ));
-        post_ok(&app, &token, &batch).await;
+        app.post_events_ok(&token, &batch).await;
         round += 1;
         assert!(round < 40, "too many pages");
     }
@@ -778,8 +761,7 @@ async fn list_filters_and_bad_parameters() {
     let org = app.org("acme", None, Some("Asia/Kolkata")).await;
     let token = app.writer(&org).await;
     // Times around the Kolkata (UTC+05:30) day boundaries of November 2.
-    post_ok(
-        &app,
+    app.post_events_ok(
         &token,
         &[
             session("s1", None, "2026-11-01T00:00:00Z"),
@@ -935,8 +917,7 @@ async fn list_tenancy_and_auth_matrix() {
     let other = app.org("other", None, None).await;
     for org in [&acme, &beta, &other] {
         let t = app.writer(org).await;
-        post_ok(
-            &app,
+        app.post_events_ok(
             &t,
             &[
                 session("s1", None, &at(0)),

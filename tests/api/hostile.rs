@@ -40,21 +40,6 @@ fn initiated(id: &str, handoff: &str, session: &str, fields: Value) -> Value {
     e
 }
 
-async fn post(app: &TestApp, token: &str, events: &[Value]) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/events"))
-        .bearer_auth(token)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post_ok(app: &TestApp, token: &str, events: &[Value]) {
-    let res = post(app, token, events).await;
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-}
-
 async fn stored_events(app: &TestApp, org: uuid::Uuid) -> i64 {
     sqlx::query_scalar("select count(*) from events where org_id = $1")
         .bind(org)
@@ -91,8 +76,7 @@ async fn nul_in_a_path_is_a_404() {
     let app = TestApp::spawn().await;
     let org = app.org("acme", None, None).await;
     let token = app.writer(&org).await;
-    post_ok(
-        &app,
+    app.post_events_ok(
         &token,
         &[session("e1", "s1"), initiated("e2", "h1", "s1", json!({}))],
     )
@@ -131,8 +115,7 @@ async fn nul_in_a_polyai_id_or_shared_id_is_the_same_404() {
     let app = TestApp::spawn().await;
     let org = app.org("acme", None, None).await;
     let token = app.writer(&org).await;
-    post_ok(
-        &app,
+    app.post_events_ok(
         &token,
         &[
             session("e1", "s1"),
@@ -235,7 +218,7 @@ async fn nul_anywhere_in_an_event_refuses_the_batch_naming_each_path() {
             json!({"handoff_id": "h3", "state": "customer_refund", "data": {"x": "\u{0}"}}),
         ),
     ];
-    let res = post(&app, &token, &batch).await;
+    let res = app.post_events(&token, &batch).await;
     let body = assert_error(res, 400, "5 of 6 events are invalid; nothing was stored").await;
     assert_eq!(
         detail_fields(&body),
@@ -279,8 +262,7 @@ async fn nul_anywhere_in_an_event_refuses_the_batch_naming_each_path() {
     assert_eq!(stored_events(&app, org.id).await, 0);
 
     // An escaped backslash followed by `u0000` is text, not a NUL: stored.
-    post_ok(
-        &app,
+    app.post_events_ok(
         &token,
         &[
             session("e8", "s9"),
@@ -422,7 +404,12 @@ async fn event_timestamps_outside_years_0001_to_9999_refuse_the_batch() {
             json!({"session_id": "s3", "channel": "web"}),
         ),
     ];
-    let body = assert_error(post(&app, &token, &batch).await, 400, "nothing was stored").await;
+    let body = assert_error(
+        app.post_events(&token, &batch).await,
+        400,
+        "nothing was stored",
+    )
+    .await;
     assert_eq!(
         detail_fields(&body),
         [
@@ -455,8 +442,7 @@ async fn events_at_the_year_bounds_are_stored_and_read_back_as_rfc3339() {
     let token = app.writer(&org).await;
     let first = "0001-01-01T00:00:00Z";
     let last = "9999-12-31T23:59:59Z";
-    post_ok(
-        &app,
+    app.post_events_ok(
         &token,
         &[
             ev(
@@ -654,7 +640,8 @@ async fn call_figures_too_large_to_sum_are_a_400() {
     ];
     for (i, (field, fields)) in huge.into_iter().enumerate() {
         let body = assert_error(
-            post(&app, &token, &[call(&format!("h{i}"), fields)]).await,
+            app.post_events(&token, &[call(&format!("h{i}"), fields)])
+                .await,
             400,
             "nothing was stored",
         )
@@ -665,12 +652,8 @@ async fn call_figures_too_large_to_sum_are_a_400() {
     // The largest accepted figures, twice, sum and read back as numbers.
     let largest = json!({"duration_seconds": 31_622_400, "escalated_after_seconds": 31_622_400,
                          "telemetry": {"ttft_ms": 86_400_000, "tool_calls": 2_147_483_647}});
-    post_ok(
-        &app,
-        &token,
-        &[call("c1", largest.clone()), call("c2", largest)],
-    )
-    .await;
+    app.post_events_ok(&token, &[call("c1", largest.clone()), call("c2", largest)])
+        .await;
     let res = app
         .get(
             "/v1/metrics?startDate=2026-11-01&endDate=2026-11-30",

@@ -10,18 +10,6 @@ use uuid::Uuid;
 
 use crate::common::{TestApp, assert_error};
 
-async fn post_ok(app: &TestApp, token: &str, events: &[Value]) {
-    let res = app
-        .client
-        .post(app.url("/v1/events"))
-        .bearer_auth(token)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-}
-
 fn agent(id: &str, name: &str, status: &str) -> Value {
     json!({"id": format!("agent-{id}-{name}"), "type": "agent.upserted", "occurred_at": "2026-10-01T00:00:00Z",
            "agent_id": id, "name": name, "status": status})
@@ -126,9 +114,7 @@ async fn fixture() -> Fixture {
     let b = app.org("org-b", Some("r1"), None).await;
     let c = app.org("org-c", Some("r2"), None).await;
     let ta = app.writer(&a).await;
-    post_ok(
-        &app,
-        &ta,
+    app.post_events_ok(&ta,
         &[
             agent("a1", "Alice", "active"),
             agent("a2", "Bob", "inactive"),
@@ -153,8 +139,7 @@ async fn fixture() -> Fixture {
     )
     .await;
     let tb = app.writer(&b).await;
-    post_ok(
-        &app,
+    app.post_events_ok(
         &tb,
         &[
             agent("b1", "Carol", "active"),
@@ -178,8 +163,7 @@ async fn fixture() -> Fixture {
     )
     .await;
     let tc = app.writer(&c).await;
-    post_ok(
-        &app,
+    app.post_events_ok(
         &tc,
         &[call(
             "e1",
@@ -727,7 +711,7 @@ async fn check_case(app: &TestApp, n: usize, calls: &[GenCall], from: i64, len: 
         .map(|(i, c)| event_of(i, c))
         .collect();
     for chunk in events.chunks(7) {
-        post_ok(app, &token, chunk).await;
+        app.post_events_ok(&token, chunk).await;
     }
     let (start, end) = (at(from), at(from + len));
     let data = metrics(
@@ -1026,19 +1010,19 @@ async fn reseller_rollups_equal_a_rebuild_from_raw_calls() {
     // Organizations without a reseller write none.
     let loner = f.app.org("loner", None, None).await;
     let token = f.app.writer(&loner).await;
-    post_ok(
-        &f.app,
-        &token,
-        &[call(
-            "l1",
-            "x",
-            "2026-11-02T10:00:00Z",
-            30.0,
-            "resolved",
-            json!({}),
-        )],
-    )
-    .await;
+    f.app
+        .post_events_ok(
+            &token,
+            &[call(
+                "l1",
+                "x",
+                "2026-11-02T10:00:00Z",
+                30.0,
+                "resolved",
+                json!({}),
+            )],
+        )
+        .await;
     assert_eq!(reseller_tables(&f.app).await, maintained);
 
     // An independent recomputation in SQL (not Baton's code).
@@ -1095,7 +1079,7 @@ async fn organizations_of_one_reseller_ingest_concurrently() {
                 })
                 .collect();
             let (app, token) = (&app, token.clone());
-            tasks.push(async move { post_ok(app, &token, &events).await });
+            tasks.push(async move { app.post_events_ok(&token, &events).await });
         }
     }
     futures::future::join_all(tasks).await;
@@ -1157,29 +1141,29 @@ async fn held_reseller_buckets_follow_late_calls() {
     assert_eq!(f.app.metrics_cache.rows(), held, "nothing new to hold");
 
     let tb = f.app.writer(&f.b).await;
-    post_ok(
-        &f.app,
-        &tb,
-        &[
-            call(
-                "d3",
-                "b1",
-                "2026-11-02T12:05:00Z",
-                50.0,
-                "resolved",
-                json!({}),
-            ),
-            call(
-                "d4",
-                "b9",
-                "2026-10-15T08:00:00Z",
-                70.0,
-                "abandoned",
-                json!({}),
-            ),
-        ],
-    )
-    .await;
+    f.app
+        .post_events_ok(
+            &tb,
+            &[
+                call(
+                    "d3",
+                    "b1",
+                    "2026-11-02T12:05:00Z",
+                    50.0,
+                    "resolved",
+                    json!({}),
+                ),
+                call(
+                    "d4",
+                    "b9",
+                    "2026-10-15T08:00:00Z",
+                    70.0,
+                    "abandoned",
+                    json!({}),
+                ),
+            ],
+        )
+        .await;
     let after = metrics(&f.app, &token, &range).await;
     assert_eq!(after["metrics"]["totalCalls"], 12);
     let agent = |data: &Value, id: &str| -> Value {

@@ -251,6 +251,19 @@ impl TestApp {
             .expect("request")
     }
 
+    /// `POST /v1/events` that must succeed; returns `(accepted, duplicates)`, the whole answer.
+    pub async fn post_events_ok(&self, token: &str, events: &[serde_json::Value]) -> (u64, u64) {
+        let res = self.post_events(token, events).await;
+        let status = res.status();
+        let body: serde_json::Value = res.json().await.expect("JSON answer");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body.as_object().map(|o| o.len()), Some(2), "{body}");
+        (
+            body["accepted"].as_u64().expect("accepted"),
+            body["duplicates"].as_u64().expect("duplicates"),
+        )
+    }
+
     /// GET with a bearer token.
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
