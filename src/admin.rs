@@ -134,15 +134,7 @@ pub async fn create_org(
         return Err(AdminError::InvalidTimezone(timezone.to_owned()));
     }
     let reseller_id = match reseller {
-        Some(r) => Some(
-            store::tenants::reseller_by_slug(pool, r)
-                .await?
-                .ok_or_else(|| AdminError::Missing {
-                    kind: "reseller",
-                    slug: r.to_owned(),
-                })?
-                .id,
-        ),
+        Some(r) => Some(reseller_id_by_slug(pool, r).await?),
         None => None,
     };
     store::tenants::insert_org(pool, slug, name.unwrap_or(slug), reseller_id, timezone)
@@ -179,6 +171,28 @@ pub struct IssuedToken {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The id of the organization `slug`, or [`AdminError::Missing`].
+async fn org_id_by_slug(pool: &PgPool, slug: &str) -> Result<Uuid, AdminError> {
+    Ok(store::tenants::org_by_slug(pool, slug)
+        .await?
+        .ok_or_else(|| AdminError::Missing {
+            kind: "organization",
+            slug: slug.to_owned(),
+        })?
+        .id)
+}
+
+/// The id of the reseller `slug`, or [`AdminError::Missing`].
+async fn reseller_id_by_slug(pool: &PgPool, slug: &str) -> Result<Uuid, AdminError> {
+    Ok(store::tenants::reseller_by_slug(pool, slug)
+        .await?
+        .ok_or_else(|| AdminError::Missing {
+            kind: "reseller",
+            slug: slug.to_owned(),
+        })?
+        .id)
+}
+
 /// Issues a token for an organization or reseller named by slug.
 pub async fn issue_token(
     pool: &PgPool,
@@ -188,24 +202,8 @@ pub async fn issue_token(
     ttl: Duration,
 ) -> Result<IssuedToken, AdminError> {
     let subject = match target {
-        TokenFor::Org(slug) => Subject::Org(
-            store::tenants::org_by_slug(pool, slug)
-                .await?
-                .ok_or_else(|| AdminError::Missing {
-                    kind: "organization",
-                    slug: slug.to_owned(),
-                })?
-                .id,
-        ),
-        TokenFor::Reseller(slug) => Subject::Reseller(
-            store::tenants::reseller_by_slug(pool, slug)
-                .await?
-                .ok_or_else(|| AdminError::Missing {
-                    kind: "reseller",
-                    slug: slug.to_owned(),
-                })?
-                .id,
-        ),
+        TokenFor::Org(slug) => Subject::Org(org_id_by_slug(pool, slug).await?),
+        TokenFor::Reseller(slug) => Subject::Reseller(reseller_id_by_slug(pool, slug).await?),
     };
     issue_token_for(pool, keys, subject, scopes, ttl).await
 }
@@ -286,15 +284,7 @@ pub async fn rebuild(
     slug: Option<&str>,
 ) -> Result<crate::store::rebuild::Rebuilt, AdminError> {
     let orgs: Vec<Uuid> = match slug {
-        Some(slug) => vec![
-            store::tenants::org_by_slug(pool, slug)
-                .await?
-                .ok_or_else(|| AdminError::Missing {
-                    kind: "organization",
-                    slug: slug.to_owned(),
-                })?
-                .id,
-        ],
+        Some(slug) => vec![org_id_by_slug(pool, slug).await?],
         None => {
             sqlx::query_scalar("select id from organizations order by id")
                 .fetch_all(pool)
