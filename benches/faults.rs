@@ -313,7 +313,7 @@ async fn main() {
         "ingest after a restart with stale statistics: first 20 batches {:.0} events/s, the next 20 (warm) {:.0} events/s, ratio {:.2}",
         rate(20_000, first),
         rate(20_000, warm),
-        first.as_secs_f64().recip() / warm.as_secs_f64().recip()
+        warm.as_secs_f64() / first.as_secs_f64()
     );
     server.stop();
     sqlx::query("alter system reset autovacuum")
