@@ -14,9 +14,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use baton::auth::{Scope, Subject};
-use baton::http::handoffs::encode_cursor;
+use baton::domain::handoffs::{Position, encode_cursor};
 use baton::pg::{Cluster, ClusterOptions};
-use baton::store::handoffs::Position;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sqlx::PgPool;

@@ -15,7 +15,6 @@ use uuid::Uuid;
 use super::revocation::TokenVerdicts;
 use super::{Keys, OrgId, ResellerId, Scope, Subject, TokenError, grants};
 use crate::http::error::ApiError;
-use crate::store;
 
 /// The tenant a verified token speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,50 +59,6 @@ impl Caller {
             )),
         }
     }
-
-    /// The organization a read request is about. An org token sees only itself (another id is
-    /// a 404). A reseller token must name one of its organizations with `param` (another is a
-    /// 404, as if it did not exist).
-    pub async fn org_for_read(
-        &self,
-        pool: &PgPool,
-        requested: Option<Uuid>,
-        param: &str,
-    ) -> Result<OrgId, ApiError> {
-        match (self.principal, requested) {
-            (Principal::Org(org), None) => Ok(org),
-            (Principal::Org(org), Some(id)) if id == org.get() => Ok(org),
-            (Principal::Org(_), Some(id)) => Err(not_found_org(id)),
-            (Principal::Reseller(_), None) => Err(ApiError::bad_request(format!(
-                "{param}: required with a reseller token (the organization to read)"
-            ))),
-            (Principal::Reseller(reseller), Some(id)) => {
-                if store::tenants::reseller_owns(pool, reseller.get(), id).await? {
-                    Ok(OrgId(id))
-                } else {
-                    Err(not_found_org(id))
-                }
-            }
-        }
-    }
-
-    /// Every organization a read may cover: the org token's own, or all of a reseller's.
-    pub async fn orgs_for_read(&self, pool: &PgPool) -> Result<Vec<OrgId>, ApiError> {
-        match self.principal {
-            Principal::Org(org) => Ok(vec![org]),
-            Principal::Reseller(reseller) => {
-                Ok(store::tenants::reseller_org_ids(pool, reseller.get())
-                    .await?
-                    .into_iter()
-                    .map(OrgId)
-                    .collect())
-            }
-        }
-    }
-}
-
-fn not_found_org(id: Uuid) -> ApiError {
-    ApiError::NotFound(format!("organization {id} not found"))
 }
 
 impl<S> FromRequestParts<S> for Caller

@@ -6,11 +6,12 @@
 //! sign any claims, so the `jti` must be one Baton issued and has not revoked, and the claims must
 //! say exactly what was recorded when it was issued ([`Claims::matches`], checked by the extractor
 //! in [`extract`]).
-//! [`OrgId`] can only be made by that extractor, so every store function that takes one is
+//! [`OrgId`] can only be made by that extractor and the read scope resolved from it ([`scope`]), so every store function that takes one is
 //! reached only for a tenant the caller may see.
 
 pub mod extract;
 pub mod revocation;
+pub mod scope;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -77,7 +78,7 @@ pub fn grants(granted: &[Scope], required: Scope) -> bool {
         || (required == Scope::ReadAll && granted.contains(&Scope::WriteAll))
 }
 
-/// An organization the caller may access. Only [`extract`] constructs one.
+/// An organization the caller may access. Only [`extract`] and [`scope`] construct one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OrgId(Uuid);
 

@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod configuration;
 pub mod events;
+pub mod handoffs;
 pub mod input;
 pub mod metrics;
 pub mod projection;

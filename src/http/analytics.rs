@@ -9,21 +9,20 @@
 //! as absent.
 
 use axum::extract::State;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
 use super::AppState;
-use super::error::{ApiError, ErrorDto, Result};
-use super::extract::{Json, Query};
+use super::error::{ErrorDto, Result};
+use super::extract::Json;
 use super::openapi;
-use crate::auth::extract::ReadAccess;
+use crate::auth::OrgId;
+use crate::auth::scope::{ScopeParams, ScopeQuery, ScopeSpec, Scoped};
 use crate::domain::analytics::{self as domain, Plan};
 use crate::domain::events::{Reason, ReferenceType};
-use crate::domain::timerange::{BoundNames, TimeRange, parse_timezone};
+use crate::domain::timerange::TimeRange;
 use crate::store;
 
 /// The tag of these routes in the OpenAPI document.
@@ -58,7 +57,8 @@ pub struct HandoffAnalyticsQuery {
     /// `instruction`): every handoff-derived figure is narrowed to them; `total_sessions` is not.
     pub instruction_id: Option<String>,
     /// Baton extension: the IANA time zone of local dates and `trends` days (`Asia/Kolkata`,
-    /// `America/New_York`). Defaults to the organization's time zone.
+    /// `America/New_York`). Defaults to the organization's time zone (UTC if the stored zone is
+    /// not a known IANA name).
     #[param(value_type = Option<openapi::TimeZoneOrEmpty>, inline)]
     pub timezone: Option<String>,
     /// Baton extension: the organization to report on. Required with a reseller token (one of
@@ -85,6 +85,24 @@ pub enum HandoffReason {
     ProhibitedTopic,
     /// The user asked for a human.
     UserRequestedHumanAssistance,
+}
+
+impl ScopeQuery for HandoffAnalyticsQuery {
+    type Orgs = OrgId;
+    type Range = TimeRange;
+    const SPEC: ScopeSpec = ScopeSpec {
+        default_days: DEFAULT_DAYS,
+        ..ScopeSpec::SNAKE
+    };
+    fn scope_params(&self) -> ScopeParams<'_> {
+        ScopeParams {
+            organization: non_empty(&self.organization_id),
+            reseller: None,
+            timezone: non_empty(&self.timezone),
+            start: non_empty(&self.start_date),
+            end: non_empty(&self.end_date),
+        }
+    }
 }
 
 impl From<Reason> for HandoffReason {
@@ -261,43 +279,15 @@ fn count(n: i64) -> u64 {
     )
 )]
 pub async fn get_handoff_analytics(
-    ReadAccess(caller): ReadAccess,
     State(pool): State<PgPool>,
-    Query(q): Query<HandoffAnalyticsQuery>,
+    scoped: Scoped<HandoffAnalyticsQuery>,
 ) -> Result<Json<HandoffAnalyticsPublicResponseDto>> {
-    let requested = non_empty(&q.organization_id)
-        .map(|id| {
-            Uuid::parse_str(id).map_err(|_| {
-                ApiError::bad_request(format!("organization_id: `{id}` is not a UUID"))
-            })
-        })
-        .transpose()?;
-    let org = caller
-        .org_for_read(&pool, requested, "organization_id")
-        .await?;
-    let tz = match non_empty(&q.timezone) {
-        Some(name) => parse_timezone("timezone", name),
-        None => {
-            let stored = store::tenants::org_by_id(&pool, org.get())
-                .await?
-                .map(|o| o.timezone)
-                .ok_or_else(|| ApiError::NotFound(format!("organization {org} not found")))?;
-            parse_timezone("timezone", &stored)
-        }
-    }
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let range = TimeRange::resolve(
-        non_empty(&q.start_date),
-        non_empty(&q.end_date),
-        tz,
-        Utc::now(),
-        DEFAULT_DAYS,
-        BoundNames {
-            start: "start_date",
-            end: "end_date",
-        },
-    )
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Scoped {
+        orgs: org,
+        range,
+        query: q,
+        ..
+    } = scoped;
     let instruction = non_empty(&q.instruction_id);
     let plan = Plan::new(&range);
     let counts = store::analytics::read(&pool, org, instruction, range.tz.name(), &plan).await?;

@@ -21,9 +21,10 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ErrorDto, FieldError, Result};
-use super::extract::{Json, NoQuery, Query};
+use super::extract::{Json, NoQuery};
 use crate::auth::OrgId;
-use crate::auth::extract::{ReadAccess, WriteAccess};
+use crate::auth::extract::WriteAccess;
+use crate::auth::scope::{ScopeParams, ScopeQuery, ScopeSpec, Scoped};
 use crate::domain::configuration::{
     self as domain, Configuration, CustomGuideline, Draft, GenericGuidelineDraft, IdCounters,
     RoutingProfile, Slot,
@@ -300,7 +301,20 @@ impl From<HandoffConfiguration> for Draft {
 pub struct ConfigurationQuery {
     /// The organization to read: required with a reseller token (one of its organizations);
     /// with an organization token, optional and must be the token's own.
-    pub organization_id: Option<Uuid>,
+    #[param(value_type = Option<Uuid>)]
+    pub organization_id: Option<String>,
+}
+
+impl ScopeQuery for ConfigurationQuery {
+    type Orgs = OrgId;
+    type Range = ();
+    const SPEC: ScopeSpec = ScopeSpec::SNAKE;
+    fn scope_params(&self) -> ScopeParams<'_> {
+        ScopeParams {
+            organization: self.organization_id.as_deref(),
+            ..ScopeParams::default()
+        }
+    }
 }
 
 /// The strong entity tag of an organization's document at a revision. It names the organization
@@ -367,12 +381,9 @@ pub fn if_match_allows(value: &str, current: &str) -> bool {
     ))]
 pub async fn get_configuration(
     State(pool): State<PgPool>,
-    ReadAccess(caller): ReadAccess,
-    Query(query): Query<ConfigurationQuery>,
+    scoped: Scoped<ConfigurationQuery>,
 ) -> Result<Response> {
-    let org = caller
-        .org_for_read(&pool, query.organization_id, "organization_id")
-        .await?;
+    let org = scoped.orgs;
     // The stored text is the body: no parsing or rendering on the read path.
     match store::configuration::get(&pool, org).await? {
         Some((body, revision)) => document_response(org, revision, body),
@@ -502,13 +513,26 @@ fn checked_body(
 pub struct RevisionsQuery {
     /// The organization to read: required with a reseller token; with an organization token,
     /// optional and must be the token's own.
-    pub organization_id: Option<Uuid>,
+    #[param(value_type = Option<Uuid>)]
+    pub organization_id: Option<String>,
     /// Most revisions to return, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Only revisions older than this one (pass the previous page's `next_before`).
     #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub before: Option<i64>,
+}
+
+impl ScopeQuery for RevisionsQuery {
+    type Orgs = OrgId;
+    type Range = ();
+    const SPEC: ScopeSpec = ScopeSpec::SNAKE;
+    fn scope_params(&self) -> ScopeParams<'_> {
+        ScopeParams {
+            organization: self.organization_id.as_deref(),
+            ..ScopeParams::default()
+        }
+    }
 }
 
 /// One accepted PUT.
@@ -552,9 +576,11 @@ const MAX_REVISIONS: i64 = 100;
     ))]
 pub async fn list_revisions(
     State(pool): State<PgPool>,
-    ReadAccess(caller): ReadAccess,
-    Query(query): Query<RevisionsQuery>,
+    scoped: Scoped<RevisionsQuery>,
 ) -> Result<Json<HandoffConfigurationRevisionsResponse>> {
+    let Scoped {
+        orgs: org, query, ..
+    } = scoped;
     let mut problems = Vec::new();
     let limit = query.limit.unwrap_or(DEFAULT_REVISIONS);
     if !(1..=MAX_REVISIONS).contains(&limit) {
@@ -574,9 +600,6 @@ pub async fn list_revisions(
     if !problems.is_empty() {
         return Err(ApiError::invalid("invalid query string", problems));
     }
-    let org = caller
-        .org_for_read(&pool, query.organization_id, "organization_id")
-        .await?;
     let rows = store::configuration::revisions(&pool, org, query.before, limit).await?;
     let next_before = match rows.last() {
         Some(last) if rows.len() as i64 == limit && last.revision > 1 => Some(last.revision),

@@ -14,18 +14,18 @@ use serde_json::Value;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ErrorDto, FieldError, Result};
-use super::extract::{Json, Path, Query};
+use super::extract::{Json, Path};
 use super::openapi;
 use crate::auth::OrgId;
-use crate::auth::extract::{Caller, ReadAccess};
-use crate::domain::events::{Reason, states};
-use crate::domain::timerange::{Bound, parse_bound, parse_timezone};
+use crate::auth::extract::ReadAccess;
+use crate::auth::scope::{Bounds, ScopeParams, ScopeQuery, ScopeSpec, Scoped};
+use crate::domain::events::Reason;
+use crate::domain::handoffs::{self as domain, Position, Status};
 use crate::store;
-use crate::store::handoffs::{HandoffRecord, ListFilter, Position, Status};
+use crate::store::handoffs::{HandoffRecord, ListFilter};
 
 /// The tag of these routes in the OpenAPI document.
 pub const TAG: &str = "handoffs";
@@ -135,12 +135,12 @@ pub enum HandoffStatus {
     Failed,
 }
 
-impl HandoffStatus {
-    fn of(state: &str) -> HandoffStatus {
-        match state {
-            states::COMPLETED => HandoffStatus::Completed,
-            states::FAILED => HandoffStatus::Failed,
-            _ => HandoffStatus::Open,
+impl From<Status> for HandoffStatus {
+    fn from(s: Status) -> HandoffStatus {
+        match s {
+            Status::Open => HandoffStatus::Open,
+            Status::Completed => HandoffStatus::Completed,
+            Status::Failed => HandoffStatus::Failed,
         }
     }
 }
@@ -148,7 +148,7 @@ impl HandoffStatus {
 impl From<HandoffRecord> for HandoffDto {
     fn from(r: HandoffRecord) -> Self {
         HandoffDto {
-            status: HandoffStatus::of(&r.state),
+            status: Status::of(&r.state).into(),
             handoff_id: r.handoff_id,
             shared_id: r.shared_id,
             state: r.state,
@@ -277,7 +277,7 @@ pub struct ListHandoffsQuery {
     #[param(value_type = Option<openapi::DateBound>, inline)]
     pub end_date: Option<String>,
     /// IANA zone for dates and date-times without an offset in `start_date`/`end_date`;
-    /// default: the organization's time zone.
+    /// default: the organization's time zone (UTC if the stored zone is not a known IANA name).
     #[param(value_type = Option<openapi::TimeZone>, inline)]
     pub timezone: Option<String>,
     /// Handoffs per page, 1 to 500 (default 50).
@@ -289,33 +289,121 @@ pub struct ListHandoffsQuery {
     pub next: Option<String>,
 }
 
-fn param_error(problems: Vec<FieldError>) -> ApiError {
-    let message = problems
-        .iter()
-        .map(|p| format!("{}: {}", p.field, p.message))
-        .collect::<Vec<_>>()
-        .join("; ");
-    ApiError::invalid(message, problems)
+impl ScopeQuery for HandoffQuery {
+    type Orgs = OrgId;
+    type Range = ();
+    const SPEC: ScopeSpec = ScopeSpec::SNAKE;
+    fn scope_params(&self) -> ScopeParams<'_> {
+        ScopeParams {
+            organization: self.organization_id.as_deref().map(str::trim),
+            ..ScopeParams::default()
+        }
+    }
 }
 
-/// The organization a request reads (see [`Caller::org_for_read`]).
-async fn read_org(
-    pool: &PgPool,
-    caller: &Caller,
-    organization_id: &Option<String>,
-) -> Result<OrgId> {
-    let requested = match organization_id.as_deref() {
-        None => None,
-        Some(text) => Some(Uuid::parse_str(text.trim()).map_err(|_| {
-            param_error(vec![FieldError::new(
-                "organization_id",
-                format!("`{text}` is not an organization id (a UUID)"),
-            )])
-        })?),
-    };
-    caller
-        .org_for_read(pool, requested, "organization_id")
-        .await
+impl ScopeQuery for ListHandoffsQuery {
+    type Orgs = OrgId;
+    type Range = Bounds;
+    const SPEC: ScopeSpec = ScopeSpec::SNAKE;
+    fn scope_params(&self) -> ScopeParams<'_> {
+        ScopeParams {
+            organization: self.organization_id.as_deref().map(str::trim),
+            reseller: None,
+            timezone: self.timezone.as_deref().map(str::trim),
+            start: self.start_date.as_deref(),
+            end: self.end_date.as_deref(),
+        }
+    }
+    fn problems(&self) -> Vec<FieldError> {
+        self.filters().err().unwrap_or_default()
+    }
+}
+
+/// The list's own filters and page, as given.
+struct Filters {
+    state: Option<String>,
+    status: Option<Status>,
+    reason: Option<String>,
+    session_id: Option<String>,
+    limit: i64,
+    after: Option<Position>,
+}
+
+impl ListHandoffsQuery {
+    /// The filters and page (every bad one named).
+    fn filters(&self) -> std::result::Result<Filters, Vec<FieldError>> {
+        let mut problems = Vec::new();
+        let state = self.state.as_deref().map(str::trim);
+        if let Some(s) = state
+            && !domain::is_state_name(s)
+        {
+            problems.push(FieldError::new(
+                "state",
+                format!("`{s}` is not a state: use handoff_initiated, handoff_completed, handoff_failed or a custom state ([a-z0-9_]{{1,64}})"),
+            ));
+        }
+        let status = self.status.as_deref().map(str::trim).and_then(|text| {
+            let status = Status::parse(text);
+            if status.is_none() {
+                problems.push(FieldError::new(
+                    "status",
+                    format!("`{text}` is not a status: use open, completed or failed"),
+                ));
+            }
+            status
+        });
+        let reason = self.reason.as_deref().map(str::trim);
+        if let Some(r) = reason
+            && Reason::parse(r).is_none()
+        {
+            let all: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+            problems.push(FieldError::new(
+                "reason",
+                format!("`{r}` is not a reason: use one of {}", all.join(", ")),
+            ));
+        }
+        if self
+            .session_id
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            problems.push(FieldError::new("session_id", "must not be empty"));
+        }
+        let limit = match self.limit.as_deref().map(str::trim) {
+            None => DEFAULT_LIMIT,
+            Some(text) => match text.parse::<i64>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    problems.push(FieldError::new(
+                        "limit",
+                        format!("must be a whole number from 1 to {MAX_LIMIT} (got `{text}`)"),
+                    ));
+                    DEFAULT_LIMIT
+                }
+            },
+        };
+        let after = self.next.as_deref().and_then(|text| {
+            let position = domain::decode_cursor(text);
+            if position.is_none() {
+                problems.push(FieldError::new(
+                    "next",
+                    "not a cursor of this endpoint: pass the `next` value of a previous page as is",
+                ));
+            }
+            position
+        });
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Filters {
+            state: state.map(str::to_owned),
+            status,
+            reason: reason.map(str::to_owned),
+            session_id: self.session_id.clone(),
+            limit,
+            after,
+        })
+    }
 }
 
 /// One handoff with its session, data and the history of its states.
@@ -332,11 +420,11 @@ async fn read_org(
     ))]
 pub async fn get_handoff(
     State(pool): State<PgPool>,
-    ReadAccess(caller): ReadAccess,
+    _: ReadAccess,
     Path(handoff_id): Path<String>,
-    Query(query): Query<HandoffQuery>,
+    scoped: Scoped<HandoffQuery>,
 ) -> Result<Json<HandoffResponse>> {
-    let org = read_org(&pool, &caller, &query.organization_id).await?;
+    let org = scoped.orgs;
     let detail = store::handoffs::handoff(&pool, org, &handoff_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("handoff `{handoff_id}` not found")))?;
@@ -373,248 +461,32 @@ pub async fn get_handoff(
     ))]
 pub async fn list_handoffs(
     State(pool): State<PgPool>,
-    ReadAccess(caller): ReadAccess,
-    Query(query): Query<ListHandoffsQuery>,
+    scoped: Scoped<ListHandoffsQuery>,
 ) -> Result<Json<HandoffListResponse>> {
-    let mut problems = Vec::new();
-    let state = query.state.as_deref().map(str::trim);
-    if let Some(s) = state
-        && !is_state_name(s)
-    {
-        problems.push(FieldError::new(
-            "state",
-            format!("`{s}` is not a state: use handoff_initiated, handoff_completed, handoff_failed or a custom state ([a-z0-9_]{{1,64}})"),
-        ));
-    }
-    let status = match query.status.as_deref().map(str::trim) {
-        None => None,
-        Some(text) => match text {
-            "open" => Some(Status::Open),
-            "completed" => Some(Status::Completed),
-            "failed" => Some(Status::Failed),
-            _ => {
-                problems.push(FieldError::new(
-                    "status",
-                    format!("`{text}` is not a status: use open, completed or failed"),
-                ));
-                None
-            }
-        },
-    };
-    let reason = query.reason.as_deref().map(str::trim);
-    if let Some(r) = reason
-        && Reason::parse(r).is_none()
-    {
-        let all: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-        problems.push(FieldError::new(
-            "reason",
-            format!("`{r}` is not a reason: use one of {}", all.join(", ")),
-        ));
-    }
-    if query
-        .session_id
-        .as_deref()
-        .is_some_and(|s| s.trim().is_empty())
-    {
-        problems.push(FieldError::new("session_id", "must not be empty"));
-    }
-    let limit = match query.limit.as_deref().map(str::trim) {
-        None => DEFAULT_LIMIT,
-        Some(text) => match text.parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                problems.push(FieldError::new(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_LIMIT} (got `{text}`)"),
-                ));
-                DEFAULT_LIMIT
-            }
-        },
-    };
-    let after = match query.next.as_deref() {
-        None => None,
-        Some(text) => match decode_cursor(text) {
-            Some(p) => Some(p),
-            None => {
-                problems.push(FieldError::new(
-                    "next",
-                    "not a cursor of this endpoint: pass the `next` value of a previous page as is",
-                ));
-                None
-            }
-        },
-    };
-    let tz = match query.timezone.as_deref() {
-        Some(name) => match parse_timezone("timezone", name.trim()) {
-            Ok(tz) => Some(tz),
-            Err(e) => {
-                problems.push(FieldError::new(e.param, e.message));
-                None
-            }
-        },
-        None => None,
-    };
-    if !problems.is_empty() {
-        return Err(param_error(problems));
-    }
-    let org = read_org(&pool, &caller, &query.organization_id).await?;
-
-    let (mut start, mut end) = (None, None);
-    if query.start_date.is_some() || query.end_date.is_some() {
-        let tz = match tz {
-            Some(tz) => tz,
-            None => org_timezone(&pool, org).await?,
-        };
-        let mut problems = Vec::new();
-        for (param, text, bound, slot) in [
-            ("start_date", &query.start_date, Bound::Start, &mut start),
-            ("end_date", &query.end_date, Bound::End, &mut end),
-        ] {
-            if let Some(text) = text {
-                match parse_bound(param, text, tz, bound) {
-                    Ok(t) => *slot = Some(t),
-                    Err(e) => problems.push(FieldError::new(e.param, e.message)),
-                }
-            }
-        }
-        if let (Some(s), Some(e)) = (start, end)
-            && s > e
-        {
-            problems.push(FieldError::new(
-                "start_date",
-                format!(
-                    "must not be after end_date ({} > {})",
-                    s.to_rfc3339(),
-                    e.to_rfc3339()
-                ),
-            ));
-        }
-        if !problems.is_empty() {
-            return Err(param_error(problems));
-        }
-    }
-
+    let Scoped {
+        orgs: org,
+        range: Bounds { start, end },
+        query,
+        ..
+    } = scoped;
+    let filters = query.filters().map_err(crate::auth::scope::invalid)?;
     let filter = ListFilter {
-        state: state.map(str::to_owned),
-        status,
-        reason: reason.map(str::to_owned),
-        session_id: query.session_id.clone(),
+        state: filters.state,
+        status: filters.status,
+        reason: filters.reason,
+        session_id: filters.session_id,
         start,
         end,
-        after,
+        after: filters.after,
     };
-    let mut rows = store::handoffs::list(&pool, org, &filter, limit + 1).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|last| {
-            encode_cursor(&Position {
-                initiated_at: last.initiated_at,
-                handoff_id: last.handoff_id.clone(),
-            })
-        })
-    } else {
-        None
-    };
+    let limit = filters.limit;
+    let rows = store::handoffs::list(&pool, org, &filter, limit + 1).await?;
+    let (rows, next) = domain::page(rows, limit as usize, |last| Position {
+        initiated_at: last.initiated_at,
+        handoff_id: last.handoff_id.clone(),
+    });
     Ok(Json(HandoffListResponse {
         handoffs: rows.into_iter().map(HandoffDto::from).collect(),
         next,
     }))
-}
-
-async fn org_timezone(pool: &PgPool, org: OrgId) -> Result<chrono_tz::Tz> {
-    let name = store::tenants::org_by_id(pool, org.get())
-        .await?
-        .map(|o| o.timezone)
-        .unwrap_or_else(|| "UTC".to_owned());
-    Ok(name.parse().unwrap_or(chrono_tz::Tz::UTC))
-}
-
-/// Whether `s` can name a state: one of PolyAI's three, or a custom state as `handoff.state`
-/// accepts it.
-fn is_state_name(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// The cursor of a position: `h1.<microseconds since the epoch>.<hex of the handoff id>`.
-/// (Opaque to clients; the version prefix lets the format change without misreading old ones.)
-pub fn encode_cursor(p: &Position) -> String {
-    let mut out = format!("h1.{}.", p.initiated_at.timestamp_micros());
-    for b in p.handoff_id.as_bytes() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-/// The position a cursor names, or `None` when it is not one of ours.
-pub fn decode_cursor(text: &str) -> Option<Position> {
-    let rest = text.trim().strip_prefix("h1.")?;
-    let (micros, hex) = rest.split_once('.')?;
-    if micros.is_empty() || !micros.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-        return None;
-    }
-    let initiated_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-    if hex.is_empty() || hex.len() % 2 != 0 {
-        return None;
-    }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    let handoff_id = String::from_utf8(bytes).ok()?;
-    // A cursor is client input: one this endpoint never wrote (a NUL in the id, an instant
-    // PostgreSQL cannot hold) is refused like any other garbage, not sent to the database.
-    if handoff_id.contains('\0') || !crate::domain::input::year_in_range(initiated_at) {
-        return None;
-    }
-    Some(Position {
-        initiated_at,
-        handoff_id,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        let p = Position {
-            initiated_at: DateTime::parse_from_rfc3339("2026-11-02T09:01:02.345678Z")
-                .unwrap()
-                .with_timezone(&Utc),
-            handoff_id: "h-ü/1.2".to_owned(),
-        };
-        let c = encode_cursor(&p);
-        assert!(c.starts_with("h1.1793610062345678."), "{c}");
-        assert_eq!(decode_cursor(&c), Some(p));
-        for bad in [
-            "",
-            "h1.",
-            "h1..61",
-            "h1.12.",
-            "h1.12.6",
-            "h1.12.zz",
-            "h1.x.61",
-            "h2.12.61",
-            "h1.12.ff",
-            "h1.+12.61",
-            // A NUL in the id; an instant in year −10000.
-            "h1.12.6100",
-            "h1.-380000000000000000.61",
-        ] {
-            assert_eq!(decode_cursor(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn state_names() {
-        assert!(is_state_name("handoff_failed"));
-        assert!(is_state_name("customer_refund"));
-        assert!(!is_state_name(""));
-        assert!(!is_state_name("Customer"));
-        assert!(!is_state_name("a-b"));
-        assert!(!is_state_name(&"a".repeat(65)));
-    }
 }

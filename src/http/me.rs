@@ -74,7 +74,7 @@ pub async fn get_me(
     _: NoQuery,
 ) -> Result<Json<MeResponse>> {
     let mut organizations = Vec::new();
-    for org in caller.orgs_for_read(&pool).await? {
+    for org in crate::auth::scope::readable_orgs(&pool, &caller).await? {
         if let Some(o) = store::tenants::org_by_id(&pool, org.get()).await? {
             organizations.push(o.into());
         }

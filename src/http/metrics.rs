@@ -13,21 +13,18 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use chrono::{Duration, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::error::{ApiError, ErrorDto, Result};
-use super::extract::{Json, Query};
+use super::error::{ErrorDto, Result};
+use super::extract::Json;
 use super::openapi;
 use super::{AppState, MetricsPool};
-use crate::auth::OrgId;
-use crate::auth::extract::{Caller, Principal, ReadAccess};
+use crate::auth::scope::{Orgs, ScopeParams, ScopeQuery, ScopeSpec, Scoped};
 use crate::domain::metrics::{CallSums, cover, escalation_of, mean, percent, round1, whole_hours};
-use crate::domain::timerange::{BoundNames, TimeRange, parse_timezone};
+use crate::domain::timerange::TimeRange;
 use crate::store;
 use crate::store::agent_cache::AgentCache;
 use crate::store::metrics::{RangeData, Source};
@@ -67,9 +64,31 @@ pub struct MetricsQuery {
     pub reseller_id: Option<String>,
     /// Baton's extension: the IANA zone of `dailyVolume` days and `hourlyDistribution` hours,
     /// and of bounds given without an offset. Default: the organization's zone when the request
-    /// covers one organization; UTC when it covers a reseller's organizations.
+    /// covers one organization (UTC if its stored zone is not a known IANA name); UTC when it
+    /// covers a reseller's organizations.
     #[param(value_type = Option<openapi::TimeZone>, inline)]
     pub timezone: Option<String>,
+}
+
+impl ScopeQuery for MetricsQuery {
+    type Orgs = Orgs;
+    type Range = TimeRange;
+    const SPEC: ScopeSpec = ScopeSpec {
+        range_required: true,
+        ..ScopeSpec::CAMEL
+    };
+    fn scope_params(&self) -> ScopeParams<'_> {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        ScopeParams {
+            organization: given(&self.organization_id),
+            reseller: given(&self.reseller_id),
+            timezone: self.timezone.as_deref(),
+            start: given(&self.start_date),
+            end: given(&self.end_date),
+        }
+    }
 }
 
 /// The response: Telzino wraps the metrics in `data`.
@@ -256,42 +275,15 @@ pub struct EscalationReason {
     )
 )]
 pub async fn get_metrics(
-    State(pool): State<PgPool>,
     State(cache): State<Arc<AgentCache>>,
     State(MetricsPool(reads)): State<MetricsPool>,
-    ReadAccess(caller): ReadAccess,
-    Query(q): Query<MetricsQuery>,
+    scoped: Scoped<MetricsQuery>,
 ) -> Result<Json<MetricsResponse>> {
-    let start = required(&q.start_date, "startDate")?;
-    let end = required(&q.end_date, "endDate")?;
-    let organization_id = uuid_param(&q.organization_id, "organizationId")?;
-    let reseller_id = uuid_param(&q.reseller_id, "resellerId")?;
-    let zone = match q.timezone.as_deref() {
-        Some(name) => Some(parse_timezone("timezone", name).map_err(bad_param)?),
-        None => None,
+    let Scoped { orgs, range, .. } = scoped;
+    let (orgs, whole_reseller) = match orgs {
+        Orgs::One(org) => (vec![org], None),
+        Orgs::Reseller { reseller, orgs } => (orgs, Some(reseller.get())),
     };
-    let (orgs, single, whole_reseller) =
-        scope(&pool, &caller, organization_id, reseller_id).await?;
-    let tz = match (zone, single) {
-        (Some(tz), _) => tz,
-        (None, Some(org)) => store::tenants::org_by_id(&pool, org.get())
-            .await?
-            .and_then(|o| o.timezone.parse::<Tz>().ok())
-            .unwrap_or(Tz::UTC),
-        (None, None) => Tz::UTC,
-    };
-    let range = TimeRange::resolve(
-        Some(start),
-        Some(end),
-        tz,
-        Utc::now(),
-        30,
-        BoundNames {
-            start: "startDate",
-            end: "endDate",
-        },
-    )
-    .map_err(bad_param)?;
     let hourly = whole_hours(range.tz, range.start, range.end);
     let source = match whole_reseller {
         Some(reseller) => Source::Reseller {
@@ -314,73 +306,6 @@ pub async fn get_metrics(
     Ok(Json(MetricsResponse {
         data: report(&range, &cover, &data, agents, infos),
     }))
-}
-
-fn required<'a>(value: &'a Option<String>, param: &str) -> Result<&'a str> {
-    match value.as_deref().map(str::trim) {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(ApiError::bad_request(format!(
-            "{param}: required, an ISO 8601 date-time or date (e.g. 2025-01-01T00:00:00.000Z)"
-        ))),
-    }
-}
-
-fn uuid_param(value: &Option<String>, param: &str) -> Result<Option<Uuid>> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(v) => Uuid::parse_str(v)
-            .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("{param}: `{v}` is not a UUID"))),
-    }
-}
-
-fn bad_param(e: crate::domain::timerange::ParamError) -> ApiError {
-    ApiError::bad_request(e.to_string())
-}
-
-fn reseller_not_found(id: Uuid) -> ApiError {
-    ApiError::NotFound(format!("reseller {id} not found"))
-}
-
-/// The organizations a request covers; the one organization when it covers exactly one by
-/// nature (an organization token, or `organizationId`); the reseller when it covers all of a
-/// reseller's organizations (a reseller token without `organizationId`).
-async fn scope(
-    pool: &PgPool,
-    caller: &Caller,
-    organization_id: Option<Uuid>,
-    reseller_id: Option<Uuid>,
-) -> Result<(Vec<OrgId>, Option<OrgId>, Option<Uuid>)> {
-    match caller.principal {
-        Principal::Org(own) => {
-            if let Some(r) = reseller_id {
-                let org = store::tenants::org_by_id(pool, own.get()).await?;
-                if org.and_then(|o| o.reseller_id) != Some(r) {
-                    return Err(reseller_not_found(r));
-                }
-            }
-            let org = caller
-                .org_for_read(pool, organization_id, "organizationId")
-                .await?;
-            Ok((vec![org], Some(org), None))
-        }
-        Principal::Reseller(own) => {
-            if let Some(r) = reseller_id
-                && r != own.get()
-            {
-                return Err(reseller_not_found(r));
-            }
-            match organization_id {
-                Some(id) => {
-                    let org = caller
-                        .org_for_read(pool, Some(id), "organizationId")
-                        .await?;
-                    Ok((vec![org], Some(org), None))
-                }
-                None => Ok((caller.orgs_for_read(pool).await?, None, Some(own.get()))),
-            }
-        }
-    }
 }
 
 type AgentKey = (Uuid, String);

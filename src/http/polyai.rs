@@ -18,8 +18,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::AppState;
 use super::error::{ApiError, ErrorDto, Result};
 use super::extract::{Json, LookupQuery, Path};
-use crate::auth::OrgId;
-use crate::auth::extract::{Caller, ReadAccess};
+use crate::auth::extract::ReadAccess;
+use crate::auth::scope;
 use crate::store;
 use crate::store::handoffs::Lookup;
 
@@ -94,21 +94,6 @@ fn present(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// The organization `account_id` names, if the caller may read it.
-async fn account(pool: &PgPool, caller: &Caller, account_id: &str) -> Result<OrgId> {
-    for candidate in store::handoffs::account_candidates(pool, account_id).await? {
-        match caller
-            .org_for_read(pool, Some(candidate), "account_id")
-            .await
-        {
-            Ok(org) => return Ok(org),
-            Err(ApiError::NotFound(_)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(not_found())
-}
-
 /// The state of a handoff, looked up by `shared_id` or `id` (PolyAI's Handoff API).
 ///
 /// `shared_id` wins when both are given; neither is a 400. The token may come as `x-api-key`
@@ -148,7 +133,9 @@ pub async fn get_handoff_state(
             ));
         }
     };
-    let org = account(&pool, &caller, &path.account_id).await?;
+    let org = scope::account(&pool, &caller, &path.account_id)
+        .await?
+        .ok_or_else(not_found)?;
     let state = store::handoffs::handoff_state(&pool, org, &path.project_id, lookup)
         .await?
         .ok_or_else(not_found)?;

@@ -14,6 +14,7 @@ use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::auth::OrgId;
+use crate::domain::handoffs::{Position, Status};
 
 /// What PolyAI's handoff state endpoint answers with.
 #[derive(Debug, Clone, PartialEq)]
@@ -292,26 +293,6 @@ pub async fn handoff(
         data,
         history,
     }))
-}
-
-/// A position in the list: the last handoff of the previous page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    /// Its first initiation.
-    pub initiated_at: DateTime<Utc>,
-    /// Its id.
-    pub handoff_id: String,
-}
-
-/// Where a handoff stands, as a filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Initiated or in a custom state.
-    Open,
-    /// Completed.
-    Completed,
-    /// Failed.
-    Failed,
 }
 
 /// Filters and page of the list.
