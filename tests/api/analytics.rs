@@ -13,6 +13,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
+use crate::common::fixtures::event;
 use crate::common::{TestApp, assert_error};
 
 const PATH: &str = "/handoff-analytics";
@@ -55,14 +56,6 @@ fn schema_refuses_extra_and_missing_fields() {
     let mut nested = ok.clone();
     nested["trends"] = json!([{"date": "2026-11-01", "count": 1, "x": 1}]);
     assert!(!SCHEMA.is_valid(&nested));
-}
-
-fn event(id: &str, kind: &str, at: &str, fields: Value) -> Value {
-    let mut e = json!({"id": id, "type": kind, "occurred_at": at});
-    for (k, v) in fields.as_object().unwrap() {
-        e[k] = v.clone();
-    }
-    e
 }
 
 fn started(session: &str, at: &str) -> Value {

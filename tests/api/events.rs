@@ -2,16 +2,12 @@
 
 use serde_json::{Value, json};
 
+use crate::common::fixtures::event;
 use crate::common::{TestApp, assert_error};
 
 /// An event of `kind` with `fields`, at minute `minute` of 2026-11-02 09:00 UTC.
 fn ev(id: &str, kind: &str, minute: u32, fields: Value) -> Value {
-    let mut e =
-        json!({"id": id, "type": kind, "occurred_at": format!("2026-11-02T09:{minute:02}:00Z")});
-    for (k, v) in fields.as_object().unwrap() {
-        e[k] = v.clone();
-    }
-    e
+    event(id, kind, &format!("2026-11-02T09:{minute:02}:00Z"), fields)
 }
 
 fn session(id: &str, session: &str) -> Value {

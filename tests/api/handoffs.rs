@@ -7,6 +7,7 @@ use baton::auth::{Scope, Subject};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
+use crate::common::fixtures::event as ev;
 use crate::common::{TestApp, assert_error};
 
 const BASE: &str = "2026-11-02T09:00:00Z";
@@ -17,15 +18,6 @@ fn at(seconds: i64) -> String {
         .unwrap()
         .with_timezone(&Utc);
     (base + Duration::seconds(seconds)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// An event of `kind` at `occurred_at` with `fields`.
-fn ev(id: &str, kind: &str, occurred_at: &str, fields: Value) -> Value {
-    let mut e = json!({"id": id, "type": kind, "occurred_at": occurred_at});
-    for (k, v) in fields.as_object().unwrap() {
-        e[k] = v.clone();
-    }
-    e
 }
 
 fn session(session: &str, agent: Option<&str>, when: &str) -> Value {

@@ -5,16 +5,8 @@
 use chrono::{DateTime, Datelike};
 use serde_json::{Value, json};
 
+use crate::common::fixtures::event as ev;
 use crate::common::{TestApp, assert_error};
-
-/// An event of `kind` at `occurred_at` with `fields`.
-fn ev(id: &str, kind: &str, occurred_at: &str, fields: Value) -> Value {
-    let mut e = json!({"id": id, "type": kind, "occurred_at": occurred_at});
-    for (k, v) in fields.as_object().unwrap() {
-        e[k] = v.clone();
-    }
-    e
-}
 
 const AT: &str = "2026-11-02T09:00:00Z";
 

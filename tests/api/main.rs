@@ -16,4 +16,5 @@ mod metrics;
 mod monitoring;
 mod operations;
 mod rebuild;
+mod scope;
 mod statistics;

@@ -10,14 +10,11 @@ use reqwest::Method;
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
+use crate::common::fixtures::event;
 use crate::common::{TestApp, assert_error};
 
 fn ev(id: &str, kind: &str, fields: Value) -> Value {
-    let mut e = json!({"id": id, "type": kind, "occurred_at": "2026-10-01T09:00:00Z"});
-    for (k, v) in fields.as_object().unwrap() {
-        e[k] = v.clone();
-    }
-    e
+    event(id, kind, "2026-10-01T09:00:00Z", fields)
 }
 
 /// The samples of a Prometheus text exposition: `(name, labels) -> value`.

@@ -34,3 +34,15 @@ pub fn completions(tag: &str, from: usize, n: usize) -> Vec<Value> {
         })
         .collect()
 }
+
+/// An event of `kind` (`session.started`, `handoff.initiated`, …) with id `id`, at
+/// `occurred_at`, with the type's own `fields` (a JSON object) merged in.
+pub fn event(id: &str, kind: &str, occurred_at: &str, fields: Value) -> Value {
+    let mut e = json!({"id": id, "type": kind, "occurred_at": occurred_at});
+    if let Some(fields) = fields.as_object() {
+        for (k, v) in fields {
+            e[k] = v.clone();
+        }
+    }
+    e
+}
