@@ -11,8 +11,10 @@ pub mod fixtures;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
+use axum::extract::FromRequestParts;
 use baton::admin;
-use baton::auth::{Keys, Scope, Subject};
+use baton::auth::extract::WriteAccess;
+use baton::auth::{Keys, OrgId, Scope, Subject};
 use baton::db::{DbConfig, MIGRATOR, embedded_options, pool_options, with_session_settings};
 use baton::http::{AppState, HttpConfig};
 use baton::pg::{Cluster, ClusterOptions};
@@ -128,6 +130,64 @@ pub async fn fresh_database() -> (PgPool, PgConnectOptions) {
     (pool, options)
 }
 
+/// A fresh, migrated database with Baton's signing keys, for tests that call the library (the
+/// store, the auth extractors) without a server.
+pub struct TestDb {
+    /// A pool on the database.
+    pub pool: PgPool,
+    /// The signing keys stored in it.
+    pub keys: Arc<Keys>,
+}
+
+impl TestDb {
+    /// A database of its own.
+    pub async fn new() -> TestDb {
+        let (pool, _) = fresh_database().await;
+        let keys = Arc::new(admin::signing_keys(&pool).await.expect("keys"));
+        TestDb { pool, keys }
+    }
+
+    /// Creates an organization (time zone UTC unless given), and its [`OrgId`] as a request
+    /// gets one: an issued token through the auth extractor (the only way to make one).
+    pub async fn org(
+        &self,
+        slug: &str,
+        reseller: Option<&str>,
+        timezone: Option<&str>,
+    ) -> (Organization, OrgId) {
+        let org = admin::create_org(&self.pool, slug, None, reseller, timezone)
+            .await
+            .expect("create org");
+        let token = admin::issue_token_for(
+            &self.pool,
+            &self.keys,
+            Subject::Org(org.id),
+            &[Scope::WriteAll],
+            chrono::Duration::days(1),
+        )
+        .await
+        .expect("issue token")
+        .token;
+        let state = AppState::new(self.pool.clone(), self.keys.clone());
+        let (mut parts, ()) = axum::http::Request::builder()
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .expect("request")
+            .into_parts();
+        let access = WriteAccess::from_request_parts(&mut parts, &state)
+            .await
+            .expect("the token is accepted");
+        (org, access.org)
+    }
+
+    /// Creates a reseller.
+    pub async fn reseller(&self, slug: &str) -> Reseller {
+        admin::create_reseller(&self.pool, slug, None)
+            .await
+            .expect("create reseller")
+    }
+}
+
 /// A running Baton on a fresh database.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
@@ -147,8 +207,7 @@ pub struct TestApp {
 impl TestApp {
     /// Starts Baton on a fresh database.
     pub async fn spawn() -> TestApp {
-        let (pool, _) = fresh_database().await;
-        let keys = Arc::new(admin::signing_keys(&pool).await.expect("keys"));
+        let TestDb { pool, keys } = TestDb::new().await;
         Self::spawn_with(pool, keys, HttpConfig::default()).await
     }
 
