@@ -20,7 +20,7 @@ const PATH: &str = "/handoff-analytics";
 
 /// OpenCX's `HandoffAnalyticsPublicResponseDto`, from the contract file.
 static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
-    // A verbatim copy of shared/contract/, kept in the repository so a lone clone tests too.
+    // A verbatim copy of OpenCX's published contract for this endpoint, kept in the repository.
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/contract/opencx-handoff-analytics.openapi.yaml"
