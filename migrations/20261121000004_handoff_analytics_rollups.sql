@@ -1,4 +1,4 @@
--- Rollups for OpenCX's GET /handoff-analytics (DESIGN §6-7), maintained in the ingest
+-- Rollups for OpenCX's GET /handoff-analytics, maintained in the ingest
 -- transaction (src/store/analytics.rs) so that the read path never scans raw rows: a 90-day
 -- request reads a number of rows bounded by its buckets, not by the tenant's handoffs.
 --

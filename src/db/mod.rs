@@ -29,8 +29,44 @@ pub use health::DbHealth;
 /// The embedded cluster's database.
 pub const DATABASE_NAME: &str = "baton";
 
-/// The migrations in `migrations/`, compiled in.
+/// The migrations in `migrations/`, compiled in. Apply them with [`migrate`], not `MIGRATOR.run`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Migrations whose comments were reworded after they were applied somewhere: (version, SHA-384 of
+/// the text that was applied). sqlx refuses a database whose recorded checksum differs from the
+/// file's, so [`migrate`] first moves a recorded old checksum to the current one. Only comment edits
+/// belong here: the statements a database ran must stay what the file says.
+const REWORDED: &[(i64, &str)] = &[(
+    20261121000004,
+    "ffbcb92af51be7bb43121fa9a2eb89f5f88365657e361bfd72fd7aa0b59e59005f55c30f033f7e10fd4e766ea9f1ea35",
+)];
+
+/// Applies the pending migrations, after accepting the recorded checksums of [`REWORDED`] ones.
+pub async fn migrate(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::migrate::MigrateError> {
+    let recorded: bool = sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
+        .fetch_one(&mut *conn)
+        .await?;
+    if recorded {
+        for (version, old) in REWORDED {
+            let Some(current) = MIGRATOR.iter().find(|m| m.version == *version) else {
+                continue;
+            };
+            let old: Vec<u8> = (0..old.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&old[i..i + 2], 16).expect("REWORDED holds hex"))
+                .collect();
+            sqlx::query(
+                "update _sqlx_migrations set checksum = $1 where version = $2 and checksum = $3",
+            )
+            .bind(current.checksum.as_ref())
+            .bind(version)
+            .bind(old)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    MIGRATOR.run(conn).await
+}
 
 /// Which PostgreSQL to use.
 #[derive(Debug, Clone)]
@@ -115,8 +151,7 @@ impl Database {
             .await
             // sqlx's message already holds its cause: `{:#}` would print that twice.
             .map_err(|e| anyhow::anyhow!("{whom}: {e}"))?;
-        MIGRATOR
-            .run(&pool)
+        migrate(&mut *pool.acquire().await?)
             .await
             .context("cannot apply database migrations")?;
         health.watch(connect_options.clone());

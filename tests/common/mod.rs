@@ -15,7 +15,7 @@ use axum::extract::FromRequestParts;
 use baton::admin;
 use baton::auth::extract::WriteAccess;
 use baton::auth::{Keys, OrgId, Scope, Subject};
-use baton::db::{DbConfig, MIGRATOR, embedded_options, pool_options, with_session_settings};
+use baton::db::{DbConfig, embedded_options, migrate, pool_options, with_session_settings};
 use baton::http::{AppState, HttpConfig};
 use baton::pg::{Cluster, ClusterOptions};
 use baton::store::agent_cache::AgentCache;
@@ -85,7 +85,7 @@ async fn init_shared() -> Shared {
     let mut tmpl = PgConnection::connect_with(&admin.clone().database(&template))
         .await
         .expect("connect to template");
-    MIGRATOR.run(&mut tmpl).await.expect("migrate template");
+    migrate(&mut tmpl).await.expect("migrate template");
     tmpl.close().await.ok();
     Shared { admin, template }
 }

@@ -9,6 +9,7 @@ mod common;
 mod configuration;
 mod events;
 mod handoffs;
+mod migrations;
 mod rollups;
 mod tenants;
 
