@@ -2,7 +2,7 @@
 // organization) and the hash router that renders one view module at a time. Each view module
 // exports render(root, ctx) and calls Baton's public API itself.
 import { api, token, setToken, describe, ApiError } from './api.js';
-import { h, notice, presetRange } from './ui.js';
+import { h, fill, notice, presetRange } from './ui.js';
 import * as overview from './views/overview.js';
 import * as lifecycle from './views/lifecycle.js';
 import * as handoffs from './views/handoffs.js';
@@ -82,7 +82,7 @@ function setupPickers() {
   const orgs = state.me.organizations;
   state.org = orgs.some((o) => o.id === prefs.org) ? prefs.org : orgs[0]?.id ?? null;
   const orgSel = $('org');
-  orgSel.replaceChildren(...orgs.map((o) => h('option', { value: o.id }, `${o.name} (${o.slug})`)));
+  fill(orgSel, ...orgs.map((o) => h('option', { value: o.id }, `${o.name} (${o.slug})`)));
   orgSel.value = state.org;
   $('org-label').hidden = state.me.kind !== 'reseller';
   orgSel.onchange = () => {
@@ -96,7 +96,7 @@ function setupPickers() {
   zones.add('UTC');
   for (const o of orgs) zones.add(o.timezone);
   const tzSel = $('tz');
-  tzSel.replaceChildren(...[...zones].sort().map((z) => h('option', { value: z }, z)));
+  fill(tzSel, ...[...zones].sort().map((z) => h('option', { value: z }, z)));
   state.tz = prefs.tz && zones.has(prefs.tz) ? prefs.tz : ctx.organization?.timezone || 'UTC';
   tzSel.value = state.tz;
   tzSel.onchange = () => { state.tz = tzSel.value; changed(); };
@@ -154,6 +154,9 @@ async function route() {
   }
   $('controls').hidden = false;
   for (const id of ['preset', 'start', 'end']) $(id).closest('label').hidden = !RANGED.has(view);
+  // The configuration carries its own zone; every other view shows times in the picked one.
+  $('tz').closest('label').hidden = view === 'configuration';
+  $('controls').hidden = view === 'configuration' && state.me.kind !== 'reseller';
   document.title = `${view[0].toUpperCase()}${view.slice(1)} · Baton`;
   const root = h('div', { class: 'view', dataset: { view, state: 'loading' } }, h('p', { class: 'muted' }, 'Loading…'));
   $('main').replaceChildren(root);
@@ -164,7 +167,7 @@ async function route() {
   } catch (e) {
     if (mine !== generation) return;
     if (e instanceof ApiError && e.status === 401) return showLogin(describe(e));
-    root.replaceChildren(notice(describe(e), 'error'));
+    fill(root, notice(describe(e), 'error'));
     root.dataset.state = 'error';
   }
 }

@@ -16,6 +16,13 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+/** Replaces `el`'s children (arrays flattened; null, undefined and false left out). */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
 function append(el, children) {
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
@@ -33,9 +40,10 @@ export const fmt = {
   pct: (n) => (n === null || n === undefined ? '–' : `${nf2.format(n)} %`),
   secs: (s) => {
     if (s === null || s === undefined) return '–';
+    const r = Math.round(s);
     if (s < 60) return `${nf1.format(s)} s`;
-    if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-    return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+    if (r < 3600) return `${Math.floor(r / 60)}m ${String(r % 60).padStart(2, '0')}s`;
+    return `${Math.floor(r / 3600)}h ${String(Math.floor((r % 3600) / 60)).padStart(2, '0')}m`;
   },
   ms: (n) => (n === null || n === undefined ? '–' : `${nf.format(Math.round(n))} ms`),
   label: (s) => (s === null || s === undefined ? 'none' : String(s).replaceAll('_', ' ')),
@@ -85,7 +93,7 @@ export function table(columns, rows, { test, caption } = {}) {
     h('table', { dataset: test ? { table: test } : undefined },
       caption ? h('caption', { class: 'muted' }, caption) : null,
       h('thead', null, h('tr', null, columns.map((c) => h('th', { class: c.num ? 'num' : null, scope: 'col' }, c.label)))),
-      h('tbody', null, rows.map((r) => h('tr', null, columns.map((c) => h('td', { class: c.num ? 'num' : null }, c.value(r))))))));
+      h('tbody', null, rows.map((r) => h('tr', null, columns.map((c) => h('td', { class: [c.num && 'num', c.nowrap && 'nowrap'].filter(Boolean).join(' ') || null }, c.value(r))))))));
 }
 
 export function panel(title, ...children) {

@@ -2,7 +2,7 @@
 // agents, AI insights and escalation reasons.
 import { api } from '../api.js';
 import { chart, cssVar, soft } from '../charts.js';
-import { h, fmt, card, bars, table, panel, dayToX } from '../ui.js';
+import { h, fill, fmt, card, bars, table, panel, dayToX } from '../ui.js';
 
 export async function render(root, ctx) {
   const s = ctx.state;
@@ -14,7 +14,7 @@ export async function render(root, ctx) {
   const r = m.resolutionBreakdown;
   const ai = m.aiInsights;
 
-  root.replaceChildren(
+  fill(root, 
     h('h1', null, 'Calls'),
     h('p', { class: 'lede' }, `Voice agents' calls started from ${s.start} to ${s.end} (${s.tz}).`),
     h('div', { class: 'cards' },

@@ -3,7 +3,7 @@
 // another writer's: a 412 says so. A 400 lists each bad field by its JSON path in `details`,
 // which is shown next to that field.
 import { api, describe, ApiError } from '../api.js';
-import { h, notice } from '../ui.js';
+import { h, fill, notice } from '../ui.js';
 
 const DAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'];
 const MESSAGES = [
@@ -63,7 +63,7 @@ export async function render(root, ctx, _rest, banner) {
         h('div', { class: 'fields-2' },
           field('settings.timezone', 'Time zone of the working hours', h('input', { name: 'timezone', value: s.timezone, list: 'zones', autocomplete: 'off' }), 'An IANA name, e.g. Europe/Berlin'),
           field('settings.keywords', 'Keywords that ask for a person', h('textarea', { name: 'keywords', rows: 3, value: s.keywords.join('\n') }), 'One per line'),
-          MESSAGES.map(([name, label, hint]) => field(`settings.${name}`, label, h('textarea', { name, rows: 2, value: s[name] }), hint)),
+          MESSAGES.map(([name, label, hint]) => field(`settings.${name}`, label, h('textarea', { name, rows: 3, value: s[name] }), hint)),
           field('settings.emails', 'E-mail addresses to notify', h('textarea', { name: 'emails', rows: 3, value: s.emails.join('\n') }), 'One per line')),
         h('datalist', { id: 'zones' }, (Intl.supportedValuesOf?.('timeZone') || []).map((z) => h('option', { value: z })))),
       h('fieldset', null, h('legend', null, 'Working hours'), availability.el),
@@ -105,7 +105,7 @@ export async function render(root, ctx, _rest, banner) {
       save.disabled = false;
       save.textContent = 'Save';
       if (err instanceof ApiError && err.status === 412) {
-        status.replaceChildren(h('div', { class: 'error', role: 'alert', dataset: { result: 'conflict' } },
+        fill(status, h('div', { class: 'error', role: 'alert', dataset: { result: 'conflict' } },
           h('strong', null, 'Not saved: someone else changed this configuration after you opened it. '),
           'Nothing was overwritten. Reload to see their version, then make your change again. ',
           h('button', { type: 'button', class: 'secondary', onclick: () => ctx.rerender() }, 'Reload')));
@@ -113,12 +113,12 @@ export async function render(root, ctx, _rest, banner) {
       } else if (err instanceof ApiError && err.status === 400 && err.body?.details?.length) {
         showErrors(form, status, err.body.details);
       } else {
-        status.replaceChildren(h('div', { class: 'error', role: 'alert', dataset: { result: 'error' } }, describe(err)));
+        fill(status, h('div', { class: 'error', role: 'alert', dataset: { result: 'error' } }, describe(err)));
       }
     }
   });
 
-  root.replaceChildren(
+  fill(root, 
     h('h1', null, 'Handoff configuration'),
     h('p', { class: 'lede' }, 'When the AI hands a conversation to a person, and to whom. Saved as one document (Quickchat\'s format); a save replaces it whole.'),
     why ? h('div', { class: 'notice', role: 'status', dataset: { readonly: 'true' } }, `Editing is off: ${why}`) : null,
@@ -139,7 +139,7 @@ function listEditor({ key, items, fields, blank, addLabel }) {
   const el = h('div');
   let rows = structuredClone(items);
   const draw = () => {
-    el.replaceChildren(
+    fill(el, 
       rows.length ? null : h('p', { class: 'muted' }, 'None.'),
       rows.map((item, i) => h('div', { class: 'row', dataset: { id: item.id ?? '', row: `${key}[${i}]` } },
         fields.map((f) => {
@@ -201,7 +201,7 @@ function showErrors(form, status, details) {
       first ??= input;
     }
   });
-  status.replaceChildren(h('div', { class: 'error', role: 'alert', dataset: { result: 'invalid' } },
+  fill(status, h('div', { class: 'error', role: 'alert', dataset: { result: 'invalid' } },
     h('strong', null, `Not saved: ${details.length === 1 ? 'one field needs' : `${details.length} fields need`} fixing.`),
     unplaced.length ? h('ul', null, unplaced.map((d) => h('li', null, `${d.field}: ${d.message}`))) : ' The problems are shown next to the fields.'));
   first?.focus();

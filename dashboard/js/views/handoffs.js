@@ -1,7 +1,7 @@
 // Handoffs: /v1/handoffs with its filters and cursor pages, and one handoff
 // (/v1/handoffs/{id}) with its state history and its PolyAI data.
 import { api } from '../api.js';
-import { h, fmt, table, panel, notice } from '../ui.js';
+import { h, fill, fmt, table, panel, notice } from '../ui.js';
 
 const REASONS = ['ai_implied_handoff', 'based_on_instructions', 'instructions_not_clear', 'insufficient_knowledge',
   'insufficient_tools', 'prohibited_topic', 'user_requested_human_assistance'];
@@ -47,13 +47,13 @@ export async function render(root, ctx, [id]) {
       rows.length ? `Page ${list.page + 1}: handoffs ${fmt.int(first)}–${fmt.int(last)}` : 'No handoff matches.'),
     h('button', { type: 'button', 'data-action': 'next', disabled: !data.next, onclick: go(list.page + 1, last) }, 'Next ›'));
 
-  root.replaceChildren(
+  fill(root, 
     h('h1', null, 'Handoffs'),
     h('p', { class: 'lede' }, `Handoffs first initiated from ${ctx.state.start} to ${ctx.state.end} (${tz}), newest first.`),
     form,
     h('section', { class: 'panel' },
       table([
-        { label: 'Initiated', value: (r) => fmt.when(r.initiated_at, tz) },
+        { label: 'Initiated', nowrap: true, value: (r) => fmt.when(r.initiated_at, tz) },
         { label: 'Handoff', value: (r) => h('a', { href: `#/handoffs/${encodeURIComponent(r.handoff_id)}`, class: 'mono' }, r.handoff_id) },
         { label: 'Status', value: (r) => h('span', { class: `pill ${r.status}` }, r.status) },
         { label: 'State', value: (r) => fmt.label(r.state) },
@@ -61,7 +61,7 @@ export async function render(root, ctx, [id]) {
         { label: 'Channel', value: (r) => fmt.label(r.session.channel) },
         { label: 'Agent', value: (r) => r.session.agent_name ?? r.session.agent_id ?? '–' },
         { label: 'Attempts', num: true, value: (r) => r.attempts },
-        { label: 'Wait', num: true, value: (r) => (r.completed_at ? fmt.secs((Date.parse(r.completed_at) - Date.parse(r.initiated_at)) / 1000) : '–') },
+        { label: 'Wait', num: true, nowrap: true, value: (r) => (r.completed_at ? fmt.secs((Date.parse(r.completed_at) - Date.parse(r.initiated_at)) / 1000) : '–') },
       ], rows, { test: 'handoffs' }),
       pager),
   );
@@ -77,7 +77,7 @@ async function renderOne(root, ctx, id) {
   const tz = ctx.state.tz;
   const org = ctx.organization;
   const agent = d.session.agent_id ?? 'default';
-  root.replaceChildren(
+  fill(root, 
     h('p', null, h('a', { href: '#/handoffs' }, '‹ Back to the list')),
     h('h1', null, 'Handoff ', h('span', { class: 'mono' }, d.handoff_id)),
     d.summary ? h('p', { class: 'lede' }, d.summary) : null,

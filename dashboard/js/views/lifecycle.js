@@ -4,7 +4,7 @@
 // sentence, not a broken page.
 import { api, ApiError } from '../api.js';
 import { chart, cssVar } from '../charts.js';
-import { h, fmt, card, delta, table, panel, notice, dayToX } from '../ui.js';
+import { h, fill, fmt, card, delta, table, panel, notice, dayToX } from '../ui.js';
 
 const GROUPS = [['reason', 'Reason'], ['channel', 'Channel'], ['destination', 'Destination'], ['agent', 'Agent']];
 let groupBy = 'reason';
@@ -15,7 +15,7 @@ export async function render(root, ctx) {
     ({ data: d } = await api('/v1/handoff-lifecycle', { params: { ...ctx.params(), group_by: groupBy, compare: 'previous_period' } }));
   } catch (e) {
     if (e instanceof ApiError && e.noSuchEndpoint) {
-      root.replaceChildren(h('h1', null, 'Handoff lifecycle'),
+      fill(root, h('h1', null, 'Handoff lifecycle'),
         h('div', { class: 'notice', role: 'status', dataset: { missing: 'lifecycle' } },
           'This server has no handoff lifecycle endpoint yet (GET /v1/handoff-lifecycle answered 404). ',
           'Upgrade Baton to see waits, acceptance and abandonment here; the other views work as usual.'));
@@ -39,7 +39,7 @@ export async function render(root, ctx) {
   const groupSel = h('select', { 'aria-label': 'Group by' }, GROUPS.map(([v, l]) => h('option', { value: v, selected: v === groupBy }, l)));
   groupSel.addEventListener('change', () => { groupBy = groupSel.value; ctx.rerender(); });
 
-  root.replaceChildren(
+  fill(root, 
     h('h1', null, 'Handoff lifecycle'),
     h('p', { class: 'lede' }, 'What happened after the AI asked for a person: how long customers waited for someone to accept, and how many handoffs failed or were abandoned.'),
     h('div', { class: 'cards' },

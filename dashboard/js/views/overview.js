@@ -2,7 +2,7 @@
 // just before it (the endpoint has no compare parameter, so it is called twice).
 import { api } from '../api.js';
 import { chart, cssVar, soft } from '../charts.js';
-import { h, fmt, card, delta, bars, table, panel, previousRange, dayToX } from '../ui.js';
+import { h, fill, fmt, card, delta, bars, table, panel, previousRange, dayToX } from '../ui.js';
 
 export async function render(root, ctx) {
   const p = ctx.params();
@@ -33,7 +33,7 @@ export async function render(root, ctx) {
     ['Prohibited topics', a.prohibited_topic_references],
   ];
 
-  root.replaceChildren(
+  fill(root, 
     h('h1', null, 'Overview'),
     h('p', { class: 'lede', dataset: { figure: 'summary' } }, a.summary),
     h('div', { class: 'cards' },

@@ -2,7 +2,7 @@
 // (GET /v1/webhooks/{id}/deliveries, cursor pages). A server without the endpoints (404 from
 // its fallback) gets a sentence, not a broken page.
 import { api, ApiError } from '../api.js';
-import { h, fmt, table, panel, notice } from '../ui.js';
+import { h, fill, fmt, table, panel, notice } from '../ui.js';
 
 /** The array in a list answer, whatever its key. */
 function items(d, key) {
@@ -16,7 +16,7 @@ export async function render(root, ctx, [id]) {
     ({ data: hooks } = await api('/v1/webhooks', { params: ctx.state.me.kind === 'reseller' ? { organization_id: ctx.state.org } : {} }));
   } catch (e) {
     if (e instanceof ApiError && e.noSuchEndpoint) {
-      root.replaceChildren(h('h1', null, 'Webhooks'),
+      fill(root, h('h1', null, 'Webhooks'),
         h('div', { class: 'notice', role: 'status', dataset: { missing: 'webhooks' } },
           'This server has no webhooks endpoint yet (GET /v1/webhooks answered 404). ',
           'Upgrade Baton to send handoff events to your own systems and follow their deliveries here.'));
@@ -27,7 +27,7 @@ export async function render(root, ctx, [id]) {
   const list = items(hooks, 'webhooks');
   const tz = ctx.state.tz;
   const selected = id ?? list[0]?.id;
-  root.replaceChildren(
+  fill(root, 
     h('h1', null, 'Webhooks'),
     h('p', { class: 'lede' }, 'Endpoints of yours that Baton calls on handoff, session and call events (Standard Webhooks signatures), and how each delivery went.'),
     panel('Subscriptions', list.length
