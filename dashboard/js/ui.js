@@ -32,7 +32,7 @@ function append(el, children) {
 
 const nf = new Intl.NumberFormat('en-US');
 const nf1 = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
-const nf2 = new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const nf2 = new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 });
 
 export const fmt = {
   int: (n) => (n === null || n === undefined ? '–' : nf.format(n)),

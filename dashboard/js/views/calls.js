@@ -54,7 +54,7 @@ export async function render(root, ctx) {
           { key: 'transferred', name: 'Transferred', value: r.transferred },
           { key: 'abandoned', name: 'Abandoned', value: r.abandoned },
           { key: 'other', name: 'Other', value: r.other },
-        ].map((x) => ({ ...x, text: `${fmt.int(x.value)} · ${fmt.pct(k.totalCalls ? (100 * x.value) / k.totalCalls : null)}` })), { color: c2, test: 'outcomes' })),
+        ].map((x) => ({ ...x, text: `${fmt.int(x.value)} · ${k.totalCalls ? `${fmt.dec((100 * x.value) / k.totalCalls)} %` : '–'}` })), { color: c2, test: 'outcomes' })),
       h('section', { class: 'panel wide', 'aria-label': 'Agents' },
         h('h2', null, 'Agents'),
         table([
