@@ -406,6 +406,15 @@ async fn overview_shows_the_apis_figures(b: &Browser, demo: &Demo) {
         )
         .await;
     }
+    // On a 360 px wide screen nothing sticks out sideways (wide tables scroll in their panel).
+    b.client.set_window_size(360, 800).await.unwrap();
+    b.until(
+        "return window.innerWidth <= 360 \
+         && document.documentElement.scrollWidth <= window.innerWidth",
+        "a page as narrow as the window",
+    )
+    .await;
+    b.client.set_window_size(1280, 800).await.unwrap();
 }
 
 async fn handoffs_view_pages_through_every_handoff(b: &Browser, demo: &Demo) {
