@@ -5,6 +5,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
+# The dashboard's files are embedded in the binary at build time.
+COPY dashboard ./dashboard
 # Cargo.toml names the benchmark targets, so their sources must be present to build.
 COPY benches ./benches
 RUN cargo build --release --locked --bin baton

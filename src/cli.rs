@@ -135,7 +135,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "BATON_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Create the `demo` organization with about 90 days of data, and print a token and curl lines.
+    /// Create the `demo` organization with about 90 days of data, and print the dashboard URL, a
+    /// token and curl lines.
     #[arg(long)]
     pub demo: bool,
     /// Most database connections the server opens.

@@ -1,5 +1,5 @@
 //! `serve --demo`: the `demo` organization with about 90 days of realistic data, a read+write
-//! token, and ready-to-paste `curl` lines.
+//! token, the dashboard's address with that token, and ready-to-paste `curl` lines.
 //!
 //! The data is generated deterministically (fixed seed) relative to the demo organization's
 //! creation time and time zone, and goes in through the same `POST /v1/events` the platforms use
@@ -203,10 +203,28 @@ pub fn curl_lines(org: &Organization, addr: SocketAddr, now: DateTime<Utc>) -> V
     ]
 }
 
-/// Prints the token and the curl lines.
+/// The dashboard's address with `token` in its fragment (which browsers never send to the
+/// server); an unspecified listen address (`0.0.0.0`, `[::]`) becomes loopback.
+pub fn dashboard_url(addr: SocketAddr, token: &str) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}/#token={token}")
+}
+
+/// Prints the dashboard's address, the token and the curl lines.
 pub fn print_welcome(org: &Organization, token: &str, addr: SocketAddr, loaded: (u64, u64)) {
     println!(
         "Baton demo: organization `{slug}` ({id}, {tz}); demo events: {new} new, {dup} already stored.\n\
+         \n\
+         Dashboard (open in a browser; the token stays in the tab):\n\
+         \n\
+         {dashboard}\n\
+         \n\
          A read+write token, valid for 30 days:\n\
          \n\
          export BATON_TOKEN={token}\n\
@@ -219,6 +237,7 @@ pub fn print_welcome(org: &Organization, token: &str, addr: SocketAddr, loaded: 
         tz = org.timezone,
         new = loaded.0,
         dup = loaded.1,
+        dashboard = dashboard_url(addr, token),
         lines = curl_lines(org, addr, Utc::now()).join("\n"),
     );
 }

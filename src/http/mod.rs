@@ -6,6 +6,7 @@
 pub mod analytics;
 pub mod configuration;
 pub mod cors;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -316,6 +317,8 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             }
         }),
     );
+    // The dashboard's files: not API operations (not in the document), no token, no rate limit.
+    let routes = routes.merge(dashboard::router());
     let monitoring = state.monitoring.clone();
     let app = routes
         .fallback(not_found)
