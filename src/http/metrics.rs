@@ -1,10 +1,11 @@
 //! Telzino's call metrics: `GET /v1/metrics`, wrapped as `{"data": {…}}`, camelCase.
 //!
-//! Policy: calls are counted by `started_at` in `[startDate, endDate)`. Figures come from the
-//! rollups kept at ingest, plus the raw calls of the sub-15-minute edges of the range (see
-//! [`crate::store::metrics`]); every ratio and mean is computed here from sums and shown with
-//! one decimal. Day and hour buckets are local to `timezone` (default: the organization's
-//! zone when the request covers one organization, UTC when it covers several). Unknown query
+//! Policy: calls are counted by `started_at` in `[startDate, endDate)`. The handler parses the
+//! request, resolves whose figures and which zone, reads the range's cover
+//! ([`crate::store::metrics::read`]) and serializes the report assembled in
+//! [`crate::domain::metrics::report`] (merging, local days and hours, sorting, ratios with one
+//! decimal). Day and hour buckets are local to `timezone` (default: the organization's zone
+//! when the request covers one organization, UTC when it covers several). Unknown query
 //! parameters are refused (a 400 naming the parameter), as on every endpoint: a misspelt
 //! `startdate` would otherwise silently read another range.
 
