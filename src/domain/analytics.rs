@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Offset, SecondsFormat, Utc};
 
-use super::buckets::{Cover, Grain, HANDOFF_GRAINS, cover};
+use super::buckets::{Cover, Grain, HANDOFF_GRAINS, cover, local_day};
 use super::events::{Reason, ReferenceType};
-use super::timerange::{TimeRange, day_start};
+use super::timerange::TimeRange;
 
 /// The grains a local day's cover may use: up to a day (a week block never lies inside one).
 fn day_grains() -> &'static [Grain] {
@@ -55,12 +55,11 @@ impl Plan {
             .iter()
             .enumerate()
             .map(|(i, day)| {
-                let from = day_start(range.tz, *day).max(range.start);
-                let to = day
-                    .succ_opt()
-                    .map_or(range.end, |next| day_start(range.tz, next))
-                    .min(range.end);
-                (i, cover(from, to, day_grains()))
+                let (from, to) = local_day(range.tz, *day);
+                (
+                    i,
+                    cover(from.max(range.start), to.min(range.end), day_grains()),
+                )
             })
             .collect();
         let whole = cover(range.start, range.end, &HANDOFF_GRAINS);
@@ -368,6 +367,7 @@ fn format_pct(p: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::timerange::day_start;
     use chrono::Duration;
     use chrono_tz::Tz;
 

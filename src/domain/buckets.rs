@@ -94,8 +94,7 @@ impl Grain {
             return t;
         }
         if self == Grain::DAY {
-            let day = t.with_timezone(&tz).date_naive();
-            return day.succ_opt().map_or(t, |next| day_start(tz, next));
+            return local_day(tz, t.with_timezone(&tz).date_naive()).1;
         }
         // The block after `t`'s, found from an instant inside it: across a DST change the local
         // clock skips or repeats, and the next boundary is where the new offset puts it.
@@ -215,6 +214,16 @@ fn aligned(a: DateTime<Utc>, b: DateTime<Utc>, grains: &[Grain], out: &mut Vec<S
             return;
         }
     }
+}
+
+/// The instants `[start, end)` of the local date `day` in `tz`: 24 hours, or 23 or 25 on a DST
+/// day, starting at the first instant of the date when midnight falls in a DST gap.
+pub fn local_day(tz: Tz, day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = day_start(tz, day);
+    let end = day
+        .succ_opt()
+        .map_or(start + Duration::days(1), |next| day_start(tz, next));
+    (start, end)
 }
 
 /// The zone's offset from UTC at `t`.
@@ -510,6 +519,52 @@ mod tests {
                 utc(ceil),
                 "ceil {zone} {t} {grain:?}"
             );
+        }
+    }
+
+    #[test]
+    fn local_days_last_23_24_or_25_hours() {
+        let table = [
+            (
+                "Europe/London",
+                "2026-03-29",
+                "2026-03-29T00:00:00Z",
+                "2026-03-29T23:00:00Z",
+            ),
+            (
+                "Europe/London",
+                "2026-10-25",
+                "2026-10-24T23:00:00Z",
+                "2026-10-26T00:00:00Z",
+            ),
+            (
+                "America/New_York",
+                "2026-03-08",
+                "2026-03-08T05:00:00Z",
+                "2026-03-09T04:00:00Z",
+            ),
+            (
+                "America/New_York",
+                "2026-11-01",
+                "2026-11-01T04:00:00Z",
+                "2026-11-02T05:00:00Z",
+            ),
+            (
+                "Asia/Kolkata",
+                "2026-11-02",
+                "2026-11-01T18:30:00Z",
+                "2026-11-02T18:30:00Z",
+            ),
+            (
+                "UTC",
+                "2026-11-02",
+                "2026-11-02T00:00:00Z",
+                "2026-11-03T00:00:00Z",
+            ),
+        ];
+        for (zone, day, start, end) in table {
+            let got = local_day(tz(zone), day.parse().unwrap());
+            assert_eq!(got, (utc(start), utc(end)), "{zone} {day}");
         }
     }
 
