@@ -11,6 +11,7 @@ mod configuration;
 mod dashboard;
 mod events;
 mod fairness;
+mod grains;
 mod handoffs;
 mod hostile;
 mod metrics;
