@@ -974,8 +974,8 @@ mod tests {
             assert!(ids.insert(e.id.clone()), "ids are unique");
             types.insert(e.type_name());
             match &e.kind {
-                EventKind::SessionStarted { channel, .. } => {
-                    channels.insert(*channel);
+                EventKind::SessionStarted(s) => {
+                    channels.insert(s.channel);
                     sessions += 1;
                 }
                 EventKind::HandoffInitiated(_) if e.id.ends_with("-retry") => retries += 1,

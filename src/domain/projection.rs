@@ -24,8 +24,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::events::{
-    AgentStatus, CallCompleted, Channel, Event, EventKind, HandoffInitiated, Reason, Reference,
-    states,
+    AgentDeleted, AgentStatus, AgentUpserted, CallCompleted, Channel, Event, EventKind,
+    HandoffCompleted, HandoffFailed, HandoffInitiated, HandoffState, Reason, Reference,
+    SessionEnded, SessionStarted, states,
 };
 
 /// A stored session.
@@ -216,11 +217,11 @@ impl Projector {
         };
         let at = event.occurred_at;
         match &event.kind {
-            EventKind::SessionStarted {
+            EventKind::SessionStarted(SessionStarted {
                 session_id,
                 channel,
                 agent_id,
-            } => {
+            }) => {
                 if self.loaded.sessions.contains_key(session_id) {
                     return Err(conflict(format!(
                         "session `{session_id}` has already started"
@@ -239,10 +240,10 @@ impl Projector {
                 );
                 self.dirty_sessions.mark(session_id);
             }
-            EventKind::SessionEnded {
+            EventKind::SessionEnded(SessionEnded {
                 session_id,
                 sentiment,
-            } => {
+            }) => {
                 let Some(session) = self.loaded.sessions.get_mut(session_id) else {
                     return Err(conflict(format!(
                         "session `{session_id}` was never started"
@@ -258,10 +259,10 @@ impl Projector {
                 self.dirty_sessions.mark(session_id);
             }
             EventKind::HandoffInitiated(h) => self.initiate(h, event, at).map_err(conflict)?,
-            EventKind::HandoffCompleted {
+            EventKind::HandoffCompleted(HandoffCompleted {
                 handoff_id,
                 operator_id,
-            } => {
+            }) => {
                 let h = self
                     .open_handoff(handoff_id, "handoff.completed")
                     .map_err(conflict)?;
@@ -270,7 +271,7 @@ impl Projector {
                 h.operator_id = operator_id.clone();
                 self.transition(handoff_id, states::COMPLETED, event);
             }
-            EventKind::HandoffFailed { handoff_id, error } => {
+            EventKind::HandoffFailed(HandoffFailed { handoff_id, error }) => {
                 let h = self
                     .open_handoff(handoff_id, "handoff.failed")
                     .map_err(conflict)?;
@@ -279,11 +280,11 @@ impl Projector {
                 h.error = error.clone();
                 self.transition(handoff_id, states::FAILED, event);
             }
-            EventKind::HandoffState {
+            EventKind::HandoffState(HandoffState {
                 handoff_id,
                 state,
                 data,
-            } => {
+            }) => {
                 let h = self
                     .open_handoff(handoff_id, "handoff.state")
                     .map_err(conflict)?;
@@ -293,11 +294,11 @@ impl Projector {
                 }
                 self.transition(handoff_id, state, event);
             }
-            EventKind::AgentUpserted {
+            EventKind::AgentUpserted(AgentUpserted {
                 agent_id,
                 name,
                 status,
-            } => {
+            }) => {
                 self.loaded.agents.insert(
                     agent_id.clone(),
                     AgentRow {
@@ -309,7 +310,7 @@ impl Projector {
                 );
                 self.dirty_agents.mark(agent_id);
             }
-            EventKind::AgentDeleted { agent_id } => {
+            EventKind::AgentDeleted(AgentDeleted { agent_id }) => {
                 let agent = self
                     .loaded
                     .agents
@@ -614,6 +615,229 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// What a cell of the state machine's table expects.
+    #[derive(Debug)]
+    enum Outcome {
+        /// Accepted: the handoff's state, attempts and history length after the event.
+        Now(&'static str, i32, i32),
+        /// Refused with this message.
+        Refused(&'static str),
+    }
+
+    /// Every state × every handoff event, each answer written out by hand: the state reached,
+    /// `attempts` and the number of history entries, or the conflict's message.
+    #[test]
+    fn every_cell_of_the_handoff_state_machine() {
+        use Outcome::{Now, Refused};
+        const CUSTOM: &str = "customer_refund";
+        let table: &[(Option<&str>, &str, Outcome)] = &[
+            (None, "initiated", Now("handoff_initiated", 1, 1)),
+            (
+                None,
+                "completed",
+                Refused("handoff `h` was never initiated"),
+            ),
+            (None, "failed", Refused("handoff `h` was never initiated")),
+            (None, "state", Refused("handoff `h` was never initiated")),
+            (
+                Some(states::INITIATED),
+                "initiated",
+                Refused(
+                    "handoff `h` is handoff_initiated; handoff.initiated may only start a new handoff or retry a failed one",
+                ),
+            ),
+            (
+                Some(states::INITIATED),
+                "completed",
+                Now("handoff_completed", 1, 2),
+            ),
+            (
+                Some(states::INITIATED),
+                "failed",
+                Now("handoff_failed", 1, 2),
+            ),
+            (Some(states::INITIATED), "state", Now("in_review", 1, 2)),
+            (
+                Some(states::COMPLETED),
+                "initiated",
+                Refused(
+                    "handoff `h` is handoff_completed; handoff.initiated may only start a new handoff or retry a failed one",
+                ),
+            ),
+            (
+                Some(states::COMPLETED),
+                "completed",
+                Refused(
+                    "handoff `h` is handoff_completed; handoff.completed is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::COMPLETED),
+                "failed",
+                Refused(
+                    "handoff `h` is handoff_completed; handoff.failed is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::COMPLETED),
+                "state",
+                Refused(
+                    "handoff `h` is handoff_completed; handoff.state is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::FAILED),
+                "initiated",
+                Now("handoff_initiated", 2, 3),
+            ),
+            (
+                Some(states::FAILED),
+                "completed",
+                Refused(
+                    "handoff `h` is handoff_failed; handoff.completed is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::FAILED),
+                "failed",
+                Refused("handoff `h` is handoff_failed; handoff.failed is not allowed from there"),
+            ),
+            (
+                Some(states::FAILED),
+                "state",
+                Refused("handoff `h` is handoff_failed; handoff.state is not allowed from there"),
+            ),
+            (
+                Some(CUSTOM),
+                "initiated",
+                Refused(
+                    "handoff `h` is customer_refund; handoff.initiated may only start a new handoff or retry a failed one",
+                ),
+            ),
+            (Some(CUSTOM), "completed", Now("handoff_completed", 1, 3)),
+            (Some(CUSTOM), "failed", Now("handoff_failed", 1, 3)),
+            (Some(CUSTOM), "state", Now("in_review", 1, 3)),
+        ];
+        for (before, kind, expected) in table {
+            let mut projector = Projector::new(Loaded::default());
+            for (i, e) in reach(*before).iter().enumerate() {
+                projector.apply(i, e).unwrap();
+            }
+            let outcome = projector.apply(99, &next(kind));
+            let cell = format!("{before:?} + {kind}");
+            match (expected, outcome) {
+                (Now(state, attempts, history), Ok(())) => {
+                    let h = &projector.loaded.handoffs["h"];
+                    assert_eq!(
+                        (h.state.as_str(), h.attempts, h.transitions),
+                        (*state, *attempts, *history),
+                        "{cell}"
+                    );
+                    let changes = projector.finish();
+                    assert_eq!(changes.transitions.len(), *history as usize, "{cell}");
+                    assert_eq!(changes.transitions.last().unwrap().state, *state, "{cell}");
+                }
+                (Refused(message), Err(c)) => {
+                    assert_eq!(
+                        (c.index, c.event_id.as_str(), c.message.as_str()),
+                        (99, "next", *message),
+                        "{cell}"
+                    );
+                }
+                (expected, got) => panic!("{cell}: expected {expected:?}, got {got:?}"),
+            }
+        }
+    }
+
+    /// Every session state × every event that names a session: accepted or the conflict.
+    #[test]
+    fn every_cell_of_the_session_state_machine() {
+        let started = || {
+            event(
+                json!({"id": "next", "type": "session.started", "occurred_at": at(5),
+                "session_id": "s", "channel": "web"}),
+            )
+        };
+        let ended = || {
+            event(
+                json!({"id": "next", "type": "session.ended", "occurred_at": at(5),
+                "session_id": "s", "sentiment": "calm"}),
+            )
+        };
+        let handoff = || {
+            event(
+                json!({"id": "next", "type": "handoff.initiated", "occurred_at": at(5),
+                "handoff_id": "h", "session_id": "s", "reasons": ["ai_implied_handoff"]}),
+            )
+        };
+        // (events before, event, None: accepted; Some: the conflict's message)
+        let none: Vec<Event> = vec![];
+        let open = vec![started().with_id("a")];
+        let closed = vec![started().with_id("a"), ended().with_id("b")];
+        let table: &[(&Vec<Event>, Event, Option<&str>)] = &[
+            (&none, started(), None),
+            (&none, ended(), Some("session `s` was never started")),
+            (
+                &none,
+                handoff(),
+                Some("session `s` was never started; send session.started first"),
+            ),
+            (&open, started(), Some("session `s` has already started")),
+            (&open, ended(), None),
+            (&open, handoff(), None),
+            (&closed, started(), Some("session `s` has already started")),
+            (&closed, ended(), Some("session `s` has already ended")),
+            // A handoff may arrive after its session's end (events are applied as sent).
+            (&closed, handoff(), None),
+        ];
+        for (i, (before, e, expected)) in table.iter().enumerate() {
+            let mut projector = Projector::new(Loaded::default());
+            for (j, b) in before.iter().enumerate() {
+                projector.apply(j, b).unwrap();
+            }
+            let got = projector.apply(9, e).err().map(|c| c.message);
+            assert_eq!(got.as_deref(), *expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn calls_are_recorded_once_and_agents_keep_their_last_name() {
+        let call = event(
+            json!({"id": "c", "type": "call.completed", "occurred_at": at(3),
+            "call_id": "c1", "agent_id": "a1", "started_at": at(1), "duration_seconds": 120,
+            "outcome": "resolved"}),
+        );
+        let upsert = event(
+            json!({"id": "u", "type": "agent.upserted", "occurred_at": at(0),
+            "agent_id": "a1", "name": "Ada", "status": "active"}),
+        );
+        let delete = event(
+            json!({"id": "d", "type": "agent.deleted", "occurred_at": at(4),
+            "agent_id": "a1"}),
+        );
+        let ghost = event(
+            json!({"id": "g", "type": "agent.deleted", "occurred_at": at(4),
+            "agent_id": "a2"}),
+        );
+        let mut projector = Projector::new(Loaded::default());
+        projector.apply(0, &call).unwrap();
+        let again = projector
+            .apply(1, &call.clone().with_id("c-again"))
+            .unwrap_err();
+        assert_eq!(again.message, "call `c1` is already recorded");
+        projector.apply(2, &upsert).unwrap();
+        projector.apply(3, &delete).unwrap();
+        projector.apply(4, &ghost).unwrap();
+        let changes = projector.finish();
+        assert_eq!(changes.calls.len(), 1);
+        let agents: Vec<(&str, &str, bool)> = changes
+            .agents
+            .iter()
+            .map(|a| (a.agent_id.as_str(), a.name.as_str(), a.deleted_at.is_some()))
+            .collect();
+        assert_eq!(agents, [("a1", "Ada", true), ("a2", "a2", true)]);
     }
 
     #[test]

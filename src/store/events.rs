@@ -289,9 +289,7 @@ async fn refused_insert(
     let candidates: Vec<(usize, &str)> = new
         .iter()
         .filter_map(|&i| match (&batch[i].event.kind, table) {
-            (EventKind::SessionStarted { session_id, .. }, "sessions") => {
-                Some((i, session_id.as_str()))
-            }
+            (EventKind::SessionStarted(s), "sessions") => Some((i, s.session_id.as_str())),
             (EventKind::CallCompleted(c), "calls") => Some((i, c.call_id.as_str())),
             _ => None,
         })
@@ -345,11 +343,11 @@ async fn load(
     let mut agent_ids: HashSet<&str> = HashSet::new();
     for &i in new {
         match &batch[i].event.kind {
-            EventKind::SessionStarted { session_id, .. } => {
-                started.insert(session_id);
+            EventKind::SessionStarted(s) => {
+                started.insert(&s.session_id);
             }
-            EventKind::SessionEnded { session_id, .. } => {
-                session_ids.insert(session_id);
+            EventKind::SessionEnded(s) => {
+                session_ids.insert(&s.session_id);
             }
             EventKind::HandoffInitiated(h) => {
                 session_ids.insert(&h.session_id);
@@ -358,13 +356,20 @@ async fn load(
                     shared_ids.insert(s);
                 }
             }
-            EventKind::HandoffCompleted { handoff_id, .. }
-            | EventKind::HandoffFailed { handoff_id, .. }
-            | EventKind::HandoffState { handoff_id, .. } => {
-                handoff_ids.insert(handoff_id);
+            EventKind::HandoffCompleted(h) => {
+                handoff_ids.insert(&h.handoff_id);
             }
-            EventKind::AgentUpserted { agent_id, .. } | EventKind::AgentDeleted { agent_id } => {
-                agent_ids.insert(agent_id);
+            EventKind::HandoffFailed(h) => {
+                handoff_ids.insert(&h.handoff_id);
+            }
+            EventKind::HandoffState(h) => {
+                handoff_ids.insert(&h.handoff_id);
+            }
+            EventKind::AgentUpserted(a) => {
+                agent_ids.insert(&a.agent_id);
+            }
+            EventKind::AgentDeleted(a) => {
+                agent_ids.insert(&a.agent_id);
             }
             EventKind::CallCompleted(_) => {}
         }
