@@ -52,7 +52,7 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-BUILT_IN_STATES = {"handoff_initiated", "handoff_completed", "handoff_failed"}
+BUILT_IN_STATES = {"handoff_initiated", "handoff_completed", "handoff_failed", "handoff_abandoned"}
 CUSTOM_STATE = re.compile(r"[a-z0-9_]{1,64}")
 
 

@@ -213,6 +213,8 @@ pub mod states {
     pub const COMPLETED: &str = "handoff_completed";
     /// The transfer failed.
     pub const FAILED: &str = "handoff_failed";
+    /// The customer left before a person accepted (Baton's addition to PolyAI's states; final).
+    pub const ABANDONED: &str = "handoff_abandoned";
 }
 
 /// A reference from a handoff to a resource of the AI.
@@ -867,7 +869,12 @@ impl Rule for Data {
 }
 
 /// The built-in handoff states, which `handoff.state` may not name.
-const BUILT_IN_STATES: &[&str] = &[states::INITIATED, states::COMPLETED, states::FAILED];
+const BUILT_IN_STATES: &[&str] = &[
+    states::INITIATED,
+    states::COMPLETED,
+    states::FAILED,
+    states::ABANDONED,
+];
 
 /// A custom topic state: `[a-z0-9_]{1,64}`, not a built-in state.
 struct CustomState;
@@ -887,7 +894,7 @@ impl Rule for CustomState {
         if BUILT_IN_STATES.contains(&s.as_str()) {
             r.problem(
                 key,
-                "is a custom topic state; use handoff.initiated, handoff.completed or handoff.failed for the built-in states",
+                "is a custom topic state; use handoff.initiated, handoff.completed, handoff.failed or handoff.abandoned for the built-in states",
             );
             return None;
         }
@@ -975,6 +982,8 @@ event_types! {
         destination: Option<String> = opt Label,
         /// Summary for the human.
         summary: Option<String> = opt Text,
+        /// The AI's reasoning for handing off (OpenCX's `explanation`).
+        explanation: Option<String> = opt Text,
         /// PolyAI handoff state payload (a JSON object of at most 64 KiB).
         data: Option<Map<String, Value>> = opt Data,
     },
@@ -991,6 +1000,12 @@ event_types! {
         handoff_id: String = req Id,
         /// What went wrong.
         error: Option<String> = opt Text,
+    },
+    /// The customer left before a person accepted: the open handoff (initiated or in a custom
+    /// state) ends as `handoff_abandoned`, a final state.
+    HandoffAbandoned = "handoff.abandoned" {
+        /// The handoff (open: initiated or in a custom state).
+        handoff_id: String = req Id,
     },
     /// An open handoff entered a custom topic state.
     HandoffState = "handoff.state" {
@@ -1294,6 +1309,7 @@ mod tests {
         assert_eq!(fields(base("Customer-Refund")), ["events[0].state"]);
         assert_eq!(fields(base("handoff_completed")), ["events[0].state"]);
         assert_eq!(fields(base(&"x".repeat(65))), ["events[0].state"]);
+        assert_eq!(fields(base("handoff_abandoned")), ["events[0].state"]);
     }
 
     #[test]
@@ -1370,7 +1386,7 @@ mod tests {
                 "session.started" => vec!["session_id", "channel"],
                 "session.ended" => vec!["session_id"],
                 "handoff.initiated" => vec!["handoff_id", "session_id", "reasons"],
-                "handoff.completed" | "handoff.failed" => vec!["handoff_id"],
+                "handoff.completed" | "handoff.failed" | "handoff.abandoned" => vec!["handoff_id"],
                 "handoff.state" => vec!["handoff_id", "state"],
                 "agent.upserted" => vec!["agent_id", "name", "status"],
                 "agent.deleted" => vec!["agent_id"],

@@ -12,9 +12,12 @@
 //!   once, in the bucket of its first initiation). Custom topic states (`handoff.state`) apply
 //!   while the handoff is open (initiated or in a custom state) and may be followed by
 //!   completion or failure; a completed handoff is final.
+//! - Baton adds `handoff_abandoned` (`handoff.abandoned`: the customer left before a person
+//!   accepted): from an open handoff only, and final like a completion (no retry: a customer who
+//!   comes back starts a new handoff). A failed handoff is not open, so it cannot be abandoned.
 //! - A retry keeps the handoff's session and first initiation time; its reasons and references
-//!   are added to the handoff's, and its destination, summary, sentiment and shared id replace
-//!   the stored ones when given. `data` objects are merged key by key (later keys win).
+//!   are added to the handoff's, and its destination, summary, explanation, sentiment and shared
+//!   id replace the stored ones when given. `data` objects are merged key by key (later keys win).
 //! - `shared_id` is unique per organization. A call id is recorded once.
 //! - An agent deleted keeps its last name; an agent never declared is named by its id.
 
@@ -25,8 +28,8 @@ use serde_json::{Map, Value};
 
 use super::events::{
     AgentDeleted, AgentStatus, AgentUpserted, CallCompleted, Channel, Event, EventKind,
-    HandoffCompleted, HandoffFailed, HandoffInitiated, HandoffState, Reason, Reference,
-    SessionEnded, SessionStarted, states,
+    HandoffAbandoned, HandoffCompleted, HandoffFailed, HandoffInitiated, HandoffState, Reason,
+    Reference, SessionEnded, SessionStarted, states,
 };
 
 /// A stored session.
@@ -69,6 +72,8 @@ pub struct HandoffRow {
     pub destination: Option<String>,
     /// Summary for the human.
     pub summary: Option<String>,
+    /// The AI's reasoning for handing off.
+    pub explanation: Option<String>,
     /// PolyAI handoff state payload.
     pub data: Map<String, Value>,
     /// The human who took it.
@@ -280,6 +285,13 @@ impl Projector {
                 h.error = error.clone();
                 self.transition(handoff_id, states::FAILED, event);
             }
+            EventKind::HandoffAbandoned(HandoffAbandoned { handoff_id }) => {
+                let h = self
+                    .open_handoff(handoff_id, "handoff.abandoned")
+                    .map_err(conflict)?;
+                h.state = states::ABANDONED.to_owned();
+                self.transition(handoff_id, states::ABANDONED, event);
+            }
             EventKind::HandoffState(HandoffState {
                 handoff_id,
                 state,
@@ -391,6 +403,7 @@ impl Projector {
                 replace_if_some(&mut existing.sentiment, &h.sentiment);
                 replace_if_some(&mut existing.destination, &h.destination);
                 replace_if_some(&mut existing.summary, &h.summary);
+                replace_if_some(&mut existing.explanation, &h.explanation);
                 if let Some(data) = &h.data {
                     merge(&mut existing.data, data);
                 }
@@ -409,6 +422,7 @@ impl Projector {
                         sentiment: h.sentiment.clone(),
                         destination: h.destination.clone(),
                         summary: h.summary.clone(),
+                        explanation: h.explanation.clone(),
                         data: h.data.clone().unwrap_or_default(),
                         operator_id: None,
                         error: None,
@@ -441,7 +455,7 @@ impl Projector {
         let Some(h) = self.loaded.handoffs.get_mut(handoff_id) else {
             return Err(format!("handoff `{handoff_id}` was never initiated"));
         };
-        if h.state == states::COMPLETED || h.state == states::FAILED {
+        if [states::COMPLETED, states::FAILED, states::ABANDONED].contains(&h.state.as_str()) {
             return Err(format!(
                 "handoff `{handoff_id}` is {}; {what} is not allowed from there",
                 h.state
@@ -541,6 +555,8 @@ mod tests {
                 "occurred_at": at(2), "handoff_id": "h"}))),
             states::FAILED => events.push(event(json!({"id": "f", "type": "handoff.failed",
                 "occurred_at": at(2), "handoff_id": "h", "error": "no agent"}))),
+            states::ABANDONED => events.push(event(json!({"id": "a", "type": "handoff.abandoned",
+                "occurred_at": at(2), "handoff_id": "h"}))),
             custom => events.push(event(json!({"id": "t", "type": "handoff.state",
                 "occurred_at": at(2), "handoff_id": "h", "state": custom}))),
         }
@@ -559,6 +575,8 @@ mod tests {
                 "occurred_at": at(5), "handoff_id": "h"})),
             "state" => event(json!({"id": "next", "type": "handoff.state",
                 "occurred_at": at(5), "handoff_id": "h", "state": "in_review"})),
+            "abandoned" => event(json!({"id": "next", "type": "handoff.abandoned",
+                "occurred_at": at(5), "handoff_id": "h"})),
             other => unreachable!("{other}"),
         }
     }
@@ -642,6 +660,11 @@ mod tests {
             (None, "failed", Refused("handoff `h` was never initiated")),
             (None, "state", Refused("handoff `h` was never initiated")),
             (
+                None,
+                "abandoned",
+                Refused("handoff `h` was never initiated"),
+            ),
+            (
                 Some(states::INITIATED),
                 "initiated",
                 Refused(
@@ -659,6 +682,11 @@ mod tests {
                 Now("handoff_failed", 1, 2),
             ),
             (Some(states::INITIATED), "state", Now("in_review", 1, 2)),
+            (
+                Some(states::INITIATED),
+                "abandoned",
+                Now("handoff_abandoned", 1, 2),
+            ),
             (
                 Some(states::COMPLETED),
                 "initiated",
@@ -688,6 +716,13 @@ mod tests {
                 ),
             ),
             (
+                Some(states::COMPLETED),
+                "abandoned",
+                Refused(
+                    "handoff `h` is handoff_completed; handoff.abandoned is not allowed from there",
+                ),
+            ),
+            (
                 Some(states::FAILED),
                 "initiated",
                 Now("handoff_initiated", 2, 3),
@@ -710,6 +745,48 @@ mod tests {
                 Refused("handoff `h` is handoff_failed; handoff.state is not allowed from there"),
             ),
             (
+                Some(states::FAILED),
+                "abandoned",
+                Refused(
+                    "handoff `h` is handoff_failed; handoff.abandoned is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::ABANDONED),
+                "initiated",
+                Refused(
+                    "handoff `h` is handoff_abandoned; handoff.initiated may only start a new handoff or retry a failed one",
+                ),
+            ),
+            (
+                Some(states::ABANDONED),
+                "completed",
+                Refused(
+                    "handoff `h` is handoff_abandoned; handoff.completed is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::ABANDONED),
+                "failed",
+                Refused(
+                    "handoff `h` is handoff_abandoned; handoff.failed is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::ABANDONED),
+                "state",
+                Refused(
+                    "handoff `h` is handoff_abandoned; handoff.state is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::ABANDONED),
+                "abandoned",
+                Refused(
+                    "handoff `h` is handoff_abandoned; handoff.abandoned is not allowed from there",
+                ),
+            ),
+            (
                 Some(CUSTOM),
                 "initiated",
                 Refused(
@@ -719,6 +796,7 @@ mod tests {
             (Some(CUSTOM), "completed", Now("handoff_completed", 1, 3)),
             (Some(CUSTOM), "failed", Now("handoff_failed", 1, 3)),
             (Some(CUSTOM), "state", Now("in_review", 1, 3)),
+            (Some(CUSTOM), "abandoned", Now("handoff_abandoned", 1, 3)),
         ];
         for (before, kind, expected) in table {
             let mut projector = Projector::new(Loaded::default());
@@ -879,6 +957,46 @@ mod tests {
                 states::INITIATED,
                 states::COMPLETED
             ]
+        );
+    }
+
+    #[test]
+    fn a_retry_replaces_the_explanation_only_when_it_gives_one() {
+        let with = |id: &str, explanation: Option<&str>, minute: u32| {
+            let mut e = json!({"id": id, "type": "handoff.initiated", "occurred_at": at(minute),
+                "handoff_id": "h", "session_id": "s", "reasons": ["ai_implied_handoff"]});
+            if let Some(x) = explanation {
+                e["explanation"] = json!(x);
+            }
+            event(e)
+        };
+        let fail = |id: &str, minute: u32| {
+            event(
+                json!({"id": id, "type": "handoff.failed", "occurred_at": at(minute),
+                "handoff_id": "h"}),
+            )
+        };
+        let mut projector = Projector::new(Loaded::default());
+        let events = [
+            reach(None).remove(0),
+            with("i1", Some("first reasoning"), 1),
+            fail("f1", 2),
+            with("i2", None, 3),
+        ];
+        for (i, e) in events.iter().enumerate() {
+            projector.apply(i, e).unwrap();
+        }
+        assert_eq!(
+            projector.loaded.handoffs["h"].explanation.as_deref(),
+            Some("first reasoning")
+        );
+        projector.apply(4, &fail("f2", 4)).unwrap();
+        projector
+            .apply(5, &with("i3", Some("second reasoning"), 5))
+            .unwrap();
+        assert_eq!(
+            projector.loaded.handoffs["h"].explanation.as_deref(),
+            Some("second reasoning")
         );
     }
 
