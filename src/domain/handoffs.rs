@@ -22,6 +22,8 @@ pub enum Status {
     Completed,
     /// The transfer failed; a retry may initiate it again.
     Failed,
+    /// The customer left before a person accepted (final).
+    Abandoned,
 }
 
 impl Status {
@@ -30,22 +32,24 @@ impl Status {
         match state {
             states::COMPLETED => Status::Completed,
             states::FAILED => Status::Failed,
+            states::ABANDONED => Status::Abandoned,
             _ => Status::Open,
         }
     }
 
-    /// A status by name (`open`, `completed`, `failed`).
+    /// A status by name (`open`, `completed`, `failed`, `abandoned`).
     pub fn parse(name: &str) -> Option<Status> {
         match name {
             "open" => Some(Status::Open),
             "completed" => Some(Status::Completed),
             "failed" => Some(Status::Failed),
+            "abandoned" => Some(Status::Abandoned),
             _ => None,
         }
     }
 }
 
-/// Whether `s` can name a state: one of PolyAI's three, or a custom state as `handoff.state`
+/// Whether `s` can name a state: one of PolyAI's three or `handoff_abandoned`, or a custom state as `handoff.state`
 /// accepts it (`[a-z0-9_]{1,64}`).
 pub fn is_state_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
@@ -168,6 +172,8 @@ mod tests {
         assert_eq!(Status::of("handoff_failed"), Status::Failed);
         assert_eq!(Status::parse("open"), Some(Status::Open));
         assert_eq!(Status::parse("failed"), Some(Status::Failed));
+        assert_eq!(Status::of("handoff_abandoned"), Status::Abandoned);
+        assert_eq!(Status::parse("abandoned"), Some(Status::Abandoned));
         assert_eq!(Status::parse("closed"), None);
     }
 
