@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod polyai;
 pub mod ratelimit;
+pub mod sessions;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -223,6 +224,7 @@ fn api_router(
     let mut all = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(events::router())
+        .merge(sessions::router())
         .merge(limit_reads(reads));
     openapi::document(all.get_openapi_mut());
     error::document_retry_after(all.get_openapi_mut());

@@ -4,6 +4,7 @@
 pub mod agent_cache;
 pub mod analytics;
 pub mod configuration;
+pub mod erasure;
 pub mod events;
 pub mod handoffs;
 pub mod metrics;

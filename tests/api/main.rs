@@ -8,6 +8,7 @@ mod common;
 mod analytics;
 mod auth;
 mod configuration;
+mod erasure;
 mod events;
 mod fairness;
 mod handoffs;
