@@ -187,6 +187,11 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_allow_origins: Vec<String>,
+    /// Delete raw events that occurred more than this many days ago, in the background, in
+    /// batches of 5,000 (projections and rollups stay, so every figure is unchanged; `baton
+    /// rebuild` can no longer recompute the organizations concerned). 0: keep them forever.
+    #[arg(long, env = "BATON_RAW_EVENT_RETENTION_DAYS", default_value_t = 0)]
+    pub raw_event_retention_days: u32,
 }
 
 /// `baton reseller …`
@@ -318,6 +323,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 metrics_cache_rows: args.metrics_cache_rows,
                 analyze_after_events: args.analyze_after_events,
                 admin_addr: args.admin_addr.0,
+                raw_event_retention_days: args.raw_event_retention_days,
             })
             .await
         }

@@ -37,6 +37,8 @@ pub struct ServeOptions {
     pub analyze_after_events: u64,
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`); `None`: none.
     pub admin_addr: Option<SocketAddr>,
+    /// Raw events older than this many days are deleted in the background (0: never).
+    pub raw_event_retention_days: u32,
 }
 
 /// Runs the server until a shutdown signal.
@@ -76,6 +78,12 @@ async fn serve(
                 n => i64::try_from(n).unwrap_or(i64::MAX),
             },
         ));
+    if options.raw_event_retention_days > 0 {
+        crate::db::retention::spawn(
+            db.pool.clone(),
+            crate::db::retention::RetentionOptions::days(options.raw_event_retention_days),
+        );
+    }
     let admin_app = monitoring::admin_router(state.clone());
     let app = http::router(state, &options.http);
     if options.demo {

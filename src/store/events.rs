@@ -69,7 +69,9 @@ pub async fn ingest(
     // Events of erased sessions lose their personal fields before anything else looks at them
     // (see `erasure`): a re-sent one is then the duplicate of its erased self.
     let mut stripped = super::erasure::forget_erased(&mut tx, org, batch).await?;
-    let unique = unique_events(stripped.as_deref().unwrap_or(batch))?;
+    // Events older than the retention horizon count as stored (see `retention`).
+    let horizon = super::retention::horizon(&mut tx, org).await?;
+    let unique = unique_events(stripped.as_deref().unwrap_or(batch), horizon)?;
 
     // Fast path: a plain insert of every event (no `on conflict`, nothing returned), which is
     // the common case. Under the ingest lock only an earlier batch can have stored one of these
@@ -91,7 +93,7 @@ pub async fn ingest(
             // Looked at again under the new lock: a session may have been erased meanwhile.
             stripped = super::erasure::forget_erased(&mut tx, org, batch).await?;
             let batch = stripped.as_deref().unwrap_or(batch);
-            let unique = unique_events(batch)?;
+            let unique = unique_events(batch, horizon)?;
             let inserted: HashSet<String> = insert_events(&mut tx, org, batch, &unique, true)
                 .await?
                 .into_iter()
@@ -128,8 +130,13 @@ pub async fn ingest(
 }
 
 /// The indexes of the batch's first occurrence of each id. Repeats inside the batch: the same
-/// body is a duplicate, another body a conflict.
-fn unique_events(batch: &[NewEvent]) -> Result<Vec<usize>, IngestError> {
+/// body is a duplicate, another body a conflict. Events that occurred before `horizon` (raw events
+/// that old were deleted by retention, so a re-send cannot be recognised) are left out: they count
+/// as duplicates.
+fn unique_events(
+    batch: &[NewEvent],
+    horizon: Option<DateTime<Utc>>,
+) -> Result<Vec<usize>, IngestError> {
     let mut first_index: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
     let mut unique: Vec<usize> = Vec::with_capacity(batch.len());
     for (i, e) in batch.iter().enumerate() {
@@ -147,6 +154,9 @@ fn unique_events(batch: &[NewEvent]) -> Result<Vec<usize>, IngestError> {
                 });
             }
         }
+    }
+    if let Some(horizon) = horizon {
+        unique.retain(|&i| batch[i].event.occurred_at >= horizon);
     }
     Ok(unique)
 }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod handoffs;
 pub mod metrics;
 pub mod rebuild;
+pub mod retention;
 pub mod rollups;
 pub mod secrets;
 pub mod stats;

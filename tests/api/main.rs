@@ -17,4 +17,5 @@ mod metrics;
 mod monitoring;
 mod operations;
 mod rebuild;
+mod retention;
 mod statistics;
