@@ -11,15 +11,14 @@
 use axum::extract::State;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::{ApiError, ErrorDto, Result};
 use super::extract::{Json, Query};
 use super::openapi;
+use super::{AppState, ReadPool};
 use crate::auth::extract::ReadAccess;
 use crate::domain::analytics::{self as domain, Plan};
 use crate::domain::events::{Reason, ReferenceType};
@@ -262,7 +261,7 @@ fn count(n: i64) -> u64 {
 )]
 pub async fn get_handoff_analytics(
     ReadAccess(caller): ReadAccess,
-    State(pool): State<PgPool>,
+    State(ReadPool(pool)): State<ReadPool>,
     Query(q): Query<HandoffAnalyticsQuery>,
 ) -> Result<Json<HandoffAnalyticsPublicResponseDto>> {
     let requested = non_empty(&q.organization_id)

@@ -16,10 +16,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::{ApiError, ErrorDto, FieldError, Result};
 use super::extract::{Json, Path, Query};
 use super::openapi;
+use super::{AppState, ReadPool};
 use crate::auth::OrgId;
 use crate::auth::extract::{Caller, ReadAccess};
 use crate::domain::events::{Reason, states};
@@ -331,7 +331,7 @@ async fn read_org(
         (status = 404, description = "No such handoff (or organization) for this token", body = ErrorDto),
     ))]
 pub async fn get_handoff(
-    State(pool): State<PgPool>,
+    State(ReadPool(pool)): State<ReadPool>,
     ReadAccess(caller): ReadAccess,
     Path(handoff_id): Path<String>,
     Query(query): Query<HandoffQuery>,
@@ -372,7 +372,7 @@ pub async fn get_handoff(
         (status = 404, description = "`organization_id` is not an organization this token reads", body = ErrorDto),
     ))]
 pub async fn list_handoffs(
-    State(pool): State<PgPool>,
+    State(ReadPool(pool)): State<ReadPool>,
     ReadAccess(caller): ReadAccess,
     Query(query): Query<ListHandoffsQuery>,
 ) -> Result<Json<HandoffListResponse>> {

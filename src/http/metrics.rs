@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorDto, Result};
 use super::extract::{Json, Query};
 use super::openapi;
-use super::{AppState, MetricsPool};
+use super::{AppState, ReadMetricsPool};
 use crate::auth::OrgId;
 use crate::auth::extract::{Caller, Principal, ReadAccess};
 use crate::domain::metrics::{CallSums, cover, escalation_of, mean, percent, round1, whole_hours};
@@ -258,7 +258,7 @@ pub struct EscalationReason {
 pub async fn get_metrics(
     State(pool): State<PgPool>,
     State(cache): State<Arc<AgentCache>>,
-    State(MetricsPool(reads)): State<MetricsPool>,
+    State(ReadMetricsPool(reads)): State<ReadMetricsPool>,
     ReadAccess(caller): ReadAccess,
     Query(q): Query<MetricsQuery>,
 ) -> Result<Json<MetricsResponse>> {

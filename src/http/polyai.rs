@@ -15,9 +15,9 @@ use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
 use super::error::{ApiError, ErrorDto, Result};
 use super::extract::{Json, LookupQuery, Path};
+use super::{AppState, ReadPool};
 use crate::auth::OrgId;
 use crate::auth::extract::{Caller, ReadAccess};
 use crate::store;
@@ -127,7 +127,7 @@ async fn account(pool: &PgPool, caller: &Caller, account_id: &str) -> Result<Org
         (status = 404, description = "No such handoff in this account and project (also for another tenant's account or handoff: the body is the same)", body = ErrorDto),
     ))]
 pub async fn get_handoff_state(
-    State(pool): State<PgPool>,
+    State(ReadPool(pool)): State<ReadPool>,
     ReadAccess(caller): ReadAccess,
     path: Result<Path<HandoffStatePath>, ApiError>,
     query: Result<LookupQuery<HandoffStateQuery>, ApiError>,
