@@ -18,4 +18,5 @@ mod monitoring;
 mod operations;
 mod rebuild;
 mod retention;
+mod servers;
 mod statistics;
