@@ -90,8 +90,10 @@ pub async fn erase_session(
     // Every event of a handoff is in its state history (`handoff_states.event_id`), so the raw
     // events to rewrite are found by key, without scanning the organization's events.
     let fields: Vec<&str> = PERSONAL_FIELDS.iter().map(|(f, _)| *f).collect();
-    // The one change the event store's trigger lets through, and only in this transaction.
-    sqlx::query("select set_config('baton.erasing', 'on', true)")
+    // The one change the event store's trigger lets through, and only in this transaction. A
+    // `set local` statement rather than `set_config()`: Citus forwards it to the shards'
+    // transactions (`citus.propagate_set_commands = 'local'`, see docs/SCALING.md).
+    sqlx::query("set local baton.erasing = 'on'")
         .execute(&mut *tx)
         .await?;
     let events = sqlx::query(

@@ -17,14 +17,18 @@ use crate::auth::OrgId;
 pub async fn prune_batch(pool: &PgPool, cutoff: DateTime<Utc>, limit: i64) -> sqlx::Result<u64> {
     let mut tx = pool.begin().await?;
     // The one DELETE the event store's trigger lets through, and only in this transaction.
-    sqlx::query("select set_config('baton.pruning', 'on', true)")
+    // `set local`, not `set_config()`: Citus forwards it to the shards (see docs/SCALING.md).
+    sqlx::query("set local baton.pruning = 'on'")
         .execute(&mut *tx)
         .await?;
     let per_org: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        // By key rather than by `ctid`: the same statement works on a table distributed by
+        // organization (see docs/SCALING.md), where a row's `ctid` means nothing across shards.
         r#"with gone as (
-               delete from events where ctid = any(array(
-                   select ctid from events where occurred_at < $1 limit $2))
-               returning org_id)
+               delete from events e
+               using (select org_id, event_id from events where occurred_at < $1 limit $2) d
+               where e.org_id = d.org_id and e.event_id = d.event_id
+               returning e.org_id)
            select org_id, count(*) from gone group by org_id"#,
     )
     .bind(cutoff)
