@@ -120,7 +120,10 @@ async fn main() {
         }
         tokens.push(token);
     }
-    println!("loaded {} events in each of {orgs} organizations", events.len());
+    println!(
+        "loaded {} events in each of {orgs} organizations",
+        events.len()
+    );
     let start = (Utc::now() - chrono::Duration::days(90)).format("%Y-%m-%d");
     let end = Utc::now().format("%Y-%m-%d");
     let path = format!("/handoff-analytics?start_date={start}&end_date={end}");
@@ -157,7 +160,10 @@ async fn main() {
     }
     // Let the probes see the replica caught up.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let urls: Vec<String> = servers.iter().map(|s| format!("{}{path}", s.base)).collect();
+    let urls: Vec<String> = servers
+        .iter()
+        .map(|s| format!("{}{path}", s.base))
+        .collect();
     let warm = throughput(&urls, &tokens, clients, 2).await;
     let two = throughput(&urls, &tokens, clients, seconds).await;
     let mut on_replica = 0.0;

@@ -124,21 +124,13 @@ pub async fn erase_session(
 }
 
 /// The batch with the personal fields removed from the events of erased sessions, or `None` when
-/// no event of the batch belongs to one (the common case costs one index probe: an organization
-/// that never erased anything is not looked at further). Run under the ingest lock.
+/// no event of the batch belongs to one. Ingest calls it, under the ingest lock, only for an
+/// organization that has erased sessions (it checks that with one index probe per batch).
 pub(crate) async fn forget_erased(
     conn: &mut PgConnection,
     org: OrgId,
     batch: &[NewEvent],
 ) -> sqlx::Result<Option<Vec<NewEvent>>> {
-    let any: bool =
-        sqlx::query_scalar("select exists(select 1 from session_erasures where org_id = $1)")
-            .bind(org.get())
-            .fetch_one(&mut *conn)
-            .await?;
-    if !any {
-        return Ok(None);
-    }
     // The session of every event that can carry personal fields: named by the event, or by the
     // handoff it continues (initiated earlier in this batch, or stored).
     let mut session_of_handoff: HashMap<&str, &str> = HashMap::new();

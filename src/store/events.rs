@@ -66,11 +66,21 @@ pub async fn ingest(
     batch: &[NewEvent],
 ) -> Result<Ingested, IngestError> {
     let mut tx = begin_locked(pool, org).await?;
+    // In one round trip: whether the organization erased sessions, and its retention horizon.
+    let (erasures, horizon): (bool, Option<DateTime<Utc>>) = sqlx::query_as(
+        r#"select exists(select 1 from session_erasures where org_id = $1),
+                  (select pruned_before from event_retention where org_id = $1)"#,
+    )
+    .bind(org.get())
+    .fetch_one(&mut *tx)
+    .await?;
     // Events of erased sessions lose their personal fields before anything else looks at them
-    // (see `erasure`): a re-sent one is then the duplicate of its erased self.
-    let mut stripped = super::erasure::forget_erased(&mut tx, org, batch).await?;
-    // Events older than the retention horizon count as stored (see `retention`).
-    let horizon = super::retention::horizon(&mut tx, org).await?;
+    // (see `erasure`): a re-sent one is then the duplicate of its erased self. Events older than
+    // the retention horizon count as stored (see `retention`).
+    let mut stripped = match erasures {
+        true => super::erasure::forget_erased(&mut tx, org, batch).await?,
+        false => None,
+    };
     let unique = unique_events(stripped.as_deref().unwrap_or(batch), horizon)?;
 
     // Fast path: a plain insert of every event (no `on conflict`, nothing returned), which is

@@ -8,9 +8,7 @@
 //! `baton rebuild` leaves such an organization alone (it cannot recompute what it no longer has).
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
-
-use crate::auth::OrgId;
+use sqlx::PgPool;
 
 /// Deletes at most `limit` raw events that occurred before `cutoff`, in one transaction, and
 /// moves the horizon of the organizations they belonged to. Returns how many were deleted.
@@ -52,12 +50,4 @@ pub async fn prune_batch(pool: &PgPool, cutoff: DateTime<Utc>, limit: i64) -> sq
     .await?;
     tx.commit().await?;
     Ok(counts.iter().map(|n| *n as u64).sum())
-}
-
-/// The organization's retention horizon: events that occurred before it may have been deleted.
-pub async fn horizon(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("select pruned_before from event_retention where org_id = $1")
-        .bind(org.get())
-        .fetch_optional(conn)
-        .await
 }
