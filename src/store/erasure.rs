@@ -132,7 +132,8 @@ pub(crate) async fn forget_erased(
     batch: &[NewEvent],
 ) -> sqlx::Result<Option<Vec<NewEvent>>> {
     // The session of every event that can carry personal fields: named by the event, or by the
-    // handoff it continues (initiated earlier in this batch, or stored).
+    // handoff it continues (initiated earlier in this batch, or stored). A new handoff event type
+    // belongs with the handoff arms here and in `session_of` below.
     let mut session_of_handoff: HashMap<&str, &str> = HashMap::new();
     let mut stored_handoffs: HashSet<&str> = HashSet::new();
     for e in batch {
