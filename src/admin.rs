@@ -291,5 +291,5 @@ pub async fn rebuild(
                 .await?
         }
     };
-    Ok(crate::store::rebuild::rebuild(pool, &orgs).await?)
+    Ok(crate::store::rebuild::rebuild(pool, &orgs, slug.is_none()).await?)
 }

@@ -188,6 +188,19 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_allow_origins: Vec<String>,
+    /// Delete raw events that occurred more than this many days ago, in the background, in
+    /// batches of 5,000 (projections and rollups stay, so every figure is unchanged; `baton
+    /// rebuild` can no longer recompute the organizations concerned). 0: keep them forever.
+    #[arg(long, env = "BATON_RAW_EVENT_RETENTION_DAYS", default_value_t = 0)]
+    pub raw_event_retention_days: u32,
+    /// A streaming replica of the database for reads that may be a few seconds stale
+    /// (analytics, metrics, handoff lists and records, PolyAI lookups); writes, the configuration
+    /// GET and token checks stay on the primary. Unset: every read uses the primary.
+    #[arg(long, env = "BATON_READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
+    /// Seconds the replica may lag behind the primary before reads fall back to the primary.
+    #[arg(long, env = "BATON_READ_REPLICA_MAX_LAG_SECS", default_value_t = 5.0)]
+    pub read_replica_max_lag_secs: f64,
 }
 
 /// `baton reseller …`
@@ -319,6 +332,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 metrics_cache_rows: args.metrics_cache_rows,
                 analyze_after_events: args.analyze_after_events,
                 admin_addr: args.admin_addr.0,
+                raw_event_retention_days: args.raw_event_retention_days,
+                read_database_url: args.read_database_url.filter(|url| !url.trim().is_empty()),
+                read_replica_max_lag: Duration::try_from_secs_f64(args.read_replica_max_lag_secs)
+                    .map_err(|_| {
+                    anyhow::anyhow!(
+                        "--read-replica-max-lag-secs: must be a number of seconds, 0 or more"
+                    )
+                })?,
             })
             .await
         }

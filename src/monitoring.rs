@@ -23,7 +23,12 @@
 //! - `baton_rate_limited_requests_total`: reads refused 429 by the per-token limit;
 //! - `baton_db_pool_connections{pool,state}`: connections `in_use` and `idle` of the `main` pool
 //!   and of the `metrics` pool (the `/v1/metrics` generic-plan reads), read at scrape time;
-//! - `baton_database_up`: 1 while the database answers its health probes, else 0.
+//! - `baton_database_up`: 1 while the database answers its health probes, else 0;
+//! - with `--read-database-url`: `baton_read_replica_up` (1 while the replica answers its
+//!   probes), `baton_read_replica_lag_seconds` (how far behind the primary it is, measured by
+//!   write-ahead-log position, so an idle primary does not look lagging), and
+//!   `baton_reads_total{target}`: reads that may be stale, by where they went (`replica`, or
+//!   `primary` when the replica is down or lags beyond `--read-replica-max-lag-secs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,6 +101,21 @@ pub struct Monitoring {
     rate_limited: Counter,
     pool_connections: Family<PoolLabels, Gauge>,
     database_up: Gauge,
+    replica: ReplicaMetrics,
+}
+
+/// The read replica's metrics, registered when one is configured (see
+/// [`Monitoring::with_read_replica`]).
+#[derive(Default)]
+struct ReplicaMetrics {
+    up: Gauge,
+    lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+    reads: Family<TargetLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: &'static str,
 }
 
 impl std::fmt::Debug for Monitoring {
@@ -215,7 +235,44 @@ impl Monitoring {
             rate_limited,
             pool_connections,
             database_up,
+            replica: ReplicaMetrics::default(),
         }
+    }
+
+    /// Empty metrics, with those of a read replica.
+    pub fn with_read_replica() -> Monitoring {
+        let mut m = Monitoring::new();
+        m.registry.register(
+            "read_replica_up",
+            "1 while the read replica answers its probes, else 0",
+            m.replica.up.clone(),
+        );
+        m.registry.register(
+            "read_replica_lag_seconds",
+            "How far the read replica's replay is behind the primary's write-ahead log",
+            m.replica.lag.clone(),
+        );
+        m.registry.register(
+            "reads",
+            "Reads that may be a few seconds stale, by where they went (replica or primary)",
+            m.replica.reads.clone(),
+        );
+        m
+    }
+
+    /// Counts a read routed to the replica or to the primary.
+    pub fn read_routed(&self, replica: bool) {
+        let target = if replica { "replica" } else { "primary" };
+        self.replica
+            .reads
+            .get_or_create(&TargetLabels { target })
+            .inc();
+    }
+
+    /// Sets the replica's gauges (at scrape time).
+    pub fn replica_seen(&self, up: bool, lag: Duration) {
+        self.replica.up.set(i64::from(up));
+        self.replica.lag.set(lag.as_secs_f64());
     }
 
     /// Counts one answered request.
@@ -365,6 +422,9 @@ pub fn admin_router(state: AppState) -> Router {
 
 async fn get_prometheus(State(state): State<AppState>) -> Response {
     let up = matches!(state.db_health.status(), Status::Up);
+    if let Some(replica) = &state.read_replica {
+        state.monitoring.replica_seen(replica.up(), replica.lag());
+    }
     let text = state.monitoring.render(
         &[("main", &state.pool), ("metrics", &state.metrics_pool.0)],
         up,

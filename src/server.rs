@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::db::replica::ReadReplica;
 use crate::db::stats::StatsKeeper;
 use crate::db::{Database, DbConfig, DbTarget};
 use crate::http::{self, AppState, HttpConfig};
@@ -37,6 +38,12 @@ pub struct ServeOptions {
     pub analyze_after_events: u64,
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`); `None`: none.
     pub admin_addr: Option<SocketAddr>,
+    /// Raw events older than this many days are deleted in the background (0: never).
+    pub raw_event_retention_days: u32,
+    /// A streaming replica for reads (`--read-database-url`).
+    pub read_database_url: Option<String>,
+    /// Lag beyond which reads fall back to the primary.
+    pub read_replica_max_lag: std::time::Duration,
 }
 
 /// Runs the server until a shutdown signal.
@@ -66,7 +73,20 @@ async fn serve(
     options: &ServeOptions,
 ) -> anyhow::Result<()> {
     let keys = Arc::new(admin::signing_keys(&db.pool).await?);
-    let state = AppState::new(db.pool.clone(), keys.clone())
+    let replica = match &options.read_database_url {
+        Some(url) => Some(ReadReplica::open(
+            url,
+            &options.db,
+            &db.pool,
+            options.read_replica_max_lag,
+        )?),
+        None => None,
+    };
+    let mut state = AppState::new(db.pool.clone(), keys.clone());
+    if let Some(replica) = &replica {
+        state = state.with_read_replica(replica.clone());
+    }
+    let state = state
         .with_db_health(db.health.clone())
         .with_metrics_cache_rows(options.metrics_cache_rows)
         .with_stats_keeper(StatsKeeper::with_min_events(
@@ -76,6 +96,12 @@ async fn serve(
                 n => i64::try_from(n).unwrap_or(i64::MAX),
             },
         ));
+    if options.raw_event_retention_days > 0 {
+        crate::db::retention::spawn(
+            db.pool.clone(),
+            crate::db::retention::RetentionOptions::days(options.raw_event_retention_days),
+        );
+    }
     let admin_app = monitoring::admin_router(state.clone());
     let app = http::router(state, &options.http);
     if options.demo {
@@ -93,7 +119,9 @@ async fn serve(
     // Descriptors kept for everything but client connections: both database pools (the main one
     // and the `/v1/metrics` one, at most as large), the admin listener's connections and the
     // runtime's, log and data files.
-    let reserve = 2 * u64::from(options.db.max_connections) + ADMIN_MAX_CONNECTIONS as u64 + 64;
+    // Twice as many with a read replica (its two pools).
+    let pools = if replica.is_some() { 4 } else { 2 };
+    let reserve = pools * u64::from(options.db.max_connections) + ADMIN_MAX_CONNECTIONS as u64 + 64;
     let limits = options.listener.bounded_by_fd_limit(reserve);
     tracing::debug!(?limits, "connection limits");
     // One signal stops both listeners: the admin one stops accepting with the API's, and its
@@ -118,6 +146,9 @@ async fn serve(
         let _ = stop.send(true);
     };
     tokio::join!(api, admin, signal);
+    if let Some(replica) = replica {
+        replica.close().await;
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }

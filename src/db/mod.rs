@@ -22,6 +22,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::pg::{Cluster, ClusterOptions};
 
 pub mod health;
+pub mod replica;
+pub mod retention;
 pub mod stats;
 
 pub use health::DbHealth;

@@ -1054,6 +1054,19 @@ event_types! {
     },
 }
 
+impl EventKind {
+    /// The handoff an event continues (every handoff event but its initiation), if any.
+    pub fn continued_handoff(&self) -> Option<&str> {
+        match self {
+            EventKind::HandoffCompleted(HandoffCompleted { handoff_id, .. })
+            | EventKind::HandoffFailed(HandoffFailed { handoff_id, .. })
+            | EventKind::HandoffAbandoned(HandoffAbandoned { handoff_id })
+            | EventKind::HandoffState(HandoffState { handoff_id, .. }) => Some(handoff_id),
+            _ => None,
+        }
+    }
+}
+
 object! {
     /// AI telemetry of a call; every figure optional.
     #[derive(Default)]

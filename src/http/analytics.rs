@@ -10,14 +10,13 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
 use super::error::{ErrorDto, Result};
 use super::extract::Json;
 use super::openapi;
+use super::{AppState, ReadPool};
 use crate::auth::OrgId;
 use crate::auth::scope::{ScopeParams, ScopeQuery, ScopeSpec, Scoped};
 use crate::domain::analytics::{self as domain, Plan};
@@ -279,7 +278,7 @@ fn count(n: i64) -> u64 {
     )
 )]
 pub async fn get_handoff_analytics(
-    State(pool): State<PgPool>,
+    State(ReadPool(pool)): State<ReadPool>,
     scoped: Scoped<HandoffAnalyticsQuery>,
 ) -> Result<Json<HandoffAnalyticsPublicResponseDto>> {
     let Scoped {

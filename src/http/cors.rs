@@ -49,7 +49,13 @@ impl Cors {
         };
         let layer = CorsLayer::new()
             .allow_origin(allow_origin)
-            .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT])
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+            ])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,

@@ -11,14 +11,13 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
 use super::error::{ApiError, ErrorDto, FieldError, Result};
 use super::extract::{Json, Path};
 use super::openapi;
+use super::{AppState, ReadPool};
 use crate::auth::OrgId;
 use crate::auth::extract::ReadAccess;
 use crate::auth::scope::{Bounds, ScopeParams, ScopeQuery, ScopeSpec, Scoped};
@@ -429,7 +428,7 @@ impl ListHandoffsQuery {
         (status = 404, description = "No such handoff (or organization) for this token", body = ErrorDto),
     ))]
 pub async fn get_handoff(
-    State(pool): State<PgPool>,
+    State(ReadPool(pool)): State<ReadPool>,
     _: ReadAccess,
     Path(handoff_id): Path<String>,
     scoped: Scoped<HandoffQuery>,
@@ -470,7 +469,7 @@ pub async fn get_handoff(
         (status = 404, description = "`organization_id` is not an organization this token reads", body = ErrorDto),
     ))]
 pub async fn list_handoffs(
-    State(pool): State<PgPool>,
+    State(ReadPool(pool)): State<ReadPool>,
     scoped: Scoped<ListHandoffsQuery>,
 ) -> Result<Json<HandoffListResponse>> {
     let Scoped {

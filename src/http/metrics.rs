@@ -19,7 +19,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::error::{ErrorDto, Result};
 use super::extract::Json;
 use super::openapi;
-use super::{AppState, MetricsPool};
+use super::{AppState, ReadMetricsPool};
 use crate::auth::scope::{Orgs, ScopeParams, ScopeQuery, ScopeSpec, Scoped};
 use crate::domain::buckets::cover;
 use crate::domain::metrics::report::report;
@@ -126,7 +126,7 @@ pub struct MetricsResponse {
 )]
 pub async fn get_metrics(
     State(cache): State<Arc<AgentCache>>,
-    State(MetricsPool(reads)): State<MetricsPool>,
+    State(ReadMetricsPool(reads)): State<ReadMetricsPool>,
     scoped: Scoped<MetricsQuery>,
 ) -> Result<Json<MetricsResponse>> {
     let Scoped { orgs, range, .. } = scoped;

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod polyai;
 pub mod ratelimit;
+pub mod sessions;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +44,7 @@ use crate::admission::IngestAdmission;
 use crate::auth::Keys;
 use crate::auth::revocation::TokenVerdicts;
 use crate::db::DbHealth;
+use crate::db::replica::ReadReplica;
 use crate::db::stats::StatsKeeper;
 use crate::monitoring::{self, Monitoring};
 use crate::store::agent_cache::{AgentCache, DEFAULT_CACHE_ROWS};
@@ -70,11 +72,35 @@ pub struct AppState {
     pub stats: Arc<StatsKeeper>,
     /// This server's Prometheus metrics (served on the admin listener).
     pub monitoring: Arc<Monitoring>,
+    /// The streaming replica reads may use (`--read-database-url`); see [`AppState::read_pool`].
+    pub read_replica: Option<Arc<ReadReplica>>,
 }
 
 /// The pool of the `/v1/metrics` reads.
 #[derive(Clone, Debug)]
 pub struct MetricsPool(pub PgPool);
+
+/// The pool of a read that may be a few seconds stale: the replica's when one is configured,
+/// answers and is within its lag bound, else the primary's (see [`AppState::read_pool`]).
+#[derive(Clone, Debug)]
+pub struct ReadPool(pub PgPool);
+
+impl FromRef<AppState> for ReadPool {
+    fn from_ref(state: &AppState) -> ReadPool {
+        ReadPool(state.read_pool())
+    }
+}
+
+/// [`ReadPool`] for the `/v1/metrics` reads: the generic-plan pool of the replica or of the
+/// primary.
+#[derive(Clone, Debug)]
+pub struct ReadMetricsPool(pub PgPool);
+
+impl FromRef<AppState> for ReadMetricsPool {
+    fn from_ref(state: &AppState) -> ReadMetricsPool {
+        ReadMetricsPool(state.read_metrics_pool())
+    }
+}
 
 impl AppState {
     /// State over a pool, listening for token revocations in the background.
@@ -104,7 +130,33 @@ impl AppState {
             verdicts,
             metrics_cache: Arc::new(AgentCache::new(DEFAULT_CACHE_ROWS)),
             monitoring: Arc::new(Monitoring::new()),
+            read_replica: None,
         }
+    }
+
+    /// The same state reading from `replica` when it may (see [`AppState::read_pool`]).
+    pub fn with_read_replica(mut self, replica: Arc<ReadReplica>) -> AppState {
+        self.read_replica = Some(replica);
+        self.monitoring = Arc::new(Monitoring::with_read_replica());
+        self
+    }
+
+    /// The one place that decides where a read goes. Reads that may be a few seconds stale
+    /// (analytics, metrics, handoff lists and records, PolyAI's lookup) take their pool here: the
+    /// replica's while it answers and lags less than its bound, else the primary's. Writes, the
+    /// configuration GET (it feeds a GET-modify-PUT), token checks and transactions use
+    /// [`AppState::pool`], the primary, directly.
+    pub fn read_pool(&self) -> PgPool {
+        let replica = self.read_replica.as_ref().and_then(|r| r.pool());
+        self.monitoring.read_routed(replica.is_some());
+        replica.unwrap_or(&self.pool).clone()
+    }
+
+    /// [`AppState::read_pool`] for the `/v1/metrics` reads (pools with generic plans).
+    pub fn read_metrics_pool(&self) -> PgPool {
+        let replica = self.read_replica.as_ref().and_then(|r| r.generic_pool());
+        self.monitoring.read_routed(replica.is_some());
+        replica.unwrap_or(&self.metrics_pool.0).clone()
     }
 
     /// The same state watching the database through `health` (the one whose outages the pool's
@@ -224,6 +276,7 @@ fn api_router(
     let mut all = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(events::router())
+        .merge(sessions::router())
         .merge(limit_reads(reads));
     openapi::document(all.get_openapi_mut());
     error::document_retry_after(all.get_openapi_mut());

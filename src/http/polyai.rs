@@ -11,13 +11,12 @@
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
 use super::error::{ApiError, ErrorDto, Result};
 use super::extract::{Json, LookupQuery, Path};
+use super::{AppState, ReadPool};
 use crate::auth::extract::ReadAccess;
 use crate::auth::scope;
 use crate::store;
@@ -118,7 +117,7 @@ fn present(value: &Option<String>) -> Option<&str> {
         (status = 404, description = "No such handoff in this account and project (also for another tenant's account or handoff: the body is the same)", body = ErrorDto),
     ))]
 pub async fn get_handoff_state(
-    State(pool): State<PgPool>,
+    State(ReadPool(pool)): State<ReadPool>,
     ReadAccess(caller): ReadAccess,
     path: Result<Path<HandoffStatePath>, ApiError>,
     query: Result<LookupQuery<HandoffStateQuery>, ApiError>,

@@ -65,7 +65,88 @@ pub async fn ingest(
     org: OrgId,
     batch: &[NewEvent],
 ) -> Result<Ingested, IngestError> {
-    // Repeats inside the batch: the same body is a duplicate, another body a conflict.
+    let mut tx = begin_locked(pool, org).await?;
+    // In one round trip: whether the organization erased sessions, and its retention horizon.
+    let (erasures, horizon): (bool, Option<DateTime<Utc>>) = sqlx::query_as(
+        r#"select exists(select 1 from session_erasures where org_id = $1),
+                  (select pruned_before from event_retention where org_id = $1)"#,
+    )
+    .bind(org.get())
+    .fetch_one(&mut *tx)
+    .await?;
+    // Events of erased sessions lose their personal fields before anything else looks at them
+    // (see `erasure`): a re-sent one is then the duplicate of its erased self. Events older than
+    // the retention horizon count as stored (see `retention`).
+    let mut stripped = match erasures {
+        true => super::erasure::forget_erased(&mut tx, org, batch).await?,
+        false => None,
+    };
+    let unique = unique_events(stripped.as_deref().unwrap_or(batch), horizon)?;
+
+    // Fast path: a plain insert of every event (no `on conflict`, nothing returned), which is
+    // the common case. Under the ingest lock only an earlier batch can have stored one of these
+    // ids; then the insert fails on the primary key, and the batch starts over on the slow path
+    // that tells stored ids apart.
+    let plain = insert_events(
+        &mut tx,
+        org,
+        stripped.as_deref().unwrap_or(batch),
+        &unique,
+        false,
+    )
+    .await;
+    let new: Vec<usize> = match plain {
+        Ok(_) => unique,
+        Err(e) if super::is_constraint(&e, "events_pkey") => {
+            tx.rollback().await?;
+            tx = begin_locked(pool, org).await?;
+            // Looked at again under the new lock: a session may have been erased meanwhile.
+            stripped = super::erasure::forget_erased(&mut tx, org, batch).await?;
+            let batch = stripped.as_deref().unwrap_or(batch);
+            let unique = unique_events(batch, horizon)?;
+            let inserted: HashSet<String> = insert_events(&mut tx, org, batch, &unique, true)
+                .await?
+                .into_iter()
+                .collect();
+            let stored_before: Vec<usize> = unique
+                .iter()
+                .copied()
+                .filter(|&i| !inserted.contains(&batch[i].event.id))
+                .collect();
+            if !stored_before.is_empty() {
+                check_resent(&mut tx, org, batch, &stored_before).await?;
+            }
+            unique
+                .into_iter()
+                .filter(|&i| inserted.contains(&batch[i].event.id))
+                .collect()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let batch = stripped.as_deref().unwrap_or(batch);
+    match apply_stored(&mut tx, org, batch, &new).await {
+        Ok(()) => {}
+        Err(Applying::Refused(e)) => return Err(e),
+        Err(Applying::Written(e)) => {
+            tx.rollback().await?;
+            return Err(refused_insert(pool, org, batch, &new, e).await);
+        }
+    }
+    tx.commit().await?;
+    Ok(Ingested {
+        accepted: new.len(),
+        duplicates: batch.len() - new.len(),
+    })
+}
+
+/// The indexes of the batch's first occurrence of each id. Repeats inside the batch: the same
+/// body is a duplicate, another body a conflict. Events that occurred before `horizon` (raw events
+/// that old were deleted by retention, so a re-send cannot be recognised) are left out: they count
+/// as duplicates.
+fn unique_events(
+    batch: &[NewEvent],
+    horizon: Option<DateTime<Utc>>,
+) -> Result<Vec<usize>, IngestError> {
     let mut first_index: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
     let mut unique: Vec<usize> = Vec::with_capacity(batch.len());
     for (i, e) in batch.iter().enumerate() {
@@ -84,80 +165,45 @@ pub async fn ingest(
             }
         }
     }
+    if let Some(horizon) = horizon {
+        unique.retain(|&i| batch[i].event.occurred_at >= horizon);
+    }
+    Ok(unique)
+}
 
-    // Fast path: a plain insert of every event (no `on conflict`, nothing returned), which is
-    // the common case. Under the ingest lock only an earlier batch can have stored one of these
-    // ids; then the insert fails on the primary key, and the batch starts over on the slow path
-    // that tells stored ids apart.
+/// Inserts the raw events `unique` of the batch. Plain (`skip_stored` false) it fails on the
+/// first stored id; with `skip_stored` it skips them and returns the ids inserted.
+async fn insert_events(
+    conn: &mut PgConnection,
+    org: OrgId,
+    batch: &[NewEvent],
+    unique: &[usize],
+    skip_stored: bool,
+) -> sqlx::Result<Vec<String>> {
     let ids: Vec<&str> = unique.iter().map(|&i| batch[i].event.id.as_str()).collect();
     let types: Vec<&str> = unique.iter().map(|&i| batch[i].event.type_name()).collect();
     let times: Vec<DateTime<Utc>> = unique.iter().map(|&i| batch[i].event.occurred_at).collect();
     // Sent as text: PostgreSQL only checks it is JSON (binding jsonb would convert it).
     let bodies: Vec<String> = unique.iter().map(|&i| batch[i].body.to_string()).collect();
-    let mut tx = begin_locked(pool, org).await?;
-    let plain = sqlx::query(
-        r#"insert into events (org_id, event_id, type, occurred_at, body)
+    const INSERT: &str = r#"insert into events (org_id, event_id, type, occurred_at, body)
            select $1, e.event_id, e.type, e.occurred_at, e.body::json
            from unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[])
-                as e(event_id, type, occurred_at, body)"#,
-    )
-    .bind(org.get())
-    .bind(&ids)
-    .bind(&types)
-    .bind(&times)
-    .bind(&bodies)
-    .execute(&mut *tx)
-    .await;
-    let new: Vec<usize> = match plain {
-        Ok(_) => unique,
-        Err(e) if super::is_constraint(&e, "events_pkey") => {
-            tx.rollback().await?;
-            tx = begin_locked(pool, org).await?;
-            let inserted: HashSet<String> = sqlx::query_scalar(
-                r#"insert into events (org_id, event_id, type, occurred_at, body)
-                   select $1, e.event_id, e.type, e.occurred_at, e.body::json
-                   from unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[])
-                        as e(event_id, type, occurred_at, body)
-                   on conflict (org_id, event_id) do nothing
-                   returning event_id"#,
-            )
+                as e(event_id, type, occurred_at, body)"#;
+    let bind = |sql| {
+        sqlx::query(sql)
             .bind(org.get())
             .bind(&ids)
             .bind(&types)
             .bind(&times)
             .bind(&bodies)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-            let stored_before: Vec<usize> = unique
-                .iter()
-                .copied()
-                .filter(|&i| !inserted.contains(&batch[i].event.id))
-                .collect();
-            if !stored_before.is_empty() {
-                check_resent(&mut tx, org, batch, &stored_before).await?;
-            }
-            unique
-                .into_iter()
-                .filter(|&i| inserted.contains(&batch[i].event.id))
-                .collect()
-        }
-        Err(e) => return Err(e.into()),
     };
-    match apply_stored(&mut tx, org, batch, &new).await {
-        Ok(()) => {}
-        Err(Applying::Refused(e)) => return Err(e),
-        Err(Applying::Written(e)) => {
-            tx.rollback().await?;
-            return Err(refused_insert(pool, org, batch, &new, e).await);
-        }
+    if !skip_stored {
+        bind(INSERT).execute(&mut *conn).await?;
+        return Ok(Vec::new());
     }
-    tx.commit().await?;
-    Ok(Ingested {
-        accepted: new.len(),
-        duplicates: batch.len() - new.len(),
-    })
+    let sql = format!("{INSERT} on conflict (org_id, event_id) do nothing returning event_id");
+    let rows = bind(&sql).fetch_all(&mut *conn).await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 /// Why applying stored events failed.

@@ -4,10 +4,12 @@
 pub mod agent_cache;
 pub mod analytics;
 pub mod configuration;
+pub mod erasure;
 pub mod events;
 pub mod handoffs;
 pub mod metrics;
 pub mod rebuild;
+pub mod retention;
 pub mod rollups;
 pub mod secrets;
 pub mod stats;

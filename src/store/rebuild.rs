@@ -9,6 +9,12 @@
 //! rebuilding one organization of a reseller rebuilds all of that reseller's organizations.
 //! Everything happens in one transaction holding the organizations' ingest locks: readers see
 //! the old figures until the commit, and their batches wait meanwhile.
+//!
+//! An organization whose old raw events were deleted by retention (see [`super::retention`])
+//! cannot be recomputed: replaying what is left would lose the figures of the deleted events. It
+//! is left exactly as it is, with every organization of its reseller (their rollups are shared):
+//! rebuilding everything lists them under `not_rebuilt` with the horizon, and naming one of them
+//! is an error that says so.
 
 use std::time::Instant;
 
@@ -70,6 +76,23 @@ pub struct Rebuilt {
     pub calls: u64,
     /// Milliseconds it took.
     pub milliseconds: u64,
+    /// Organizations left as they were because retention deleted some of their raw events (or
+    /// those of an organization of the same reseller).
+    pub not_rebuilt: Vec<NotRebuilt>,
+}
+
+/// An organization a rebuild left alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotRebuilt {
+    /// Its id.
+    pub organization: Uuid,
+    /// Its slug.
+    pub slug: String,
+    /// Raw events of this organization (or of its reseller's, when this is `null`) that occurred
+    /// before this were deleted by retention.
+    pub pruned_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// How many of its raw events retention deleted.
+    pub events_pruned: i64,
 }
 
 /// Why a rebuild failed.
@@ -86,14 +109,25 @@ pub enum RebuildError {
         /// What is wrong.
         message: String,
     },
+    /// Retention deleted raw events of the organizations asked for (or of their reseller's), so
+    /// they cannot be recomputed; nothing was changed.
+    #[error(
+        "cannot rebuild {}: raw events were deleted by --raw-event-retention-days, so their projections and rollups cannot be recomputed; they were left as they are",
+        .0.iter().map(|n| match n.pruned_before {
+            Some(t) => format!("organization `{}` (events before {} deleted, {} of them)", n.slug, t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), n.events_pruned),
+            None => format!("organization `{}` (its reseller shares rollups with one that was pruned)", n.slug),
+        }).collect::<Vec<_>>().join(", ")
+    )]
+    Pruned(Vec<NotRebuilt>),
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
 /// Rebuilds the organizations `orgs` (with, for those that belong to a reseller, every other
-/// organization of that reseller) and the rollups of their resellers.
-pub async fn rebuild(pool: &PgPool, orgs: &[Uuid]) -> Result<Rebuilt, RebuildError> {
+/// organization of that reseller) and the rollups of their resellers. With `all`, the
+/// organizations retention pruned are skipped and listed; without, they are an error.
+pub async fn rebuild(pool: &PgPool, orgs: &[Uuid], all: bool) -> Result<Rebuilt, RebuildError> {
     let started = Instant::now();
     let mut tx = pool.begin().await?;
     let conn: &mut PgConnection = &mut tx;
@@ -112,6 +146,48 @@ pub async fn rebuild(pool: &PgPool, orgs: &[Uuid]) -> Result<Rebuilt, RebuildErr
     )
     .bind(orgs)
     .bind(&resellers)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Organizations retention pruned, and those sharing a reseller with one.
+    let not_rebuilt: Vec<NotRebuilt> = sqlx::query_as::<
+        _,
+        (
+            Uuid,
+            String,
+            Option<chrono::DateTime<chrono::Utc>>,
+            Option<i64>,
+        ),
+    >(
+        r#"select o.id, o.slug, r.pruned_before, r.events_pruned
+           from organizations o left join event_retention r on r.org_id = o.id
+           where o.id = any($1) and (r.org_id is not null or o.reseller_id in (
+               select p.reseller_id from organizations p join event_retention x on x.org_id = p.id))
+           order by o.slug"#,
+    )
+    .bind(&orgs)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(
+        |(organization, slug, pruned_before, events_pruned)| NotRebuilt {
+            organization,
+            slug,
+            pruned_before,
+            events_pruned: events_pruned.unwrap_or(0),
+        },
+    )
+    .collect();
+    if !not_rebuilt.is_empty() && !all {
+        return Err(RebuildError::Pruned(not_rebuilt));
+    }
+    let orgs: Vec<Uuid> = orgs
+        .into_iter()
+        .filter(|o| !not_rebuilt.iter().any(|n| n.organization == *o))
+        .collect();
+    let resellers: Vec<Uuid> = sqlx::query_scalar(
+        "select distinct reseller_id from organizations where id = any($1) and reseller_id is not null order by 1",
+    )
+    .bind(&orgs)
     .fetch_all(&mut *conn)
     .await?;
     // The ingest locks, in one order, so that two rebuilds cannot deadlock.
@@ -140,6 +216,7 @@ pub async fn rebuild(pool: &PgPool, orgs: &[Uuid]) -> Result<Rebuilt, RebuildErr
     let mut done = Rebuilt {
         organizations: orgs.len() as u64,
         resellers: resellers.len() as u64,
+        not_rebuilt,
         ..Rebuilt::default()
     };
     for &org in &orgs {

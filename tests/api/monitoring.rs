@@ -519,7 +519,7 @@ async fn cors_answers_preflights_and_exposes_headers_to_allowed_origins_only() {
         HeaderValue::from_static(ALLOWED)
     );
     let methods = list(&res, "access-control-allow-methods");
-    for m in ["get", "post", "put"] {
+    for m in ["get", "post", "put", "delete"] {
         assert!(methods.contains(&m.to_owned()), "{methods:?}");
     }
     let headers = list(&res, "access-control-allow-headers");

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod replica;
 
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -88,6 +89,12 @@ async fn init_shared() -> Shared {
     migrate(&mut tmpl).await.expect("migrate template");
     tmpl.close().await.ok();
     Shared { admin, template }
+}
+
+/// Connect options of the test server's maintenance database (the throwaway cluster's, or
+/// `DATABASE_URL`'s).
+pub fn server_admin() -> PgConnectOptions {
+    shared().admin.clone()
 }
 
 /// A fresh, migrated database of its own.
