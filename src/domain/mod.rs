@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod configuration;
 pub mod events;
 pub mod input;
+pub mod lifecycle;
 pub mod metrics;
 pub mod projection;
 pub mod timerange;

@@ -11,6 +11,7 @@ pub mod events;
 pub mod extract;
 pub mod handoffs;
 pub mod health;
+pub mod lifecycle;
 pub mod me;
 pub mod metrics;
 pub mod openapi;
@@ -217,6 +218,7 @@ fn api_router(
         .merge(handoffs::router())
         .merge(metrics::router())
         .merge(analytics::router())
+        .merge(lifecycle::router())
         .merge(aliases());
     document_aliases(reads.get_openapi_mut());
     ratelimit::document(reads.get_openapi_mut());

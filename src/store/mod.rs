@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod configuration;
 pub mod events;
 pub mod handoffs;
+pub mod lifecycle;
 pub mod metrics;
 pub mod rebuild;
 pub mod rollups;

@@ -12,6 +12,7 @@ mod events;
 mod fairness;
 mod handoffs;
 mod hostile;
+mod lifecycle;
 mod metrics;
 mod monitoring;
 mod operations;
