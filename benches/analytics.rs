@@ -284,14 +284,16 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
         ("", "")
     };
     let mut copy = String::new();
-    for g in 0..4 {
+    // The grain stored is its length in seconds (`domain::buckets::HANDOFF_GRAINS`).
+    for (g, grain) in baton::domain::buckets::HANDOFF_GRAINS.iter().enumerate() {
+        let seconds = grain.seconds();
         copy.push_str(&format!(
             "insert into handoff_rollup_totals (org_id, scope, grain, bucket, handoffs)
-             select org_id, scope, {g}, bucket, n from t{g} order by {tk}bucket;
+             select org_id, scope, {seconds}, bucket, n from t{g} order by {tk}bucket;
              insert into session_rollups (org_id, grain, bucket, sessions)
-             select org_id, {g}, bucket, n from s{g} order by {sk}bucket;
+             select org_id, {seconds}, bucket, n from s{g} order by {sk}bucket;
              insert into handoff_rollup_breakdown (org_id, scope, grain, bucket, kind, key, count)
-             select org_id, scope, {g}, bucket, kind, key, n from b{g} order by {tk}bucket;\n"
+             select org_id, scope, {seconds}, bucket, kind, key, n from b{g} order by {tk}bucket;\n"
         ));
     }
     exec(conn, "rollups, stored", &copy).await;

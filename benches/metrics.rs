@@ -88,10 +88,10 @@ async fn load_calls(conn: &mut PgConnection, org: Uuid, n: usize, agents: usize)
 
 /// Builds every rollup of `orgs` from their calls, with ingestion's definitions.
 async fn build_rollups(conn: &mut PgConnection, orgs: &[Uuid]) {
-    for grain in [15i16, 60, 1440] {
+    for grain in baton::domain::buckets::CALL_GRAINS.map(|g| g.seconds()) {
         sqlx::query(
             r#"insert into call_metric_rollups
-               select org_id, $2, date_bin(make_interval(mins => $2), started_at, timestamptz '2000-01-01 00:00:00+00'),
+               select org_id, $2::int4, date_bin(make_interval(secs => $2::int4), started_at, timestamptz '2000-01-01 00:00:00+00'),
                       agent_id, count(*),
                       count(*) filter (where outcome = 'resolved'),
                       count(*) filter (where outcome = 'transferred'),
@@ -117,7 +117,7 @@ async fn build_rollups(conn: &mut PgConnection, orgs: &[Uuid]) {
         .unwrap();
         sqlx::query(
             r#"insert into call_escalation_rollups
-               select org_id, $2, date_bin(make_interval(mins => $2), started_at, timestamptz '2000-01-01 00:00:00+00'),
+               select org_id, $2::int4, date_bin(make_interval(secs => $2::int4), started_at, timestamptz '2000-01-01 00:00:00+00'),
                       escalation_reason, count(*), sum(coalesce(escalated_after_seconds, duration_seconds))
                from calls
                where org_id = any($1) and outcome = 'transferred' and escalation_reason is not null

@@ -2,11 +2,10 @@
 //! counts read there (the bucket scheme is explained in docs/ARCHITECTURE.md, "Time buckets").
 //!
 //! Policy:
-//! - Rollups count in aligned blocks of UTC time ([`GRAINS`]: 15 minutes, hour, day, 7 days, from
-//!   the Unix epoch). A range is covered by the coarsest blocks that fit ([`cover`]); what is left
-//!   at either end, short of a 15-minute boundary, is read from the projections themselves, so
-//!   any bound is exact. A local day is covered the same way, by blocks inside it: 15 minutes
-//!   divides every offset in use, so half-hour zones and DST days come out exact.
+//! - Rollups count in the buckets of [`HANDOFF_GRAINS`] (15 minutes, hour, day, 7 days; the
+//!   algebra is [`crate::domain::buckets`]). A range is read as its cover; a local day likewise,
+//!   by blocks of at most a day inside it: 15 minutes divides every offset in use, so half-hour
+//!   zones and DST days come out exact.
 //! - Definitions (also in the OpenAPI text): a handoff is one `handoff_id`, counted once, at its
 //!   first initiation; `total_sessions` counts sessions started in the range; `reasons` and
 //!   `sentiments` percentages divide by `total_handoffs`; a reason combination is the sorted set
@@ -17,101 +16,15 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDate, Offset, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Offset, SecondsFormat, Utc};
 
+use super::buckets::{Cover, Grain, HANDOFF_GRAINS, cover};
 use super::events::{Reason, ReferenceType};
 use super::timerange::{TimeRange, day_start};
 
-/// Bucket sizes, in seconds, by grain (index): 15 minutes, 1 hour, 1 day, 7 days. Each divides
-/// the next, and all are aligned to the Unix epoch, so blocks nest.
-pub const GRAINS: [i64; 4] = [15 * 60, 60 * 60, 24 * 60 * 60, 7 * 24 * 60 * 60];
-
-/// The grain of a UTC day (the coarsest a local day can use).
-pub const DAY_GRAIN: usize = 2;
-
-/// The start of the block of `grain` holding `t`.
-pub fn bucket(t: DateTime<Utc>, grain: usize) -> DateTime<Utc> {
-    let size = GRAINS[grain];
-    let secs = t.timestamp().div_euclid(size) * size;
-    DateTime::from_timestamp(secs, 0).unwrap_or(t)
-}
-
-/// The first block boundary of `grain` at or after `t`.
-fn ceil(t: DateTime<Utc>, grain: usize) -> DateTime<Utc> {
-    let b = bucket(t, grain);
-    if b == t {
-        t
-    } else {
-        b + Duration::seconds(GRAINS[grain])
-    }
-}
-
-/// A run of whole blocks of one grain: buckets `from <= bucket < to`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Segment {
-    /// Index into [`GRAINS`].
-    pub grain: usize,
-    /// First bucket.
-    pub from: DateTime<Utc>,
-    /// End (exclusive).
-    pub to: DateTime<Utc>,
-}
-
-/// How `[from, to)` is read: whole blocks from the rollups, and the rest (under 15 minutes at
-/// each end) from the projections.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Cover {
-    /// Whole blocks.
-    pub segments: Vec<Segment>,
-    /// Intervals `[from, to)` read from the projections.
-    pub raw: Vec<(DateTime<Utc>, DateTime<Utc>)>,
-}
-
-/// Covers `[from, to)` with the coarsest blocks of grains up to `max_grain`.
-pub fn cover(from: DateTime<Utc>, to: DateTime<Utc>, max_grain: usize) -> Cover {
-    let mut out = Cover::default();
-    if from >= to {
-        return out;
-    }
-    let a = ceil(from, 0);
-    let b = bucket(to, 0);
-    if a >= b {
-        out.raw.push((from, to));
-        return out;
-    }
-    if from < a {
-        out.raw.push((from, a));
-    }
-    aligned(a, b, max_grain, &mut out.segments);
-    if b < to {
-        out.raw.push((b, to));
-    }
-    out
-}
-
-/// Covers `[a, b)`, both on 15-minute boundaries, in time order.
-fn aligned(a: DateTime<Utc>, b: DateTime<Utc>, max_grain: usize, out: &mut Vec<Segment>) {
-    if a >= b {
-        return;
-    }
-    for grain in (0..=max_grain).rev() {
-        let ca = ceil(a, grain);
-        let fb = bucket(b, grain);
-        if ca < fb {
-            if grain > 0 {
-                aligned(a, ca, grain - 1, out);
-            }
-            out.push(Segment {
-                grain,
-                from: ca,
-                to: fb,
-            });
-            if grain > 0 {
-                aligned(fb, b, grain - 1, out);
-            }
-            return;
-        }
-    }
+/// The grains a local day's cover may use: up to a day (a week block never lies inside one).
+fn day_grains() -> &'static [Grain] {
+    &HANDOFF_GRAINS[..3]
 }
 
 /// Everything one request reads: the range's cover, and each local day's.
@@ -145,13 +58,12 @@ impl Plan {
                 let from = day_start(range.tz, *day).max(range.start);
                 let to = day
                     .succ_opt()
-                    .map(|next| day_start(range.tz, next))
-                    .unwrap_or(range.end)
+                    .map_or(range.end, |next| day_start(range.tz, next))
                     .min(range.end);
-                (i, cover(from, to, DAY_GRAIN))
+                (i, cover(from, to, day_grains()))
             })
             .collect();
-        let whole = cover(range.start, range.end, GRAINS.len() - 1);
+        let whole = cover(range.start, range.end, &HANDOFF_GRAINS);
         let days_aligned = days_cover
             .iter()
             .all(|(_, c)| c.raw.iter().all(|piece| whole.raw.contains(piece)));
@@ -384,9 +296,11 @@ pub fn report(
     }
 }
 
-/// The key a combination is stored and sorted under: its sorted reasons joined by `,`.
-pub fn combination_key(reasons: &[Reason]) -> String {
-    let mut names: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+/// The key a reason combination is stored and sorted under: the distinct reasons' names, sorted
+/// bytewise, joined by `,` (`ai_implied_handoff,prohibited_topic`). The one definition: ingest
+/// keys the rollups with it, reads sort by it.
+pub fn combination_key<'a>(reasons: impl IntoIterator<Item = &'a Reason>) -> String {
+    let mut names: Vec<&str> = reasons.into_iter().map(|r| r.as_str()).collect();
     names.sort_unstable();
     names.dedup();
     names.join(",")
@@ -454,6 +368,7 @@ fn format_pct(p: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration;
     use chrono_tz::Tz;
 
     fn utc(s: &str) -> DateTime<Utc> {
@@ -464,8 +379,8 @@ mod tests {
     fn assert_exact(c: &Cover, from: DateTime<Utc>, to: DateTime<Utc>) {
         let mut parts: Vec<(DateTime<Utc>, DateTime<Utc>)> = c.raw.clone();
         for s in &c.segments {
-            assert_eq!(bucket(s.from, s.grain), s.from);
-            assert_eq!(bucket(s.to, s.grain), s.to);
+            assert_eq!(s.grain.floor(s.from), s.from);
+            assert_eq!(s.grain.floor(s.to), s.to);
             assert!(s.from < s.to);
             parts.push((s.from, s.to));
         }
@@ -484,16 +399,20 @@ mod tests {
     fn a_90_day_range_uses_few_blocks() {
         let from = utc("2026-08-03T18:30:00Z");
         let to = utc("2026-11-01T18:30:00Z");
-        let c = cover(from, to, 3);
+        let c = cover(from, to, &HANDOFF_GRAINS);
         assert_exact(&c, from, to);
         assert!(c.raw.is_empty());
         assert!(c.segments.len() <= 7, "{:?}", c.segments);
         let from = utc("2026-08-03T18:31:07Z");
         let to = utc("2026-11-01T18:29:59.5Z");
-        let c = cover(from, to, 3);
+        let c = cover(from, to, &HANDOFF_GRAINS);
         assert_exact(&c, from, to);
         assert_eq!(c.raw.len(), 2);
-        let c = cover(utc("2026-08-03T18:31:00Z"), utc("2026-08-03T18:32:00Z"), 3);
+        let c = cover(
+            utc("2026-08-03T18:31:00Z"),
+            utc("2026-08-03T18:32:00Z"),
+            &HANDOFF_GRAINS,
+        );
         assert_eq!(c.raw.len(), 1);
         assert!(c.segments.is_empty());
     }
@@ -512,7 +431,7 @@ mod tests {
             let from = day_start(tz, plan.days[*i]);
             assert_exact(c, from, from + Duration::days(1));
             assert!(c.raw.is_empty());
-            assert!(c.segments.iter().all(|s| s.grain <= DAY_GRAIN));
+            assert!(c.segments.iter().all(|s| s.grain <= Grain::DAY));
         }
         assert!(plan.days_aligned);
     }
@@ -542,6 +461,35 @@ mod tests {
         let plan = Plan::new(&range);
         assert_eq!(plan.days.len(), 1);
         assert_exact(&plan.days_cover[0].1, range.start, range.end);
+    }
+
+    #[test]
+    fn combination_keys() {
+        use Reason::*;
+        let table: [(&[Reason], &str); 4] = [
+            (&[], ""),
+            (&[ProhibitedTopic], "prohibited_topic"),
+            (
+                &[ProhibitedTopic, AiImpliedHandoff, ProhibitedTopic],
+                "ai_implied_handoff,prohibited_topic",
+            ),
+            (
+                &[
+                    UserRequestedHumanAssistance,
+                    InsufficientTools,
+                    InsufficientKnowledge,
+                ],
+                "insufficient_knowledge,insufficient_tools,user_requested_human_assistance",
+            ),
+        ];
+        for (reasons, key) in table {
+            assert_eq!(combination_key(reasons), key);
+            if !reasons.is_empty() {
+                let mut parsed = parse_combination(key).unwrap();
+                parsed.sort_by_key(|r| r.as_str());
+                assert_eq!(combination_key(&parsed), key);
+            }
+        }
     }
 
     #[test]

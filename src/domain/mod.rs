@@ -2,6 +2,7 @@
 //! can be unit-tested alone and shared by the HTTP layer, the store and the tools.
 
 pub mod analytics;
+pub mod buckets;
 pub mod configuration;
 pub mod events;
 pub mod input;

@@ -19,47 +19,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::metrics::CallSums;
+use crate::domain::buckets::Grain;
+pub use crate::domain::metrics::AgentRow;
 
-/// One agent's figures in one bucket of `reseller_agent_rollups`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentRow {
-    /// Its organization.
-    pub org_id: Uuid,
-    /// The agent.
-    pub agent_id: Box<str>,
-    /// Calls.
-    pub calls: i64,
-    /// Calls resolved.
-    pub resolved: i64,
-    /// Calls transferred.
-    pub transferred: i64,
-    /// Calls abandoned.
-    pub abandoned: i64,
-    /// Sum of durations (seconds).
-    pub duration_sum: f64,
-    /// Calls with a sentiment.
-    pub sentiment_calls: i64,
-    /// Calls with a positive sentiment.
-    pub positive_calls: i64,
-}
-
-impl AgentRow {
-    /// Adds this row to `s` (the other outcomes are the calls minus the three named ones).
-    pub fn add_to(&self, s: &mut CallSums) {
-        s.calls += self.calls;
-        s.resolved += self.resolved;
-        s.transferred += self.transferred;
-        s.abandoned += self.abandoned;
-        s.other += self.calls - self.resolved - self.transferred - self.abandoned;
-        s.duration_sum += self.duration_sum;
-        s.sentiment_calls += self.sentiment_calls;
-        s.positive_calls += self.positive_calls;
-    }
-}
-
-/// A bucket: reseller, grain (minutes), start.
-pub type BucketKey = (Uuid, i32, DateTime<Utc>);
+/// A bucket: reseller, grain, start.
+pub type BucketKey = (Uuid, Grain, DateTime<Utc>);
 
 /// The agent rows of a bucket at a version.
 pub type Bucket = (i64, Arc<[AgentRow]>);
@@ -187,7 +151,7 @@ mod tests {
     fn key(minute: i64) -> BucketKey {
         (
             Uuid::nil(),
-            15,
+            Grain::QUARTER_HOUR,
             DateTime::from_timestamp(minute * 60, 0).unwrap_or_default(),
         )
     }

@@ -18,7 +18,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::auth::OrgId;
-use crate::domain::analytics::{Counts, Cover, GRAINS, Plan, Segment, bucket, parse_combination};
+use crate::domain::analytics::{Counts, Plan, combination_key, parse_combination};
+use crate::domain::buckets::{Cover, Grain, HANDOFF_GRAINS, Segment};
 use crate::domain::events::{Reason, ReferenceType};
 use crate::domain::projection::{Changes, HandoffRow};
 
@@ -42,7 +43,7 @@ struct Deltas {
 impl Deltas {
     /// Adds (`sign` 1) or subtracts (-1) one handoff's contribution.
     fn handoff(&mut self, h: &HandoffRow, refs: &[(String, String)], sign: i64) {
-        let at = bucket(h.initiated_at, 0);
+        let at = Grain::QUARTER_HOUR.floor(h.initiated_at);
         let scopes = std::iter::once("").chain(
             refs.iter()
                 .filter(|(t, _)| t == ReferenceType::Instruction.as_str())
@@ -77,7 +78,10 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
     let mut deltas = Deltas::default();
     for s in &changes.sessions {
         if !changes.sessions_before.contains_key(&s.session_id) {
-            *deltas.sessions.entry(bucket(s.started_at, 0)).or_default() += 1;
+            *deltas
+                .sessions
+                .entry(Grain::QUARTER_HOUR.floor(s.started_at))
+                .or_default() += 1;
         }
     }
 
@@ -193,7 +197,7 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
                     .breakdown
                     .entry((
                         scope.to_owned(),
-                        bucket(first, 0),
+                        Grain::QUARTER_HOUR.floor(first),
                         COMBINATION.to_owned(),
                         reasons,
                     ))
@@ -201,95 +205,22 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
             }
         }
         if !sessions.is_empty() {
-            let moves: Vec<(String, DateTime<Utc>, String, i64)> = sqlx::query_as(
-                r#"with touched as materialized (
-                       select h.handoff_id, h.session_id, h.initiated_at, h.reasons
-                       from unnest($2::text[]) as q(session_id)
-                       cross join lateral (
-                           select h.handoff_id, h.session_id, h.initiated_at, h.reasons
-                           from handoffs h
-                           where h.org_id = $1 and h.session_id = q.session_id
-                           offset 0
-                       ) h
-                   ),
-                   scoped as (
-                       select ''::text as scope, t.session_id, t.initiated_at, t.reasons
-                       from touched t
-                       union all
-                       select r.ref_id, t.session_id, t.initiated_at, t.reasons
-                       from touched t
-                       cross join lateral (
-                           select r.ref_id from handoff_references r
-                           where r.org_id = $1 and r.handoff_id = t.handoff_id
-                             and r.ref_type = 'instruction'
-                           offset 0
-                       ) r
-                   ),
-                   fresh as (
-                       select s.scope, s.session_id, min(s.initiated_at) as first_initiated_at,
-                              string_agg(distinct x.reason collate "C", ','
-                                         order by x.reason collate "C") as reasons
-                       from scoped s
-                       cross join unnest(s.reasons) as x(reason)
-                       group by s.scope, s.session_id
-                   ),
-                   old as (
-                       select c.scope, c.session_id, c.first_initiated_at, c.reasons
-                       from unnest($2::text[]) as q(session_id)
-                       cross join lateral (
-                           select c.scope, c.session_id, c.first_initiated_at, c.reasons
-                           from handoff_session_reasons c
-                           where c.org_id = $1 and c.session_id = q.session_id
-                           offset 0
-                       ) c
-                   ),
-                   stored as (
-                       insert into handoff_session_reasons
-                           (org_id, scope, session_id, first_initiated_at, reasons)
-                       select $1, scope, session_id, first_initiated_at, reasons from fresh
-                       on conflict (org_id, session_id, scope) do update
-                       set first_initiated_at = excluded.first_initiated_at,
-                           reasons = excluded.reasons
-                       where (handoff_session_reasons.first_initiated_at,
-                              handoff_session_reasons.reasons)
-                             is distinct from (excluded.first_initiated_at, excluded.reasons)
-                   )
-                   select scope, first_initiated_at, reasons, sum(d)::int8
-                   from (
-                       select scope, first_initiated_at, reasons, -1 as d from old
-                       union all
-                       select scope, first_initiated_at, reasons, 1 from fresh
-                   ) m
-                   group by scope, first_initiated_at, reasons
-                   having sum(d) <> 0"#,
-            )
-            .bind(org.get())
-            .bind(&sessions)
-            .fetch_all(&mut *conn)
-            .await?;
-            for (scope, first, reasons, d) in moves {
-                *deltas
-                    .breakdown
-                    .entry((scope, bucket(first, 0), COMBINATION.to_owned(), reasons))
-                    .or_default() += d;
-            }
+            recount_combinations(&mut *conn, org, &sessions, &mut deltas).await?;
         }
     }
     write(conn, org, &deltas).await
 }
 
-/// The reason combinations `(scope, session, first initiation, reasons)` of sessions started
-/// in this batch, from this batch's handoffs (all of theirs): as the SQL recomputation would
-/// give them (reasons distinct, sorted bytewise, joined by `,`; a scope per instruction).
+/// The reason combinations `(scope, session, first initiation, key)` of sessions started in this
+/// batch, from this batch's handoffs (all of theirs): a scope per instruction, keyed by
+/// [`combination_key`].
 fn fresh_combinations<'a>(
     changes: &'a Changes,
     sessions: &[&str],
     new_refs: &'a HashMap<&str, Vec<(String, String)>>,
 ) -> Vec<(&'a str, &'a str, DateTime<Utc>, String)> {
     let wanted: HashSet<&str> = sessions.iter().copied().collect();
-    // `(scope, session) → (first initiation, reasons)`.
-    type Acc<'a> = BTreeMap<(&'a str, &'a str), (DateTime<Utc>, Vec<&'static str>)>;
-    let mut acc: Acc<'a> = BTreeMap::new();
+    let mut acc = Combinations::default();
     for h in &changes.handoffs {
         if !wanted.contains(h.session_id.as_str()) {
             continue;
@@ -301,52 +232,187 @@ fn fresh_combinations<'a>(
             .filter(|(t, _)| t == ReferenceType::Instruction.as_str())
             .map(|(_, id)| id.as_str());
         for scope in std::iter::once("").chain(instructions) {
-            let e = acc
-                .entry((scope, h.session_id.as_str()))
-                .or_insert((h.initiated_at, Vec::new()));
-            e.0 = e.0.min(h.initiated_at);
-            e.1.extend(h.reasons.iter().map(|r| r.as_str()));
+            acc.add(scope, &h.session_id, h.initiated_at, &h.reasons);
         }
     }
-    acc.into_iter()
-        .filter(|(_, (_, reasons))| !reasons.is_empty())
-        .map(|((scope, session), (first, mut reasons))| {
-            reasons.sort_unstable();
-            reasons.dedup();
-            (scope, session, first, reasons.join(","))
+    acc.keys()
+}
+
+/// Sessions' reason combinations being gathered: `(scope, session) → (first initiation,
+/// reasons)`.
+#[derive(Default)]
+struct Combinations<'a>(BTreeMap<(&'a str, &'a str), Gathered>);
+
+/// A session's first initiation and reasons so far, in one scope.
+type Gathered = (DateTime<Utc>, Vec<Reason>);
+
+impl<'a> Combinations<'a> {
+    /// Adds a handoff of `session` in `scope`.
+    fn add(&mut self, scope: &'a str, session: &'a str, at: DateTime<Utc>, reasons: &[Reason]) {
+        let e = self.0.entry((scope, session)).or_insert((at, Vec::new()));
+        e.0 = e.0.min(at);
+        e.1.extend_from_slice(reasons);
+    }
+
+    /// `(scope, session, first initiation, key)` of the sessions with a reason.
+    fn keys(self) -> Vec<(&'a str, &'a str, DateTime<Utc>, String)> {
+        self.0
+            .into_iter()
+            .filter(|(_, (_, reasons))| !reasons.is_empty())
+            .map(|((scope, session), (first, reasons))| {
+                (scope, session, first, combination_key(&reasons))
+            })
+            .collect()
+    }
+}
+
+/// Recomputes the reason combinations of `sessions` (stored before this batch) from their stored
+/// handoffs, stores those that changed, and moves their counts in `deltas`.
+async fn recount_combinations(
+    conn: &mut PgConnection,
+    org: OrgId,
+    sessions: &[&str],
+    deltas: &mut Deltas,
+) -> sqlx::Result<()> {
+    // The sessions' handoffs under each scope (`old` false), and their stored combinations
+    // (`old` true), in one statement.
+    type Row = (
+        bool,
+        String,
+        String,
+        DateTime<Utc>,
+        Option<Vec<String>>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        r#"with touched as materialized (
+               select h.handoff_id, h.session_id, h.initiated_at, h.reasons
+               from unnest($2::text[]) as q(session_id)
+               cross join lateral (
+                   select h.handoff_id, h.session_id, h.initiated_at, h.reasons
+                   from handoffs h
+                   where h.org_id = $1 and h.session_id = q.session_id
+                   offset 0
+               ) h
+           )
+           select false, ''::text, t.session_id, t.initiated_at, t.reasons, null::text
+           from touched t
+           union all
+           select false, r.ref_id, t.session_id, t.initiated_at, t.reasons, null
+           from touched t
+           cross join lateral (
+               select r.ref_id from handoff_references r
+               where r.org_id = $1 and r.handoff_id = t.handoff_id
+                 and r.ref_type = 'instruction'
+               offset 0
+           ) r
+           union all
+           select true, c.scope, c.session_id, c.first_initiated_at, null, c.reasons
+           from unnest($2::text[]) as q(session_id)
+           cross join lateral (
+               select c.scope, c.session_id, c.first_initiated_at, c.reasons
+               from handoff_session_reasons c
+               where c.org_id = $1 and c.session_id = q.session_id
+               offset 0
+           ) c"#,
+    )
+    .bind(org.get())
+    .bind(sessions)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut handoffs: Vec<(&str, &str, DateTime<Utc>, Vec<Reason>)> = Vec::new();
+    let mut stored: HashMap<(&str, &str), (DateTime<Utc>, &str)> = HashMap::new();
+    for (old, scope, session, at, reasons, key) in &rows {
+        if *old {
+            stored.insert(
+                (scope.as_str(), session.as_str()),
+                (*at, key.as_deref().unwrap_or("")),
+            );
+        } else {
+            let reasons = reasons
+                .iter()
+                .flatten()
+                .map(|r| parse_stored(r, Reason::parse))
+                .collect::<sqlx::Result<Vec<Reason>>>()?;
+            handoffs.push((scope, session, *at, reasons));
+        }
+    }
+    let mut acc = Combinations::default();
+    for (scope, session, at, reasons) in &handoffs {
+        acc.add(scope, session, *at, reasons);
+    }
+    let changed: Vec<(&str, &str, DateTime<Utc>, String)> = acc
+        .keys()
+        .into_iter()
+        .filter(|(scope, session, first, key)| {
+            stored.get(&(*scope, *session)) != Some(&(*first, key.as_str()))
         })
-        .collect()
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        r#"insert into handoff_session_reasons
+               (org_id, scope, session_id, first_initiated_at, reasons)
+           select $1, * from unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[])
+           on conflict (org_id, session_id, scope) do update
+           set first_initiated_at = excluded.first_initiated_at, reasons = excluded.reasons"#,
+    )
+    .bind(org.get())
+    .bind(changed.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(changed.iter().map(|c| c.1).collect::<Vec<_>>())
+    .bind(changed.iter().map(|c| c.2).collect::<Vec<_>>())
+    .bind(changed.iter().map(|c| c.3.as_str()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    for (scope, session, first, key) in &changed {
+        let mut count = |at: DateTime<Utc>, key: &str, d: i64| {
+            *deltas
+                .breakdown
+                .entry((
+                    (*scope).to_owned(),
+                    Grain::QUARTER_HOUR.floor(at),
+                    COMBINATION.to_owned(),
+                    key.to_owned(),
+                ))
+                .or_default() += d;
+        };
+        if let Some((at, old)) = stored.get(&(*scope, *session)) {
+            count(*at, old, -1);
+        }
+        count(*first, key, 1);
+    }
+    Ok(())
 }
 
 /// Adds the deltas to every grain.
 async fn write(conn: &mut PgConnection, org: OrgId, d: &Deltas) -> sqlx::Result<()> {
-    let grains = 0..GRAINS.len();
-    let mut totals: BTreeMap<(&str, i16, DateTime<Utc>), i64> = BTreeMap::new();
+    let mut totals: BTreeMap<(&str, i32, DateTime<Utc>), i64> = BTreeMap::new();
     for ((scope, at), n) in d.totals.iter().filter(|(_, n)| **n != 0) {
-        for g in grains.clone() {
+        for g in HANDOFF_GRAINS {
             *totals
-                .entry((scope.as_str(), g as i16, bucket(*at, g)))
+                .entry((scope.as_str(), g.seconds(), g.floor(*at)))
                 .or_default() += n;
         }
     }
-    let mut breakdown: BTreeMap<(&str, i16, DateTime<Utc>, &str, &str), i64> = BTreeMap::new();
+    let mut breakdown: BTreeMap<(&str, i32, DateTime<Utc>, &str, &str), i64> = BTreeMap::new();
     for ((scope, at, kind, key), n) in d.breakdown.iter().filter(|(_, n)| **n != 0) {
-        for g in grains.clone() {
+        for g in HANDOFF_GRAINS {
             *breakdown
-                .entry((scope, g as i16, bucket(*at, g), kind, key))
+                .entry((scope, g.seconds(), g.floor(*at), kind, key))
                 .or_default() += n;
         }
     }
-    let mut sessions: BTreeMap<(i16, DateTime<Utc>), i64> = BTreeMap::new();
+    let mut sessions: BTreeMap<(i32, DateTime<Utc>), i64> = BTreeMap::new();
     for (at, n) in d.sessions.iter().filter(|(_, n)| **n != 0) {
-        for g in grains.clone() {
-            *sessions.entry((g as i16, bucket(*at, g))).or_default() += n;
+        for g in HANDOFF_GRAINS {
+            *sessions.entry((g.seconds(), g.floor(*at))).or_default() += n;
         }
     }
     if !totals.is_empty() {
         sqlx::query(
             r#"insert into handoff_rollup_totals (org_id, scope, grain, bucket, handoffs)
-               select $1, * from unnest($2::text[], $3::int2[], $4::timestamptz[], $5::int8[])
+               select $1, * from unnest($2::text[], $3::int4[], $4::timestamptz[], $5::int8[])
                on conflict (org_id, scope, grain, bucket) do update
                set handoffs = handoff_rollup_totals.handoffs + excluded.handoffs"#,
         )
@@ -361,7 +427,7 @@ async fn write(conn: &mut PgConnection, org: OrgId, d: &Deltas) -> sqlx::Result<
     if !breakdown.is_empty() {
         sqlx::query(
             r#"insert into handoff_rollup_breakdown (org_id, scope, grain, bucket, kind, key, count)
-               select $1, * from unnest($2::text[], $3::int2[], $4::timestamptz[], $5::text[],
+               select $1, * from unnest($2::text[], $3::int4[], $4::timestamptz[], $5::text[],
                                         $6::text[], $7::int8[])
                on conflict (org_id, scope, grain, bucket, kind, key) do update
                set count = handoff_rollup_breakdown.count + excluded.count"#,
@@ -379,7 +445,7 @@ async fn write(conn: &mut PgConnection, org: OrgId, d: &Deltas) -> sqlx::Result<
     if !sessions.is_empty() {
         sqlx::query(
             r#"insert into session_rollups (org_id, grain, bucket, sessions)
-               select $1, * from unnest($2::int2[], $3::timestamptz[], $4::int8[])
+               select $1, * from unnest($2::int4[], $3::timestamptz[], $4::int8[])
                on conflict (org_id, grain, bucket) do update
                set sessions = session_rollups.sessions + excluded.sessions"#,
         )
@@ -512,7 +578,7 @@ struct DayReads {
     /// [`Plan::days`]).
     seg_from: Vec<DateTime<Utc>>,
     seg_to: Vec<DateTime<Utc>>,
-    seg_grain: Vec<i16>,
+    seg_grain: Vec<i32>,
     seg_day: Vec<i32>,
 }
 
@@ -528,10 +594,10 @@ impl DayReads {
         for (s, day) in &segs {
             reads.seg_from.push(s.from);
             reads.seg_to.push(s.to);
-            reads.seg_grain.push(s.grain as i16);
+            reads.seg_grain.push(s.grain.seconds());
             reads.seg_day.push(*day as i32);
         }
-        for grain in 0..GRAINS.len() {
+        for grain in HANDOFF_GRAINS {
             let of_grain: Vec<Segment> = segs
                 .iter()
                 .filter(|(s, _)| s.grain == grain)
@@ -568,7 +634,7 @@ impl DayReads {
 /// Segment arrays of covers.
 #[derive(Default)]
 struct Segments {
-    grain: Vec<i16>,
+    grain: Vec<i32>,
     from: Vec<DateTime<Utc>>,
     to: Vec<DateTime<Utc>>,
 }
@@ -581,7 +647,7 @@ impl Segments {
     }
 
     fn push_one(&mut self, s: Segment) {
-        self.grain.push(s.grain as i16);
+        self.grain.push(s.grain.seconds());
         self.from.push(s.from);
         self.to.push(s.to);
     }
@@ -613,10 +679,10 @@ edge as materialized (
     where $2::text = '' or m.n > 0
 ),
 rseg as (
-    select * from unnest($3::int2[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
+    select * from unnest($3::int4[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
 ),
 dseg as (
-    select * from unnest($10::int2[], $11::timestamptz[], $12::timestamptz[]) as s(grain, f, t)
+    select * from unnest($10::int4[], $11::timestamptz[], $12::timestamptz[]) as s(grain, f, t)
 )
 select b.kind, b.key, sum(b.count)::int8 as n
 from rseg s
@@ -637,7 +703,7 @@ cross join lateral (
     offset 0
 ) t
 cross join lateral (select width_bucket(t.bucket, $16::timestamptz[]) as k) w
-where ($18::int2[])[w.k] = s.grain and t.bucket < ($17::timestamptz[])[w.k]
+where ($18::int4[])[w.k] = s.grain and t.bucket < ($17::timestamptz[])[w.k]
 group by 2
 union all
 select 'handoffs_on', to_char(e.initiated_at at time zone $13, 'YYYY-MM-DD'), count(*)

@@ -10,6 +10,7 @@ mod auth;
 mod configuration;
 mod events;
 mod fairness;
+mod grains;
 mod handoffs;
 mod hostile;
 mod lifecycle;

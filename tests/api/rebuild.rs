@@ -13,7 +13,7 @@ use crate::common::TestApp;
 /// from a list, so that a table added later and forgotten by the rebuild fails this test.
 /// Left out: what events do not derive (the events themselves, tenants, tokens, the
 /// configuration documents).
-async fn derived_tables(pool: &PgPool, column: &str) -> Vec<String> {
+pub(crate) async fn derived_tables(pool: &PgPool, column: &str) -> Vec<String> {
     sqlx::query_scalar(
         "select table_name::text from information_schema.columns
          where table_schema = 'public' and column_name = $1
@@ -72,7 +72,7 @@ fn round_floats(v: &mut Value) {
 }
 
 /// Everything derived from the events of `orgs` and `reseller`: every table, then every answer.
-async fn everything(
+pub(crate) async fn everything(
     app: &TestApp,
     orgs: &[(Uuid, String)],
     reseller: (Uuid, String),
@@ -145,7 +145,7 @@ async fn everything(
 }
 
 /// Equal, or a short message naming the first table or answer that differs, and where.
-fn assert_same(kept: &[String], now: &[String]) {
+pub(crate) fn assert_same(kept: &[String], now: &[String]) {
     assert_eq!(kept.len(), now.len());
     for (k, n) in kept.iter().zip(now) {
         if k != n {

@@ -3,7 +3,8 @@
 -- `cargo bench --bench metrics` (which inserts millions of calls straight into `calls`, with no
 -- events to replay). Baton itself rebuilds its rollups with `baton rebuild`, through the ingest
 -- code; this file is not part of the product. It is the body of the function migration
--- 20261121000006 created (and migration 20261121000011 drops).
+-- 20261121000006 created (and migration 20261121000011 drops), with grains in seconds since
+-- migration 20261121000012.
 delete from reseller_call_rollups;
 delete from reseller_agent_rollups;
 delete from reseller_escalation_rollups;
@@ -11,7 +12,7 @@ delete from reseller_call_volume_days;
 
 insert into reseller_agent_rollups
 select o.reseller_id, g.grain,
-       to_timestamp(floor(extract(epoch from c.started_at) / (g.grain * 60)) * g.grain * 60),
+       to_timestamp(floor(extract(epoch from c.started_at) / g.grain) * g.grain),
        c.org_id, c.agent_id,
        count(*),
        count(*) filter (where c.outcome = 'resolved'),
@@ -22,14 +23,14 @@ select o.reseller_id, g.grain,
        count(*) filter (where c.sentiment = 'positive')
 from calls c
 join organizations o on o.id = c.org_id and o.reseller_id is not null
-cross join unnest(array[15, 30, 60, 120, 240, 480, 1440, 2880, 5760, 11520, 23040, 46080,
-                        92160, 184320]) as g(grain)
+cross join unnest(array[900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 345600, 691200,
+                        1382400, 2764800, 5529600, 11059200]) as g(grain)
 group by 1, 2, 3, 4, 5
 order by 1, 2, 3, 4, 5;
 
 insert into reseller_call_rollups
 select o.reseller_id, g.grain,
-       to_timestamp(floor(extract(epoch from c.started_at) / (g.grain * 60)) * g.grain * 60),
+       to_timestamp(floor(extract(epoch from c.started_at) / g.grain) * g.grain),
        count(*),
        count(*) filter (where c.outcome = 'resolved'),
        count(*) filter (where c.outcome = 'transferred'),
@@ -50,19 +51,19 @@ select o.reseller_id, g.grain,
                 filter (where c.tool_calls is not null and c.tool_call_errors is not null), 0)
 from calls c
 join organizations o on o.id = c.org_id and o.reseller_id is not null
-cross join unnest(array[15, 30, 60, 120, 240, 480, 1440, 2880, 5760, 11520, 23040, 46080,
-                        92160, 184320]) as g(grain)
+cross join unnest(array[900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 345600, 691200,
+                        1382400, 2764800, 5529600, 11059200]) as g(grain)
 group by 1, 2, 3;
 
 insert into reseller_escalation_rollups
 select o.reseller_id, g.grain,
-       to_timestamp(floor(extract(epoch from c.started_at) / (g.grain * 60)) * g.grain * 60),
+       to_timestamp(floor(extract(epoch from c.started_at) / g.grain) * g.grain),
        c.escalation_reason, count(*),
        sum(coalesce(c.escalated_after_seconds, c.duration_seconds))
 from calls c
 join organizations o on o.id = c.org_id and o.reseller_id is not null
-cross join unnest(array[15, 30, 60, 120, 240, 480, 1440, 2880, 5760, 11520, 23040, 46080,
-                        92160, 184320]) as g(grain)
+cross join unnest(array[900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 345600, 691200,
+                        1382400, 2764800, 5529600, 11059200]) as g(grain)
 where c.outcome = 'transferred' and c.escalation_reason is not null
 group by 1, 2, 3, 4;
 
