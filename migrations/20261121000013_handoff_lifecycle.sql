@@ -15,7 +15,8 @@ create table handoff_lifecycle (
     constraint handoff_lifecycle_pkey primary key (org_id, handoff_id)
 );
 
--- Counts per aligned block of UTC time (the grains and blocks of the analytics rollups), per
+-- Counts per aligned block of UTC time (the handoff grains of src/domain/buckets.rs: the bucket
+-- length in seconds, 15 minutes to 7 days, as in every rollup table), per
 -- dimension: `dim` is '' (every handoff, key ''), 'reason', 'channel', 'destination' or 'agent'
 -- (key '' when the handoff has none). Every handoff is counted in the block of its first
 -- initiation, in its current state (a cohort: initiated = completed + failed + abandoned +
@@ -28,7 +29,7 @@ create table handoff_lifecycle (
 create table handoff_lifecycle_rollups (
     org_id uuid not null,
     dim text not null,
-    grain smallint not null,
+    grain integer not null,
     bucket timestamptz not null,
     key text not null,
     initiated bigint not null,
@@ -45,7 +46,7 @@ create table handoff_lifecycle_rollups (
     wait_counts int8[] not null,
     -- Keyed for the reads: one dimension's blocks of one grain over a time span.
     constraint handoff_lifecycle_rollups_pkey primary key (org_id, dim, grain, bucket, key),
-    constraint handoff_lifecycle_rollups_grain_check check (grain between 0 and 3),
+    constraint handoff_lifecycle_rollups_grain_check check (grain in (900, 3600, 86400, 604800)),
     constraint handoff_lifecycle_rollups_bins_check
         check (cardinality(wait_bins) = cardinality(wait_counts))
 ) with (fillfactor = 90);

@@ -27,16 +27,19 @@ use crate::domain::timerange::TimeRange;
 pub mod blocks {
     use chrono::{DateTime, Utc};
 
-    use crate::domain::analytics::{self, GRAINS, Plan};
+    use crate::domain::analytics::Plan;
+    use crate::domain::buckets::{self, HANDOFF_GRAINS};
     use crate::domain::timerange::TimeRange;
 
-    /// The blocks (grain, start) holding `t`, one per grain.
-    pub fn of(t: DateTime<Utc>) -> impl Iterator<Item = (i16, DateTime<Utc>)> {
-        (0..GRAINS.len()).map(move |g| (g as i16, analytics::bucket(t, g)))
+    /// The blocks `(grain in seconds, start)` holding `t`, one per grain of the handoff ladder.
+    pub fn of(t: DateTime<Utc>) -> impl Iterator<Item = (i32, DateTime<Utc>)> {
+        HANDOFF_GRAINS
+            .into_iter()
+            .map(move |g| (g.seconds(), g.floor(t)))
     }
 
-    /// A run of whole blocks of one grain: `(grain, from, to)`.
-    pub type Segment = (i16, DateTime<Utc>, DateTime<Utc>);
+    /// A run of whole blocks of one grain: `(grain in seconds, from, to)`.
+    pub type Segment = (i32, DateTime<Utc>, DateTime<Utc>);
 
     /// How a range is read: whole blocks and raw edges, for the whole range and each local day.
     pub struct Reads {
@@ -44,15 +47,15 @@ pub mod blocks {
         pub range: Vec<Segment>,
         /// Each local day's blocks, with the day's index.
         pub days: Vec<(usize, Segment)>,
-        /// The edges `[from, to)` read from the projections (`None`: every local day is not a
-        /// union of blocks, so the whole range is read from the projections).
+        /// The edges `[from, to)` read from the projections (`None`: the local days are not
+        /// unions of blocks, so the whole range is read from the projections).
         pub raw: Option<Vec<(DateTime<Utc>, DateTime<Utc>)>>,
     }
 
-    /// The reads of `range`.
+    /// The reads of `range` (the analytics plan: the same blocks answer both).
     pub fn reads(range: &TimeRange) -> Reads {
         let plan = Plan::new(range);
-        let seg = |s: &analytics::Segment| (s.grain as i16, s.from, s.to);
+        let seg = |s: &buckets::Segment| (s.grain.seconds(), s.from, s.to);
         Reads {
             range: plan.range.segments.iter().map(seg).collect(),
             days: plan
@@ -88,7 +91,7 @@ fn facts(h: &HandoffRow, f: &Fixed) -> Facts {
 }
 
 /// `(dim, grain, bucket, key)`.
-type RowKey = (&'static str, i16, DateTime<Utc>, String);
+type RowKey = (&'static str, i32, DateTime<Utc>, String);
 
 /// Updates the lifecycle rollups for one applied batch (called by `store::rollups::apply`).
 pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
@@ -301,12 +304,12 @@ async fn write(
         return Ok(());
     }
     let dims: Vec<&str> = deltas.keys().map(|k| k.0).collect();
-    let grains: Vec<i16> = deltas.keys().map(|k| k.1).collect();
+    let grains: Vec<i32> = deltas.keys().map(|k| k.1).collect();
     let buckets: Vec<DateTime<Utc>> = deltas.keys().map(|k| k.2).collect();
     let keys: Vec<&str> = deltas.keys().map(|k| k.3.as_str()).collect();
     let stored = sqlx::query(&format!(
         r#"select {COLUMNS}
-           from unnest($2::text[], $3::int2[], $4::timestamptz[], $5::text[])
+           from unnest($2::text[], $3::int4[], $4::timestamptz[], $5::text[])
                 as q(dim, grain, bucket, key)
            cross join lateral (
                select * from handoff_lifecycle_rollups r
@@ -322,7 +325,7 @@ async fn write(
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
-    let mut merged: BTreeMap<(String, i16, DateTime<Utc>, String), Tally> = BTreeMap::new();
+    let mut merged: BTreeMap<(String, i32, DateTime<Utc>, String), Tally> = BTreeMap::new();
     for row in &stored {
         let (dim, grain, bucket, key, t) = tally_row(row)?;
         merged.insert((dim, grain, bucket, key), t);
@@ -351,7 +354,7 @@ async fn write(
                   coalesce((select array_agg(c::int8 order by o)
                             from unnest(string_to_array(q.counts, ',')) with ordinality as x(c, o)
                             where c <> ''), '{}')
-           from unnest($2::text[], $3::int2[], $4::timestamptz[], $5::text[], $6::int8[],
+           from unnest($2::text[], $3::int4[], $4::timestamptz[], $5::text[], $6::int8[],
                        $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
                        $13::int8[], $14::int8[], $15::int8[], $16::text[], $17::text[])
                 as q(dim, grain, bucket, key, initiated, completed, failed, abandoned, open,
@@ -391,7 +394,7 @@ async fn write(
 #[derive(Default)]
 struct Columns<'a> {
     dim: Vec<&'a str>,
-    grain: Vec<i16>,
+    grain: Vec<i32>,
     bucket: Vec<DateTime<Utc>>,
     key: Vec<&'a str>,
     initiated: Vec<i64>,
@@ -409,7 +412,7 @@ struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
-    fn push(&mut self, dim: &'a str, grain: i16, bucket: DateTime<Utc>, key: &'a str, t: &Tally) {
+    fn push(&mut self, dim: &'a str, grain: i32, bucket: DateTime<Utc>, key: &'a str, t: &Tally) {
         let join = |v: Vec<String>| v.join(",");
         let (bins, counts) = t.waits.to_arrays();
         self.dim.push(dim);
@@ -440,7 +443,7 @@ const COLUMNS: &str = "r.dim, r.grain, r.bucket, r.key, r.initiated, r.completed
 
 fn tally_row(
     row: &sqlx::postgres::PgRow,
-) -> sqlx::Result<(String, i16, DateTime<Utc>, String, Tally)> {
+) -> sqlx::Result<(String, i32, DateTime<Utc>, String, Tally)> {
     let bins: Vec<i32> = row.try_get("wait_bins")?;
     let counts: Vec<i64> = row.try_get("wait_counts")?;
     Ok((
@@ -495,7 +498,7 @@ pub async fn read(
         let segs = &reads.days;
         let rows = sqlx::query(&format!(
             r#"select s.day, {COLUMNS}
-               from unnest($2::int2[], $3::timestamptz[], $4::timestamptz[], $5::int4[])
+               from unnest($2::int4[], $3::timestamptz[], $4::timestamptz[], $5::int4[])
                     as s(grain, f, t, day)
                cross join lateral (
                    select * from handoff_lifecycle_rollups r
@@ -522,7 +525,7 @@ pub async fn read(
             let segs = &reads.range;
             let rows = sqlx::query(&format!(
                 r#"select {COLUMNS}
-                   from unnest($3::int2[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
+                   from unnest($3::int4[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
                    cross join lateral (
                        select * from handoff_lifecycle_rollups r
                        where r.org_id = $1 and r.dim = $2 and r.grain = s.grain

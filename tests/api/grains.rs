@@ -48,6 +48,7 @@ async fn grain_schema(conn: &mut PgConnection) -> String {
            from pg_class c
            join pg_attribute a on a.attrelid = c.oid and a.attname = 'grain'
            where c.relkind = 'r' and c.relnamespace = 'public'::regnamespace
+             and c.relname <> 'handoff_lifecycle_rollups'
            order by 1"#,
     )
     .fetch_all(&mut *conn)
@@ -141,7 +142,12 @@ async fn migration_12_converts_existing_rollups_in_place() {
         ),
         ..Migrator::DEFAULT
     };
-    assert_eq!(upto_11.iter().count(), MIGRATOR.iter().count() - 1);
+    // Migration 12 and the later ones (the lifecycle rollups of 13 keep their grain in seconds
+    // from the start, so they stay applied through this test and are left out of the schema).
+    assert_eq!(
+        upto_11.iter().count(),
+        MIGRATOR.iter().count() - MIGRATOR.iter().filter(|m| m.version >= V12).count()
+    );
     upto_11.run(&mut v11).await.unwrap();
     let mut conn = app.pool.acquire().await.unwrap();
     assert_eq!(grain_schema(&mut conn).await, grain_schema(&mut v11).await);
