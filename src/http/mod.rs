@@ -9,6 +9,7 @@ pub mod cors;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod handoff_events;
 pub mod handoffs;
 pub mod health;
 pub mod lifecycle;
@@ -219,6 +220,7 @@ fn api_router(
         .merge(metrics::router())
         .merge(analytics::router())
         .merge(lifecycle::router())
+        .merge(handoff_events::router())
         .merge(aliases());
     document_aliases(reads.get_openapi_mut());
     ratelimit::document(reads.get_openapi_mut());

@@ -11,6 +11,7 @@ mod configuration;
 mod events;
 mod fairness;
 mod grains;
+mod handoff_events;
 mod handoffs;
 mod hostile;
 mod lifecycle;
