@@ -755,18 +755,28 @@ fn story(
             "handoff_id": hid, "session_id": sid, "reasons": reasons, "sentiment": sentiment, "references": refs,
             "destination": destination, "summary": summary,
             "data": {"customer_id": format!("C{:05}", 10_000 + n), "language": if n.is_multiple_of(7) { "de" } else { "en" }}});
+        // Two handoffs in three carry the AI's reasoning (OpenCX's `explanation`), derived from
+        // what is already drawn so that the random stream, and every other figure, is unchanged.
+        if !n.is_multiple_of(3) {
+            initiated["explanation"] = json!(explanation(reasons[0], outage));
+        }
         if rng.gen_bool(0.5) {
             initiated["shared_id"] = json!(format!("demo-shared-{n}-{k}"));
         }
         next(push, t, initiated);
         // 8% pass through a custom topic state, 12% fail and are retried, 3% fail for good (more
         // during the incident and after hours), and 2% of the last two days' are still open in
-        // a custom state; the rest are completed.
+        // a custom state; 4% are abandoned by the customer before a person accepts (more of
+        // those waiting long: a queue-bound reason, or after hours); the rest are completed.
         let fate = rng.gen_range(0..100);
         let still_open = (95..97).contains(&fate) && recent;
         let custom = fate < 8 || still_open;
         let retried = (8..20).contains(&fate) || (outage && fate < 40);
         let failed_for_good = fate >= 97 || (!business && fate >= 90);
+        let abandoned = !failed_for_good
+            && ((20..24).contains(&fate)
+                || (!business && (24..28).contains(&fate))
+                || (reasons[0] == "user_requested_human_assistance" && (28..30).contains(&fate)));
         let step = |rng: &mut StdRng, range: std::ops::Range<i64>| {
             // Calls move faster than chats: a caller waits on the line.
             let s = rng.gen_range(range);
@@ -811,12 +821,16 @@ fn story(
             t += step(rng, 20..200);
         }
         if !still_open && !failed_for_good {
-            next(
-                push,
-                t,
+            // Drawn for abandoned handoffs too, so that the random stream stays the same.
+            let operator = format!("op-{}", rng.gen_range(1..9));
+            let end = if abandoned {
+                json!({"id": format!("{hid}-abandoned"), "type": "handoff.abandoned",
+                "occurred_at": ts(t), "handoff_id": hid})
+            } else {
                 json!({"id": format!("{hid}-done"), "type": "handoff.completed", "occurred_at": ts(t),
-                "handoff_id": hid, "operator_id": format!("op-{}", rng.gen_range(1..9))}),
-            );
+                "handoff_id": hid, "operator_id": operator})
+            };
+            next(push, t, end);
         }
         t += step(rng, 10..120);
     }
@@ -905,6 +919,26 @@ fn story(
     }
 }
 
+/// The AI's reasoning for a handoff of the demo (OpenCX's `explanation`).
+fn explanation(reason: &str, outage: bool) -> &'static str {
+    if outage {
+        return "The order-lookup tool returned errors three times; without it the order cannot be found, so a person has to look it up.";
+    }
+    match reason {
+        "ai_implied_handoff" => {
+            "The conversation went in circles and the customer's frustration grew; a person is more likely to resolve it."
+        }
+        "based_on_instructions" => "The instructions require a person for this kind of request.",
+        "instructions_not_clear" => {
+            "The instructions do not say how to handle this case, and guessing could mislead the customer."
+        }
+        "insufficient_knowledge" => "No knowledge article answers the question with confidence.",
+        "insufficient_tools" => "No available tool can perform the change the customer asked for.",
+        "prohibited_topic" => "The topic is one the AI must not discuss.",
+        _ => "The customer asked to speak to a person.",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{HashMap, HashSet};
@@ -974,8 +1008,8 @@ mod tests {
             assert!(ids.insert(e.id.clone()), "ids are unique");
             types.insert(e.type_name());
             match &e.kind {
-                EventKind::SessionStarted { channel, .. } => {
-                    channels.insert(*channel);
+                EventKind::SessionStarted(s) => {
+                    channels.insert(s.channel);
                     sessions += 1;
                 }
                 EventKind::HandoffInitiated(_) if e.id.ends_with("-retry") => retries += 1,
@@ -1149,6 +1183,32 @@ mod tests {
         };
         assert!(spread(&resolution) > 0.2, "resolution rates {resolution:?}");
         assert!(spread(&mean_length) > 90.0, "mean lengths {mean_length:?}");
+    }
+
+    #[test]
+    fn some_customers_abandon_and_most_handoffs_explain_themselves() {
+        let events = generate(anchor(), berlin());
+        let initiated: Vec<&Value> = of_type(&events, "handoff.initiated")
+            .filter(|e| e["id"].as_str().unwrap().ends_with("-init"))
+            .collect();
+        let abandoned: Vec<&Value> = of_type(&events, "handoff.abandoned").collect();
+        let explained = initiated
+            .iter()
+            .filter(|e| e.get("explanation").is_some())
+            .count();
+        let share = abandoned.len() as f64 / initiated.len() as f64;
+        assert!((0.02..0.10).contains(&share), "{share}");
+        let explained_share = explained as f64 / initiated.len() as f64;
+        assert!((0.6..0.7).contains(&explained_share), "{explained_share}");
+        // An abandoned handoff is never also completed, and was initiated first.
+        let completed: HashSet<&str> = of_type(&events, "handoff.completed")
+            .map(|e| e["handoff_id"].as_str().unwrap())
+            .collect();
+        for e in &abandoned {
+            let h = e["handoff_id"].as_str().unwrap();
+            assert!(!completed.contains(h), "{h}");
+            assert!(initiated.iter().any(|i| i["handoff_id"] == h), "{h}");
+        }
     }
 
     #[test]

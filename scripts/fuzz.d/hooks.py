@@ -1,5 +1,6 @@
 """Hooks of scripts/fuzz: make schema-valid ("positive") cases satisfy the rules that span
-several parameters, which OpenAPI cannot express and Baton answers with a documented 400 or 412.
+several parameters or fields, which OpenAPI cannot express and Baton answers with a documented
+400 or 412.
 
 Only positive cases are touched, and only where such a rule applies; negative cases (invalid on
 purpose) are sent as generated, so the server's rejection of each invalid value is still
@@ -47,11 +48,51 @@ def _fix_range(query, start, end):
         query[end] = value
 
 
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+BUILT_IN_STATES = {"handoff_initiated", "handoff_completed", "handoff_failed", "handoff_abandoned"}
+CUSTOM_STATE = re.compile(r"[a-z0-9_]{1,64}")
+
+
+def _fix_event(event):
+    """The rules of one event that its schema cannot state: timestamps within years 0001-9999
+    once converted to UTC (the schema says `date-time`, whose offset can push an edge year
+    out), at most as many failed tool calls as tool calls and cached tokens as tokens, and a
+    custom state that is not a built-in one."""
+    if not isinstance(event, dict):
+        return
+    for key in ("occurred_at", "started_at"):
+        value = event.get(key)
+        if isinstance(value, str):
+            year = _year(value)
+            if year is not None and not 2 <= year <= 9998:
+                event[key] = "2026-01-15T00:00:00Z"
+    telemetry = event.get("telemetry")
+    if isinstance(telemetry, dict):
+        for part, whole in (("tool_call_errors", "tool_calls"), ("cached_tokens", "total_tokens")):
+            a, b = telemetry.get(part), telemetry.get(whole)
+            if _is_number(a) and _is_number(b) and a > b:
+                telemetry[part] = b
+    state = event.get("state")
+    if event.get("type") == "handoff.state" and isinstance(state, str):
+        if state in BUILT_IN_STATES or not CUSTOM_STATE.fullmatch(state):
+            event["state"] = "custom_state"
+
+
 @schemathesis.hook
 def before_call(context, case, **kwargs):
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive:
         return
+    if case.path == "/v1/events" and case.method.upper() == "POST":
+        body = case.body
+        if isinstance(body, dict) and isinstance(body.get("events"), list):
+            for event in body["events"]:
+                _fix_event(event)
+        elif isinstance(body, dict):
+            _fix_event(body)
     query = case.query if hasattr(case.query, "keys") else None
     if query is not None:
         _fix_range(query, "start_date", "end_date")
@@ -82,7 +123,8 @@ def before_call(context, case, **kwargs):
 
 @schemathesis.serializer("application/x-ndjson")
 def ndjson(ctx, value):
-    """`POST /v1/events` as NDJSON: the schema is that of one line (one event object)."""
+    """`POST /v1/events` as NDJSON: the schema is that of one line (one event object). A
+    serializer registered here returns the body's bytes (schemathesis sends them as is)."""
     if isinstance(value, bytes):
-        return {"data": value}
-    return {"data": (json.dumps(value) + "\n").encode("utf-8")}
+        return value
+    return (json.dumps(value) + "\n").encode("utf-8")

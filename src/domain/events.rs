@@ -11,6 +11,10 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, Discriminator, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
+use utoipa::openapi::{KnownFormat, Ref, RefOr, SchemaFormat};
 
 use crate::domain::input;
 
@@ -68,7 +72,35 @@ macro_rules! string_enum {
                 [$($text),+].join(", ")
             }
         }
+
+        impl WireEnum for $name {
+            const ALL: &'static [$name] = $name::ALL;
+
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
+            }
+
+            fn parse(s: &str) -> Option<$name> {
+                $name::parse(s)
+            }
+
+            fn names() -> String {
+                $name::names()
+            }
+        }
     };
+}
+
+/// A closed set of wire names (declared with [`string_enum!`]).
+trait WireEnum: Copy + 'static {
+    /// Every value, in declaration order.
+    const ALL: &'static [Self];
+    /// The wire name.
+    fn as_str(self) -> &'static str;
+    /// Parses a wire name.
+    fn parse(s: &str) -> Option<Self>;
+    /// Every wire name, comma-separated.
+    fn names() -> String;
 }
 
 string_enum! {
@@ -181,6 +213,8 @@ pub mod states {
     pub const COMPLETED: &str = "handoff_completed";
     /// The transfer failed.
     pub const FAILED: &str = "handoff_failed";
+    /// The customer left before a person accepted (Baton's addition to PolyAI's states; final).
+    pub const ABANDONED: &str = "handoff_abandoned";
 }
 
 /// A reference from a handoff to a resource of the AI.
@@ -192,218 +226,9 @@ pub struct Reference {
     pub id: String,
 }
 
-/// The fields of `handoff.initiated`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HandoffInitiated {
-    /// The handoff.
-    pub handoff_id: String,
-    /// Its session.
-    pub session_id: String,
-    /// The id shared with the client's systems (unique per organization).
-    pub shared_id: Option<String>,
-    /// Why (distinct, in the order given).
-    pub reasons: Vec<Reason>,
-    /// Sentiment at handoff (free text, or none).
-    pub sentiment: Option<String>,
-    /// Resources involved (distinct).
-    pub references: Vec<Reference>,
-    /// Where it was sent (queue, skill).
-    pub destination: Option<String>,
-    /// Summary for the human.
-    pub summary: Option<String>,
-    /// PolyAI handoff state payload.
-    pub data: Option<Map<String, Value>>,
-}
-
-/// The fields of `call.completed`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallCompleted {
-    /// The call.
-    pub call_id: String,
-    /// The agent (project) that took it.
-    pub agent_id: String,
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-    /// How long it lasted.
-    pub duration_seconds: f64,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Caller sentiment, if measured.
-    pub sentiment: Option<CallSentiment>,
-    /// Why it was escalated.
-    pub escalation_reason: Option<String>,
-    /// Seconds into the call when it was escalated.
-    pub escalated_after_seconds: Option<f64>,
-    /// AI telemetry.
-    pub telemetry: Telemetry,
-}
-
-/// AI telemetry of a call; every figure optional.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Telemetry {
-    /// Time to first token, ms.
-    pub ttft_ms: Option<f64>,
-    /// Speech recognition confidence, 0–1.
-    pub stt_confidence: Option<f64>,
-    /// Tool calls made.
-    pub tool_calls: Option<i64>,
-    /// Tool calls that failed.
-    pub tool_call_errors: Option<i64>,
-    /// Times the caller corrected the AI.
-    pub user_corrections: Option<i64>,
-    /// Prompt tokens served from cache.
-    pub cached_tokens: Option<i64>,
-    /// Prompt tokens in all.
-    pub total_tokens: Option<i64>,
-}
-
-/// What an event says.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EventKind {
-    /// `session.started`
-    SessionStarted {
-        /// The session.
-        session_id: String,
-        /// Its channel.
-        channel: Channel,
-        /// The agent (project) serving it.
-        agent_id: Option<String>,
-    },
-    /// `session.ended`
-    SessionEnded {
-        /// The session.
-        session_id: String,
-        /// Final sentiment.
-        sentiment: Option<String>,
-    },
-    /// `handoff.initiated`
-    HandoffInitiated(HandoffInitiated),
-    /// `handoff.completed`
-    HandoffCompleted {
-        /// The handoff.
-        handoff_id: String,
-        /// The human who took it.
-        operator_id: Option<String>,
-    },
-    /// `handoff.failed`
-    HandoffFailed {
-        /// The handoff.
-        handoff_id: String,
-        /// What went wrong.
-        error: Option<String>,
-    },
-    /// `handoff.state`
-    HandoffState {
-        /// The handoff.
-        handoff_id: String,
-        /// The custom topic state.
-        state: String,
-        /// Data merged into the stored data.
-        data: Option<Map<String, Value>>,
-    },
-    /// `agent.upserted`
-    AgentUpserted {
-        /// The agent.
-        agent_id: String,
-        /// Its name.
-        name: String,
-        /// Its status.
-        status: AgentStatus,
-    },
-    /// `agent.deleted`
-    AgentDeleted {
-        /// The agent.
-        agent_id: String,
-    },
-    /// `call.completed`
-    CallCompleted(CallCompleted),
-}
-
-/// A validated event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    /// Client-chosen id, unique per organization.
-    pub id: String,
-    /// When it happened.
-    pub occurred_at: DateTime<Utc>,
-    /// What happened.
-    pub kind: EventKind,
-}
-
-impl Event {
-    /// The wire `type`.
-    pub fn type_name(&self) -> &'static str {
-        match &self.kind {
-            EventKind::SessionStarted { .. } => "session.started",
-            EventKind::SessionEnded { .. } => "session.ended",
-            EventKind::HandoffInitiated(_) => "handoff.initiated",
-            EventKind::HandoffCompleted { .. } => "handoff.completed",
-            EventKind::HandoffFailed { .. } => "handoff.failed",
-            EventKind::HandoffState { .. } => "handoff.state",
-            EventKind::AgentUpserted { .. } => "agent.upserted",
-            EventKind::AgentDeleted { .. } => "agent.deleted",
-            EventKind::CallCompleted(_) => "call.completed",
-        }
-    }
-}
-
-/// The event types, as sent.
-pub const EVENT_TYPES: &[&str] = &[
-    "session.started",
-    "session.ended",
-    "handoff.initiated",
-    "handoff.completed",
-    "handoff.failed",
-    "handoff.state",
-    "agent.upserted",
-    "agent.deleted",
-    "call.completed",
-];
-
-fn allowed_fields(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "session.started" => &["session_id", "channel", "agent_id"],
-        "session.ended" => &["session_id", "sentiment"],
-        "handoff.initiated" => &[
-            "handoff_id",
-            "session_id",
-            "shared_id",
-            "reasons",
-            "sentiment",
-            "references",
-            "destination",
-            "summary",
-            "data",
-        ],
-        "handoff.completed" => &["handoff_id", "operator_id"],
-        "handoff.failed" => &["handoff_id", "error"],
-        "handoff.state" => &["handoff_id", "state", "data"],
-        "agent.upserted" => &["agent_id", "name", "status"],
-        "agent.deleted" => &["agent_id"],
-        "call.completed" => &[
-            "call_id",
-            "agent_id",
-            "started_at",
-            "duration_seconds",
-            "outcome",
-            "sentiment",
-            "escalation_reason",
-            "escalated_after_seconds",
-            "telemetry",
-        ],
-        _ => &[],
-    }
-}
-
-const TELEMETRY_FIELDS: &[&str] = &[
-    "ttft_ms",
-    "stt_confidence",
-    "tool_calls",
-    "tool_call_errors",
-    "user_corrections",
-    "cached_tokens",
-    "total_tokens",
-];
+// ---------------------------------------------------------------------------------------------
+// How the declarations above become code.
+// ---------------------------------------------------------------------------------------------
 
 /// Reads the fields of one JSON object, collecting problems.
 struct Reader<'a> {
@@ -433,67 +258,394 @@ impl<'a> Reader<'a> {
         v
     }
 
-    fn text(&mut self, key: &str, v: &Value, max: usize) -> Option<String> {
+    /// Reports every key not in one of `allowed`.
+    fn reject_unknown(&mut self, allowed: &[&[&str]]) {
+        let unknown: Vec<String> = self
+            .map
+            .keys()
+            .filter(|k| !allowed.iter().any(|list| list.contains(&k.as_str())))
+            .cloned()
+            .collect();
+        for key in unknown {
+            self.problem(&key, "unknown field");
+        }
+    }
+}
+
+/// How one field is read and what its JSON Schema is.
+trait Rule {
+    /// What the field holds once read.
+    type Value;
+    /// Reads a present, non-null value, or reports why not.
+    fn read(r: &mut Reader<'_>, key: &str, v: &Value) -> Option<Self::Value>;
+    /// The field's JSON Schema.
+    fn schema() -> RefOr<Schema>;
+}
+
+/// An object type declared with [`object!`]: its fields, how they are read, their schemas.
+trait Fields: Sized {
+    /// The field names, as sent.
+    const FIELDS: &'static [&'static str];
+    /// Reads every field (not checking for unknown ones).
+    fn read_fields(r: &mut Reader<'_>) -> Option<Self>;
+    /// Adds the fields to an object schema.
+    fn properties(object: ObjectBuilder) -> ObjectBuilder;
+}
+
+/// Reads one field of a [`Reader`]: `req` (absent or null is a problem), `opt` (absent or null
+/// is `None`) or `default` (absent or null is the type's default). The result is `None` when
+/// the field is invalid (the problem is recorded).
+macro_rules! read_field {
+    (req, $r:expr, $key:expr, $rule:ty) => {{
+        let reader: &mut Reader<'_> = $r;
+        match reader.required($key) {
+            Some(v) => <$rule as Rule>::read(reader, $key, v),
+            None => None,
+        }
+    }};
+    (opt, $r:expr, $key:expr, $rule:ty) => {{
+        let reader: &mut Reader<'_> = $r;
+        match reader.value($key) {
+            Some(v) => <$rule as Rule>::read(reader, $key, v).map(Some),
+            None => Some(None),
+        }
+    }};
+    (default, $r:expr, $key:expr, $rule:ty) => {{
+        let reader: &mut Reader<'_> = $r;
+        match reader.value($key) {
+            Some(v) => <$rule as Rule>::read(reader, $key, v),
+            None => Some(Default::default()),
+        }
+    }};
+}
+
+/// Adds one field's schema to an object schema (`req` fields are required; the others may be
+/// absent or `null`).
+fn property(
+    object: ObjectBuilder,
+    presence: &str,
+    key: &str,
+    schema: RefOr<Schema>,
+    doc: &[&str],
+) -> ObjectBuilder {
+    let description = doc
+        .iter()
+        .map(|line| line.trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match presence {
+        "req" => object
+            .property(key, describe(schema, description))
+            .required(key),
+        _ => object.property(key, describe(nullable(schema), description)),
+    }
+}
+
+/// `schema`, or `null`.
+fn nullable(schema: RefOr<Schema>) -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(schema)
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
+}
+
+/// `schema` with a description (kept as is where it cannot hold one).
+fn describe(schema: RefOr<Schema>, description: String) -> RefOr<Schema> {
+    match schema {
+        RefOr::T(Schema::Object(mut o)) => {
+            o.description = Some(description);
+            RefOr::T(Schema::Object(o))
+        }
+        RefOr::T(Schema::Array(mut a)) => {
+            a.description = Some(description);
+            RefOr::T(Schema::Array(a))
+        }
+        RefOr::T(Schema::OneOf(mut o)) => {
+            o.description = Some(description);
+            RefOr::T(Schema::OneOf(o))
+        }
+        other => other,
+    }
+}
+
+/// Declares an object type: a struct, the names of its fields, how they are read (in
+/// declaration order, every problem reported; then the optional `check` block, which sees each
+/// field as read: `None` when invalid), and their schemas.
+macro_rules! object {
+    (
+        $(#[doc = $doc:literal])*
+        $(#[derive($($derive:path),+)])?
+        $name:ident {
+            $(
+                $(#[doc = $fdoc:literal])*
+                $field:ident : $ty:ty = $presence:ident $rule:ty
+            ),+ $(,)?
+        }
+        $(check($r:ident) $check:block)?
+    ) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, PartialEq $($(, $derive)+)?)]
+        pub struct $name {
+            $(
+                $(#[doc = $fdoc])*
+                pub $field: $ty,
+            )+
+        }
+
+        impl Fields for $name {
+            const FIELDS: &'static [&'static str] = &[$(stringify!($field)),+];
+
+            #[allow(clippy::redundant_locals)]
+            fn read_fields(reader: &mut Reader<'_>) -> Option<$name> {
+                $(
+                    let $field = read_field!($presence, &mut *reader, stringify!($field), $rule);
+                )+
+                $({
+                    let $r = &mut *reader;
+                    $check
+                })?
+                Some($name {
+                    $($field: $field?,)+
+                })
+            }
+
+            fn properties(mut object: ObjectBuilder) -> ObjectBuilder {
+                $(
+                    object = property(
+                        object,
+                        stringify!($presence),
+                        stringify!($field),
+                        <$rule as Rule>::schema(),
+                        &[$($fdoc),*],
+                    );
+                )+
+                object
+            }
+        }
+    };
+}
+
+/// Declares the event types: each an [`object!`] and a variant of [`EventKind`], with its wire
+/// name.
+macro_rules! event_types {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident = $wire:literal { $($body:tt)* }
+    ),+ $(,)?) => {
+        $(
+            object! {
+                $(#[doc = $doc])*
+                $variant { $($body)* }
+            }
+        )+
+
+        /// What an event says: one variant per event type.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum EventKind {
+            $(
+                #[doc = concat!("`", $wire, "`")]
+                $variant($variant),
+            )+
+        }
+
+        impl EventKind {
+            /// The wire `type`.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(EventKind::$variant(_) => $wire,)+
+                }
+            }
+        }
+
+        /// The event types, as sent.
+        pub const EVENT_TYPES: &[&str] = &[$($wire),+];
+
+        /// The fields of an event type (beyond `id`, `type` and `occurred_at`).
+        fn fields_of(type_name: &str) -> &'static [&'static str] {
+            match type_name {
+                $($wire => <$variant as Fields>::FIELDS,)+
+                _ => &[],
+            }
+        }
+
+        /// Reads the fields of an event of a known type.
+        fn read_kind(r: &mut Reader<'_>, type_name: &str) -> Option<EventKind> {
+            match type_name {
+                $($wire => <$variant as Fields>::read_fields(r).map(EventKind::$variant),)+
+                _ => None,
+            }
+        }
+
+        /// `(schema name, wire type, schema)` of every event type.
+        fn event_schemas() -> Vec<(&'static str, &'static str, Schema)> {
+            vec![$((
+                concat!(stringify!($variant), "Event"),
+                $wire,
+                event_schema::<$variant>($wire, &[$($doc),*]),
+            )),+]
+        }
+    };
+}
+
+/// The schema of an event of one type: `id`, `type` (this one), `occurred_at` and its fields;
+/// no other field.
+fn event_schema<T: Fields>(wire: &str, doc: &[&str]) -> Schema {
+    let description = doc
+        .iter()
+        .map(|line| line.trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .title(Some(wire))
+        .description(Some(format!("`{wire}`: {description}")))
+        .property(
+            "id",
+            describe(
+                Id::schema(),
+                "Client-chosen id, unique per organization: an event sent again with the same id and body is a duplicate and has no effect.".into(),
+            ),
+        )
+        .required("id")
+        .property(
+            "type",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([wire]))
+                .description(Some("The event type.")),
+        )
+        .required("type")
+        .property(
+            "occurred_at",
+            describe(
+                Instant::schema(),
+                "When it happened (RFC 3339, years 0001–9999 once converted to UTC).".into(),
+            ),
+        )
+        .required("occurred_at");
+    T::properties(object)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .into()
+}
+
+/// The schema of one event (a `oneOf` of the event types, discriminated by `type`), with a
+/// component per type. Named `Event` in the OpenAPI document.
+impl utoipa::PartialSchema for Event {
+    fn schema() -> RefOr<Schema> {
+        let mut discriminator = Discriminator::new("type");
+        let mut one_of = OneOfBuilder::new().description(Some(
+            "One event: `id`, `type`, `occurred_at` and the fields of its type (one schema per type, chosen by `type`). Unknown fields and types are refused; an optional field may be `null` (same as absent); the NUL character (`\\u0000`) is refused in every string and key.",
+        ));
+        for (name, wire, _) in event_schemas() {
+            let reference = format!("#/components/schemas/{name}");
+            discriminator
+                .mapping
+                .insert(wire.to_owned(), reference.clone());
+            one_of = one_of.item(Ref::new(reference));
+        }
+        one_of.discriminator(Some(discriminator)).into()
+    }
+}
+
+impl utoipa::ToSchema for Event {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Event".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        for (name, _, schema) in event_schemas() {
+            schemas.push((name.to_owned(), schema.into()));
+        }
+    }
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn number(min: f64, max: f64) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .into()
+}
+
+/// A non-empty string of at most `MAX` characters.
+struct Str<const MAX: usize>;
+/// An id (`handoff_id`, …).
+type Id = Str<MAX_ID_CHARS>;
+/// A short label (`sentiment`, `destination`, …).
+type Label = Str<MAX_LABEL_CHARS>;
+/// Free text (`summary`, `error`).
+type Text = Str<MAX_TEXT_CHARS>;
+
+impl<const MAX: usize> Rule for Str<MAX> {
+    type Value = String;
+
+    fn read(r: &mut Reader<'_>, key: &str, v: &Value) -> Option<String> {
         match v.as_str() {
             None => {
-                self.problem(key, "must be a string");
+                r.problem(key, "must be a string");
                 None
             }
             Some("") => {
-                self.problem(key, "must not be empty");
+                r.problem(key, "must not be empty");
                 None
             }
-            Some(s) if s.chars().count() > max => {
-                self.problem(key, format!("must be at most {max} characters"));
+            Some(s) if s.chars().count() > MAX => {
+                r.problem(key, format!("must be at most {MAX} characters"));
                 None
             }
             Some(s) => Some(s.to_owned()),
         }
     }
 
-    fn req_text(&mut self, key: &str, max: usize) -> Option<String> {
-        let v = self.required(key)?;
-        self.text(key, v, max)
+    fn schema() -> RefOr<Schema> {
+        string().min_length(Some(1)).max_length(Some(MAX)).into()
     }
+}
 
-    fn opt_text(&mut self, key: &str, max: usize) -> Option<String> {
-        let v = self.value(key)?;
-        self.text(key, v, max)
-    }
+/// One value of a [`string_enum!`].
+struct Choice<T>(std::marker::PhantomData<T>);
 
-    fn req_enum<T>(&mut self, key: &str, parse: fn(&str) -> Option<T>, names: &str) -> Option<T> {
-        let v = self.required(key)?;
-        self.enum_value(key, v, parse, names)
-    }
+impl<T: WireEnum> Rule for Choice<T> {
+    type Value = T;
 
-    fn enum_value<T>(
-        &mut self,
-        key: &str,
-        v: &Value,
-        parse: fn(&str) -> Option<T>,
-        names: &str,
-    ) -> Option<T> {
-        match v.as_str().map(parse) {
-            Some(Some(t)) => Some(t),
-            _ => {
-                self.problem(key, format!("must be one of {names}"));
+    fn read(r: &mut Reader<'_>, key: &str, v: &Value) -> Option<T> {
+        match v.as_str().and_then(T::parse) {
+            Some(t) => Some(t),
+            None => {
+                r.problem(key, format!("must be one of {}", T::names()));
                 None
             }
         }
     }
 
-    fn time(&mut self, key: &str) -> Option<DateTime<Utc>> {
-        let v = self.required(key)?;
+    fn schema() -> RefOr<Schema> {
+        string()
+            .enum_values(Some(T::ALL.iter().map(|t| t.as_str())))
+            .into()
+    }
+}
+
+/// An RFC 3339 date-time within years 0001–9999 in UTC.
+struct Instant;
+
+impl Rule for Instant {
+    type Value = DateTime<Utc>;
+
+    fn read(r: &mut Reader<'_>, key: &str, v: &Value) -> Option<DateTime<Utc>> {
         match v.as_str().map(DateTime::parse_from_rfc3339) {
             Some(Ok(t)) if input::year_in_range(t.with_timezone(&Utc)) => {
                 Some(t.with_timezone(&Utc))
             }
             Some(Ok(_)) => {
-                self.problem(key, input::YEAR_RANGE);
+                r.problem(key, input::YEAR_RANGE);
                 None
             }
             _ => {
-                self.problem(
+                r.problem(
                     key,
                     "must be an RFC 3339 date-time such as 2026-11-21T09:30:00Z",
                 );
@@ -502,72 +654,459 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn number(&mut self, key: &str, v: &Value, min: f64, max: f64) -> Option<f64> {
-        match v.as_f64() {
-            Some(n) if n.is_finite() && n >= min && n <= max => Some(n),
-            Some(_) if max.is_finite() => {
-                self.problem(key, format!("must be a number between {min} and {max}"));
-                None
+    fn schema() -> RefOr<Schema> {
+        string()
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .into()
+    }
+}
+
+/// Declares a rule for a finite number within `[0, max]`.
+macro_rules! bounded_number {
+    ($(#[doc = $doc:literal])* $name:ident, $max:expr) => {
+        $(#[doc = $doc])*
+        struct $name;
+
+        impl Rule for $name {
+            type Value = f64;
+
+            fn read(r: &mut Reader<'_>, key: &str, v: &Value) -> Option<f64> {
+                let (min, max) = (0.0, $max);
+                match v.as_f64() {
+                    Some(n) if n.is_finite() && n >= min && n <= max => Some(n),
+                    Some(_) => {
+                        r.problem(key, format!("must be a number between {min} and {max}"));
+                        None
+                    }
+                    None => {
+                        r.problem(key, "must be a number");
+                        None
+                    }
+                }
             }
-            Some(_) => {
-                self.problem(key, format!("must be a number ≥ {min}"));
-                None
-            }
-            None => {
-                self.problem(key, "must be a number");
-                None
+
+            fn schema() -> RefOr<Schema> {
+                number(0.0, $max)
             }
         }
-    }
+    };
+}
 
-    fn count(&mut self, key: &str, v: &Value) -> Option<i64> {
-        match v.as_i64() {
+bounded_number!(
+    /// Seconds of a call.
+    Seconds,
+    MAX_CALL_SECONDS
+);
+bounded_number!(
+    /// Time to first token, in milliseconds.
+    Millis,
+    MAX_TTFT_MS
+);
+bounded_number!(
+    /// A confidence, 0–1.
+    Ratio,
+    1.0
+);
+
+/// A telemetry count: an integer from 0 to [`MAX_COUNT`].
+struct Count;
+
+impl Rule for Count {
+    type Value = i64;
+
+    fn read(r: &mut Reader<'_>, key: &str, v: &Value) -> Option<i64> {
+        // JSON has one number type: `3.0` is the integer 3 (as JSON Schema's `integer` says).
+        let integral = v
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && n.abs() <= MAX_COUNT as f64)
+            .map(|n| n as i64);
+        match v.as_i64().or(integral) {
             Some(n) if (0..=MAX_COUNT).contains(&n) => Some(n),
             _ => {
-                self.problem(key, format!("must be an integer from 0 to {MAX_COUNT}"));
+                r.problem(key, format!("must be an integer from 0 to {MAX_COUNT}"));
                 None
             }
         }
     }
 
-    fn object(&mut self, key: &str) -> Option<Map<String, Value>> {
-        let v = self.value(key)?;
-        match v.as_object() {
-            Some(m) => Some(m.clone()),
-            None => {
-                self.problem(key, "must be a JSON object");
-                None
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(MAX_COUNT))
+            .into()
+    }
+}
+
+/// The reasons of a handoff: a non-empty array; repeats are dropped, first-seen order kept.
+struct Reasons;
+
+impl Rule for Reasons {
+    type Value = Vec<Reason>;
+
+    fn read(r: &mut Reader<'_>, key: &str, v: &Value) -> Option<Vec<Reason>> {
+        let items = match v {
+            Value::Array(items) if !items.is_empty() => items,
+            Value::Array(_) => {
+                r.problem(key, "must not be empty");
+                return None;
+            }
+            _ => {
+                r.problem(key, "must be an array of reasons");
+                return None;
+            }
+        };
+        let mut reasons = Vec::new();
+        let mut valid = true;
+        for (i, item) in items.iter().enumerate() {
+            match item.as_str().and_then(Reason::parse) {
+                Some(reason) if !reasons.contains(&reason) => reasons.push(reason),
+                Some(_) => {}
+                None => {
+                    valid = false;
+                    r.problem(
+                        &format!("{key}[{i}]"),
+                        format!("must be one of {}", Reason::names()),
+                    );
+                }
             }
         }
+        valid.then_some(reasons)
     }
 
-    fn data(&mut self, key: &str) -> Option<Map<String, Value>> {
-        let data = self.object(key)?;
-        let size = serde_json::to_vec(&data)
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(Choice::<Reason>::schema())
+            .min_items(Some(1))
+            .into()
+    }
+}
+
+/// The references of a handoff: `{type, id}` objects; repeats are dropped.
+struct References;
+
+impl Rule for References {
+    type Value = Vec<Reference>;
+
+    fn read(r: &mut Reader<'_>, key: &str, v: &Value) -> Option<Vec<Reference>> {
+        let Value::Array(items) = v else {
+            r.problem(key, "must be an array of {type, id} objects");
+            return None;
+        };
+        let mut references = Vec::new();
+        let mut valid = true;
+        for (i, item) in items.iter().enumerate() {
+            let key = format!("{key}[{i}]");
+            let Some(map) = item.as_object() else {
+                r.problem(&key, "must be an object {type, id}");
+                valid = false;
+                continue;
+            };
+            let mut inner = Reader {
+                map,
+                path: format!("{}.{key}", r.path),
+                problems: r.problems,
+            };
+            inner.reject_unknown(&[&["type", "id"]]);
+            let kind = read_field!(req, &mut inner, "type", Choice<ReferenceType>);
+            let id = read_field!(req, &mut inner, "id", Id);
+            match (kind, id) {
+                (Some(kind), Some(id)) => {
+                    let reference = Reference { kind, id };
+                    if !references.contains(&reference) {
+                        references.push(reference);
+                    }
+                }
+                _ => valid = false,
+            }
+        }
+        valid.then_some(references)
+    }
+
+    fn schema() -> RefOr<Schema> {
+        let reference = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("type", Choice::<ReferenceType>::schema())
+            .required("type")
+            .property("id", Id::schema())
+            .required("id")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        ArrayBuilder::new().items(reference).into()
+    }
+}
+
+/// A JSON object of at most [`MAX_DATA_BYTES`], serialized.
+struct Data;
+
+impl Rule for Data {
+    type Value = Map<String, Value>;
+
+    fn read(r: &mut Reader<'_>, key: &str, v: &Value) -> Option<Map<String, Value>> {
+        let Some(data) = v.as_object() else {
+            r.problem(key, "must be a JSON object");
+            return None;
+        };
+        let size = serde_json::to_vec(data)
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
         if size > MAX_DATA_BYTES {
-            self.problem(
+            r.problem(
                 key,
                 format!("must be at most {MAX_DATA_BYTES} bytes of JSON (is {size})"),
             );
             return None;
         }
-        Some(data)
+        Some(data.clone())
     }
 
-    fn reject_unknown(&mut self, allowed: &[&str]) {
-        let unknown: Vec<String> = self
-            .map
-            .keys()
-            .filter(|k| !allowed.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        for key in unknown {
-            self.problem(&key, "unknown field");
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .into()
+    }
+}
+
+/// The built-in handoff states, which `handoff.state` may not name.
+const BUILT_IN_STATES: &[&str] = &[
+    states::INITIATED,
+    states::COMPLETED,
+    states::FAILED,
+    states::ABANDONED,
+];
+
+/// A custom topic state: `[a-z0-9_]{1,64}`, not a built-in state.
+struct CustomState;
+
+impl Rule for CustomState {
+    type Value = String;
+
+    fn read(r: &mut Reader<'_>, key: &str, v: &Value) -> Option<String> {
+        let s = Str::<64>::read(r, key, v)?;
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            r.problem(key, "must match [a-z0-9_]{1,64}");
+            return None;
+        }
+        if BUILT_IN_STATES.contains(&s.as_str()) {
+            r.problem(
+                key,
+                "is a custom topic state; use handoff.initiated, handoff.completed, handoff.failed or handoff.abandoned for the built-in states",
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    fn schema() -> RefOr<Schema> {
+        string().pattern(Some("^[a-z0-9_]{1,64}$")).into()
+    }
+}
+
+/// A nested object declared with [`object!`]: unknown fields refused, problems reported under
+/// the field's path.
+struct Nested<T>(std::marker::PhantomData<T>);
+
+impl<T: Fields> Rule for Nested<T> {
+    type Value = T;
+
+    fn read(r: &mut Reader<'_>, key: &str, v: &Value) -> Option<T> {
+        let Some(map) = v.as_object() else {
+            r.problem(key, "must be a JSON object");
+            return None;
+        };
+        let mut inner = Reader {
+            map,
+            path: format!("{}.{key}", r.path),
+            problems: r.problems,
+        };
+        inner.reject_unknown(&[T::FIELDS]);
+        let before = inner.problems.len();
+        let value = T::read_fields(&mut inner);
+        if inner.problems.len() > before {
+            return None;
+        }
+        value
+    }
+
+    fn schema() -> RefOr<Schema> {
+        T::properties(ObjectBuilder::new().schema_type(Type::Object))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The event types. Each is declared once, here: its wire name, its fields in the order they are
+// read and reported, each field's Rust type, whether it is required, and the rule that reads it
+// (which also gives its JSON Schema). Validation, the fields each type allows, the `EventKind`
+// enum, `EVENT_TYPES` and the OpenAPI schemas of `POST /v1/events` all follow from it.
+// ---------------------------------------------------------------------------------------------
+
+event_types! {
+    /// A session began.
+    SessionStarted = "session.started" {
+        /// The session.
+        session_id: String = req Id,
+        /// Its channel.
+        channel: Channel = req Choice<Channel>,
+        /// The agent (project) serving it.
+        agent_id: Option<String> = opt Id,
+    },
+    /// A session ended.
+    SessionEnded = "session.ended" {
+        /// The session.
+        session_id: String = req Id,
+        /// Final sentiment (free text).
+        sentiment: Option<String> = opt Label,
+    },
+    /// The AI handed the conversation off to a person: a new handoff, or the retry of a failed
+    /// one (same `handoff_id`).
+    HandoffInitiated = "handoff.initiated" {
+        /// The handoff.
+        handoff_id: String = req Id,
+        /// Its session (started before).
+        session_id: String = req Id,
+        /// The id shared with the client's systems (unique per organization).
+        shared_id: Option<String> = opt Id,
+        /// Why (distinct, in the order given; repeats are ignored).
+        reasons: Vec<Reason> = req Reasons,
+        /// Sentiment at handoff (free text).
+        sentiment: Option<String> = opt Label,
+        /// Resources of the AI involved (distinct; repeats are ignored).
+        references: Vec<Reference> = default References,
+        /// Where it was sent (queue, skill).
+        destination: Option<String> = opt Label,
+        /// Summary for the human.
+        summary: Option<String> = opt Text,
+        /// The AI's reasoning for handing off (OpenCX's `explanation`).
+        explanation: Option<String> = opt Text,
+        /// PolyAI handoff state payload (a JSON object of at most 64 KiB).
+        data: Option<Map<String, Value>> = opt Data,
+    },
+    /// A person accepted the handoff.
+    HandoffCompleted = "handoff.completed" {
+        /// The handoff (open: initiated or in a custom state).
+        handoff_id: String = req Id,
+        /// The human who took it.
+        operator_id: Option<String> = opt Id,
+    },
+    /// The transfer failed (a later `handoff.initiated` may retry it).
+    HandoffFailed = "handoff.failed" {
+        /// The handoff (open: initiated or in a custom state).
+        handoff_id: String = req Id,
+        /// What went wrong.
+        error: Option<String> = opt Text,
+    },
+    /// The customer left before a person accepted: the open handoff (initiated or in a custom
+    /// state) ends as `handoff_abandoned`, a final state.
+    HandoffAbandoned = "handoff.abandoned" {
+        /// The handoff (open: initiated or in a custom state).
+        handoff_id: String = req Id,
+    },
+    /// An open handoff entered a custom topic state.
+    HandoffState = "handoff.state" {
+        /// The handoff (open: initiated or in a custom state).
+        handoff_id: String = req Id,
+        /// The custom topic state: `[a-z0-9_]{1,64}`, not one of the built-in states.
+        state: String = req CustomState,
+        /// Data merged, key by key, into the handoff's stored data (a JSON object of at most
+        /// 64 KiB).
+        data: Option<Map<String, Value>> = opt Data,
+    },
+    /// An agent (project) was created or changed.
+    AgentUpserted = "agent.upserted" {
+        /// The agent.
+        agent_id: String = req Id,
+        /// Its name.
+        name: String = req Label,
+        /// Its status.
+        status: AgentStatus = req Choice<AgentStatus>,
+    },
+    /// An agent (project) was deleted; it keeps its last name.
+    AgentDeleted = "agent.deleted" {
+        /// The agent.
+        agent_id: String = req Id,
+    },
+    /// A call ended (Telzino's call metrics).
+    CallCompleted = "call.completed" {
+        /// The call (recorded once).
+        call_id: String = req Id,
+        /// The agent (project) that took it.
+        agent_id: String = req Id,
+        /// When it started (RFC 3339, years 0001–9999 in UTC).
+        started_at: DateTime<Utc> = req Instant,
+        /// How long it lasted, in seconds (at most 366 days).
+        duration_seconds: f64 = req Seconds,
+        /// How it ended (`transferred` is an escalation).
+        outcome: Outcome = req Choice<Outcome>,
+        /// Caller sentiment, if measured.
+        sentiment: Option<CallSentiment> = opt Choice<CallSentiment>,
+        /// Why it was escalated.
+        escalation_reason: Option<String> = opt Label,
+        /// Seconds into the call when it was escalated (at most 366 days).
+        escalated_after_seconds: Option<f64> = opt Seconds,
+        /// AI telemetry (every figure optional).
+        telemetry: Telemetry = default Nested<Telemetry>,
+    },
+}
+
+object! {
+    /// AI telemetry of a call; every figure optional.
+    #[derive(Default)]
+    Telemetry {
+        /// Time to first token, ms (at most one day).
+        ttft_ms: Option<f64> = opt Millis,
+        /// Speech recognition confidence, 0–1.
+        stt_confidence: Option<f64> = opt Ratio,
+        /// Tool calls made.
+        tool_calls: Option<i64> = opt Count,
+        /// Tool calls that failed (at most `tool_calls`).
+        tool_call_errors: Option<i64> = opt Count,
+        /// Times the caller corrected the AI.
+        user_corrections: Option<i64> = opt Count,
+        /// Prompt tokens served from cache (at most `total_tokens`).
+        cached_tokens: Option<i64> = opt Count,
+        /// Prompt tokens in all.
+        total_tokens: Option<i64> = opt Count,
+    }
+    check(r) {
+        if let (Some(Some(errors)), Some(Some(calls))) = (tool_call_errors, tool_calls)
+            && errors > calls
+        {
+            r.problem("tool_call_errors", "must not exceed tool_calls");
+        }
+        if let (Some(Some(cached)), Some(Some(total))) = (cached_tokens, total_tokens)
+            && cached > total
+        {
+            r.problem("cached_tokens", "must not exceed total_tokens");
         }
     }
 }
+
+/// A validated event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Client-chosen id, unique per organization.
+    pub id: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// The wire `type`.
+    pub fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+}
+
+/// The fields every event has, whatever its type.
+const COMMON_FIELDS: &[&str] = &["id", "type", "occurred_at"];
 
 /// Validates one event; problems are appended with paths under `path` (`events[3]`).
 pub fn validate(value: &Value, path: &str, problems: &mut Vec<Problem>) -> Option<Event> {
@@ -594,8 +1133,8 @@ pub fn validate(value: &Value, path: &str, problems: &mut Vec<Problem>) -> Optio
         path: path.to_owned(),
         problems,
     };
-    let id = r.req_text("id", MAX_ID_CHARS);
-    let occurred_at = r.time("occurred_at");
+    let id = read_field!(req, &mut r, "id", Id);
+    let occurred_at = read_field!(req, &mut r, "occurred_at", Instant);
     let type_name = match r.required("type") {
         Some(Value::String(t)) if EVENT_TYPES.contains(&t.as_str()) => Some(t.as_str()),
         Some(_) => {
@@ -605,9 +1144,7 @@ pub fn validate(value: &Value, path: &str, problems: &mut Vec<Problem>) -> Optio
         None => None,
     };
     let type_name = type_name?;
-    let mut allowed = vec!["id", "type", "occurred_at"];
-    allowed.extend_from_slice(allowed_fields(type_name));
-    r.reject_unknown(&allowed);
+    r.reject_unknown(&[COMMON_FIELDS, fields_of(type_name)]);
     let kind = read_kind(&mut r, type_name);
     if r.problems.len() > before {
         return None;
@@ -616,236 +1153,6 @@ pub fn validate(value: &Value, path: &str, problems: &mut Vec<Problem>) -> Optio
         id: id?,
         occurred_at: occurred_at?,
         kind: kind?,
-    })
-}
-
-fn read_kind(r: &mut Reader<'_>, type_name: &str) -> Option<EventKind> {
-    let id = MAX_ID_CHARS;
-    Some(match type_name {
-        "session.started" => {
-            let session_id = r.req_text("session_id", id);
-            let channel = r.req_enum("channel", Channel::parse, &Channel::names());
-            let agent_id = r.opt_text("agent_id", id);
-            EventKind::SessionStarted {
-                session_id: session_id?,
-                channel: channel?,
-                agent_id,
-            }
-        }
-        "session.ended" => {
-            let session_id = r.req_text("session_id", id);
-            let sentiment = r.opt_text("sentiment", MAX_LABEL_CHARS);
-            EventKind::SessionEnded {
-                session_id: session_id?,
-                sentiment,
-            }
-        }
-        "handoff.initiated" => EventKind::HandoffInitiated(read_initiated(r)?),
-        "handoff.completed" => {
-            let handoff_id = r.req_text("handoff_id", id);
-            let operator_id = r.opt_text("operator_id", id);
-            EventKind::HandoffCompleted {
-                handoff_id: handoff_id?,
-                operator_id,
-            }
-        }
-        "handoff.failed" => {
-            let handoff_id = r.req_text("handoff_id", id);
-            let error = r.opt_text("error", MAX_TEXT_CHARS);
-            EventKind::HandoffFailed {
-                handoff_id: handoff_id?,
-                error,
-            }
-        }
-        "handoff.state" => {
-            let handoff_id = r.req_text("handoff_id", id);
-            let state = r.req_text("state", 64);
-            if let Some(s) = &state {
-                if !s
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                {
-                    r.problem("state", "must match [a-z0-9_]{1,64}");
-                } else if [states::INITIATED, states::COMPLETED, states::FAILED]
-                    .contains(&s.as_str())
-                {
-                    r.problem(
-                        "state",
-                        "is a custom topic state; use handoff.initiated, handoff.completed or handoff.failed for the built-in states",
-                    );
-                }
-            }
-            let data = r.data("data");
-            EventKind::HandoffState {
-                handoff_id: handoff_id?,
-                state: state?,
-                data,
-            }
-        }
-        "agent.upserted" => {
-            let agent_id = r.req_text("agent_id", id);
-            let name = r.req_text("name", MAX_LABEL_CHARS);
-            let status = r.req_enum("status", AgentStatus::parse, &AgentStatus::names());
-            EventKind::AgentUpserted {
-                agent_id: agent_id?,
-                name: name?,
-                status: status?,
-            }
-        }
-        "agent.deleted" => EventKind::AgentDeleted {
-            agent_id: r.req_text("agent_id", id)?,
-        },
-        "call.completed" => EventKind::CallCompleted(read_call(r)?),
-        _ => return None,
-    })
-}
-
-fn read_initiated(r: &mut Reader<'_>) -> Option<HandoffInitiated> {
-    let handoff_id = r.req_text("handoff_id", MAX_ID_CHARS);
-    let session_id = r.req_text("session_id", MAX_ID_CHARS);
-    let shared_id = r.opt_text("shared_id", MAX_ID_CHARS);
-    let mut reasons = Vec::new();
-    match r.required("reasons") {
-        Some(Value::Array(items)) if !items.is_empty() => {
-            for (i, item) in items.iter().enumerate() {
-                match item.as_str().and_then(Reason::parse) {
-                    Some(reason) if !reasons.contains(&reason) => reasons.push(reason),
-                    Some(_) => {}
-                    None => r.problem(
-                        &format!("reasons[{i}]"),
-                        format!("must be one of {}", Reason::names()),
-                    ),
-                }
-            }
-        }
-        Some(Value::Array(_)) => r.problem("reasons", "must not be empty"),
-        Some(_) => r.problem("reasons", "must be an array of reasons"),
-        None => {}
-    }
-    let sentiment = r.opt_text("sentiment", MAX_LABEL_CHARS);
-    let mut references = Vec::new();
-    match r.value("references") {
-        None => {}
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                if let Some(reference) = read_reference(r, i, item)
-                    && !references.contains(&reference)
-                {
-                    references.push(reference);
-                }
-            }
-        }
-        Some(_) => r.problem("references", "must be an array of {type, id} objects"),
-    }
-    let destination = r.opt_text("destination", MAX_LABEL_CHARS);
-    let summary = r.opt_text("summary", MAX_TEXT_CHARS);
-    let data = r.data("data");
-    Some(HandoffInitiated {
-        handoff_id: handoff_id?,
-        session_id: session_id?,
-        shared_id,
-        reasons,
-        sentiment,
-        references,
-        destination,
-        summary,
-        data,
-    })
-}
-
-fn read_reference(r: &mut Reader<'_>, i: usize, item: &Value) -> Option<Reference> {
-    let key = format!("references[{i}]");
-    let Some(map) = item.as_object() else {
-        r.problem(&key, "must be an object {type, id}");
-        return None;
-    };
-    let mut inner = Reader {
-        map,
-        path: format!("{}.{key}", r.path),
-        problems: r.problems,
-    };
-    inner.reject_unknown(&["type", "id"]);
-    let kind = inner.req_enum("type", ReferenceType::parse, &ReferenceType::names());
-    let id = inner.req_text("id", MAX_ID_CHARS);
-    Some(Reference {
-        kind: kind?,
-        id: id?,
-    })
-}
-
-fn read_call(r: &mut Reader<'_>) -> Option<CallCompleted> {
-    let call_id = r.req_text("call_id", MAX_ID_CHARS);
-    let agent_id = r.req_text("agent_id", MAX_ID_CHARS);
-    let started_at = r.time("started_at");
-    let duration_seconds = r
-        .required("duration_seconds")
-        .and_then(|v| r.number("duration_seconds", v, 0.0, MAX_CALL_SECONDS));
-    let outcome = r.req_enum("outcome", Outcome::parse, &Outcome::names());
-    let sentiment = r.value("sentiment").and_then(|v| {
-        r.enum_value(
-            "sentiment",
-            v,
-            CallSentiment::parse,
-            &CallSentiment::names(),
-        )
-    });
-    let escalation_reason = r.opt_text("escalation_reason", MAX_LABEL_CHARS);
-    let escalated_after_seconds = r
-        .value("escalated_after_seconds")
-        .and_then(|v| r.number("escalated_after_seconds", v, 0.0, MAX_CALL_SECONDS));
-    let telemetry = match r.value("telemetry") {
-        None => Telemetry::default(),
-        Some(Value::Object(map)) => {
-            let mut t = Reader {
-                map,
-                path: format!("{}.telemetry", r.path),
-                problems: r.problems,
-            };
-            t.reject_unknown(TELEMETRY_FIELDS);
-            let num = |t: &mut Reader<'_>, key: &str, max: f64| {
-                let v = t.value(key)?;
-                t.number(key, v, 0.0, max)
-            };
-            let int = |t: &mut Reader<'_>, key: &str| {
-                let v = t.value(key)?;
-                t.count(key, v)
-            };
-            let tel = Telemetry {
-                ttft_ms: num(&mut t, "ttft_ms", MAX_TTFT_MS),
-                stt_confidence: num(&mut t, "stt_confidence", 1.0),
-                tool_calls: int(&mut t, "tool_calls"),
-                tool_call_errors: int(&mut t, "tool_call_errors"),
-                user_corrections: int(&mut t, "user_corrections"),
-                cached_tokens: int(&mut t, "cached_tokens"),
-                total_tokens: int(&mut t, "total_tokens"),
-            };
-            if let (Some(errors), Some(calls)) = (tel.tool_call_errors, tel.tool_calls)
-                && errors > calls
-            {
-                t.problem("tool_call_errors", "must not exceed tool_calls");
-            }
-            if let (Some(cached), Some(total)) = (tel.cached_tokens, tel.total_tokens)
-                && cached > total
-            {
-                t.problem("cached_tokens", "must not exceed total_tokens");
-            }
-            tel
-        }
-        Some(_) => {
-            r.problem("telemetry", "must be a JSON object");
-            Telemetry::default()
-        }
-    };
-    Some(CallCompleted {
-        call_id: call_id?,
-        agent_id: agent_id?,
-        started_at: started_at?,
-        duration_seconds: duration_seconds?,
-        outcome: outcome?,
-        sentiment,
-        escalation_reason,
-        escalated_after_seconds,
-        telemetry,
     })
 }
 
@@ -1002,6 +1309,7 @@ mod tests {
         assert_eq!(fields(base("Customer-Refund")), ["events[0].state"]);
         assert_eq!(fields(base("handoff_completed")), ["events[0].state"]);
         assert_eq!(fields(base(&"x".repeat(65))), ["events[0].state"]);
+        assert_eq!(fields(base("handoff_abandoned")), ["events[0].state"]);
     }
 
     #[test]
@@ -1058,6 +1366,99 @@ mod tests {
         );
         let agent = json!({"id": "a", "type": "agent.upserted", "occurred_at": "2026-01-01T00:00:00Z", "agent_id": "a1", "name": "Ann\u{0}", "status": "active"});
         assert_eq!(fields(agent), ["events[0].name"]);
+    }
+
+    /// The OpenAPI document follows from the declarations: one schema per type, chosen by
+    /// `type`, listing exactly the fields validation accepts, those validation requires as
+    /// required, and no others.
+    #[test]
+    fn the_schema_of_each_event_type_is_its_validation() {
+        use utoipa::{PartialSchema, ToSchema};
+        let one_of = serde_json::to_value(Event::schema()).unwrap();
+        let mut components = Vec::new();
+        Event::schemas(&mut components);
+        assert_eq!(components.len(), EVENT_TYPES.len());
+        let mapping = one_of["discriminator"]["mapping"].as_object().unwrap();
+        assert_eq!(one_of["discriminator"]["propertyName"], "type");
+        assert_eq!(mapping.len(), EVENT_TYPES.len());
+        let required_of = |wire: &str| -> Vec<&str> {
+            match wire {
+                "session.started" => vec!["session_id", "channel"],
+                "session.ended" => vec!["session_id"],
+                "handoff.initiated" => vec!["handoff_id", "session_id", "reasons"],
+                "handoff.completed" | "handoff.failed" | "handoff.abandoned" => vec!["handoff_id"],
+                "handoff.state" => vec!["handoff_id", "state"],
+                "agent.upserted" => vec!["agent_id", "name", "status"],
+                "agent.deleted" => vec!["agent_id"],
+                "call.completed" => vec![
+                    "call_id",
+                    "agent_id",
+                    "started_at",
+                    "duration_seconds",
+                    "outcome",
+                ],
+                other => unreachable!("{other}"),
+            }
+        };
+        for (name, schema) in components {
+            let schema = serde_json::to_value(schema).unwrap();
+            let wire = schema["properties"]["type"]["enum"][0].as_str().unwrap();
+            assert_eq!(
+                mapping[wire],
+                format!("#/components/schemas/{name}"),
+                "{wire}"
+            );
+            assert_eq!(schema["additionalProperties"], false, "{wire}");
+            let properties: BTreeSet<&str> = schema["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let accepted: BTreeSet<&str> = COMMON_FIELDS
+                .iter()
+                .chain(fields_of(wire))
+                .copied()
+                .collect();
+            assert_eq!(properties, accepted, "{wire}");
+            let required: BTreeSet<&str> = schema["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            let mut expected = required_of(wire);
+            expected.extend(COMMON_FIELDS);
+            assert_eq!(required, expected.into_iter().collect(), "{wire}");
+            // Each required field is reported missing by validation, and nothing else is.
+            let mut problems = Vec::new();
+            validate(&json!({"type": wire}), "e", &mut problems);
+            let missing: BTreeSet<String> = problems.into_iter().map(|p| p.field).collect();
+            let expected: BTreeSet<String> = required
+                .iter()
+                .filter(|f| **f != "type")
+                .map(|f| format!("e.{f}"))
+                .collect();
+            assert_eq!(missing, expected, "{wire}");
+        }
+    }
+
+    #[test]
+    fn counts_written_as_integral_numbers_are_integers() {
+        let call = |tool_calls: Value| {
+            check(json!({
+                "id": "c", "type": "call.completed", "occurred_at": "2026-01-01T00:00:00Z",
+                "call_id": "c1", "agent_id": "a1", "started_at": "2026-01-01T00:00:00Z",
+                "duration_seconds": 1, "outcome": "resolved", "telemetry": {"tool_calls": tool_calls}
+            }))
+        };
+        let EventKind::CallCompleted(c) = call(json!(3.0)).unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(c.telemetry.tool_calls, Some(3));
+        assert!(call(json!(2.5)).is_err());
+        assert!(call(json!(-1.0)).is_err());
+        assert!(call(json!(2_147_483_648.0)).is_err());
     }
 
     #[test]

@@ -105,15 +105,12 @@ pub enum Outcome {
     Open,
 }
 
-/// The state the customer-abandoned extension ends a handoff in.
-pub const ABANDONED: &str = "handoff_abandoned";
-
 /// The outcome of a state.
 pub fn outcome(state: &str) -> Outcome {
     match state {
         states::COMPLETED => Outcome::Completed,
         states::FAILED => Outcome::Failed,
-        ABANDONED => Outcome::Abandoned,
+        states::ABANDONED => Outcome::Abandoned,
         _ => Outcome::Open,
     }
 }

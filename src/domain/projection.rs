@@ -12,9 +12,12 @@
 //!   once, in the bucket of its first initiation). Custom topic states (`handoff.state`) apply
 //!   while the handoff is open (initiated or in a custom state) and may be followed by
 //!   completion or failure; a completed handoff is final.
+//! - Baton adds `handoff_abandoned` (`handoff.abandoned`: the customer left before a person
+//!   accepted): from an open handoff only, and final like a completion (no retry: a customer who
+//!   comes back starts a new handoff). A failed handoff is not open, so it cannot be abandoned.
 //! - A retry keeps the handoff's session and first initiation time; its reasons and references
-//!   are added to the handoff's, and its destination, summary, sentiment and shared id replace
-//!   the stored ones when given. `data` objects are merged key by key (later keys win).
+//!   are added to the handoff's, and its destination, summary, explanation, sentiment and shared
+//!   id replace the stored ones when given. `data` objects are merged key by key (later keys win).
 //! - `shared_id` is unique per organization. A call id is recorded once.
 //! - An agent deleted keeps its last name; an agent never declared is named by its id.
 
@@ -24,8 +27,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::events::{
-    AgentStatus, CallCompleted, Channel, Event, EventKind, HandoffInitiated, Reason, Reference,
-    states,
+    AgentDeleted, AgentStatus, AgentUpserted, CallCompleted, Channel, Event, EventKind,
+    HandoffAbandoned, HandoffCompleted, HandoffFailed, HandoffInitiated, HandoffState, Reason,
+    Reference, SessionEnded, SessionStarted, states,
 };
 
 /// A stored session.
@@ -68,6 +72,8 @@ pub struct HandoffRow {
     pub destination: Option<String>,
     /// Summary for the human.
     pub summary: Option<String>,
+    /// The AI's reasoning for handing off.
+    pub explanation: Option<String>,
     /// PolyAI handoff state payload.
     pub data: Map<String, Value>,
     /// The human who took it.
@@ -216,11 +222,11 @@ impl Projector {
         };
         let at = event.occurred_at;
         match &event.kind {
-            EventKind::SessionStarted {
+            EventKind::SessionStarted(SessionStarted {
                 session_id,
                 channel,
                 agent_id,
-            } => {
+            }) => {
                 if self.loaded.sessions.contains_key(session_id) {
                     return Err(conflict(format!(
                         "session `{session_id}` has already started"
@@ -239,10 +245,10 @@ impl Projector {
                 );
                 self.dirty_sessions.mark(session_id);
             }
-            EventKind::SessionEnded {
+            EventKind::SessionEnded(SessionEnded {
                 session_id,
                 sentiment,
-            } => {
+            }) => {
                 let Some(session) = self.loaded.sessions.get_mut(session_id) else {
                     return Err(conflict(format!(
                         "session `{session_id}` was never started"
@@ -258,10 +264,10 @@ impl Projector {
                 self.dirty_sessions.mark(session_id);
             }
             EventKind::HandoffInitiated(h) => self.initiate(h, event, at).map_err(conflict)?,
-            EventKind::HandoffCompleted {
+            EventKind::HandoffCompleted(HandoffCompleted {
                 handoff_id,
                 operator_id,
-            } => {
+            }) => {
                 let h = self
                     .open_handoff(handoff_id, "handoff.completed")
                     .map_err(conflict)?;
@@ -270,7 +276,7 @@ impl Projector {
                 h.operator_id = operator_id.clone();
                 self.transition(handoff_id, states::COMPLETED, event);
             }
-            EventKind::HandoffFailed { handoff_id, error } => {
+            EventKind::HandoffFailed(HandoffFailed { handoff_id, error }) => {
                 let h = self
                     .open_handoff(handoff_id, "handoff.failed")
                     .map_err(conflict)?;
@@ -279,11 +285,18 @@ impl Projector {
                 h.error = error.clone();
                 self.transition(handoff_id, states::FAILED, event);
             }
-            EventKind::HandoffState {
+            EventKind::HandoffAbandoned(HandoffAbandoned { handoff_id }) => {
+                let h = self
+                    .open_handoff(handoff_id, "handoff.abandoned")
+                    .map_err(conflict)?;
+                h.state = states::ABANDONED.to_owned();
+                self.transition(handoff_id, states::ABANDONED, event);
+            }
+            EventKind::HandoffState(HandoffState {
                 handoff_id,
                 state,
                 data,
-            } => {
+            }) => {
                 let h = self
                     .open_handoff(handoff_id, "handoff.state")
                     .map_err(conflict)?;
@@ -293,11 +306,11 @@ impl Projector {
                 }
                 self.transition(handoff_id, state, event);
             }
-            EventKind::AgentUpserted {
+            EventKind::AgentUpserted(AgentUpserted {
                 agent_id,
                 name,
                 status,
-            } => {
+            }) => {
                 self.loaded.agents.insert(
                     agent_id.clone(),
                     AgentRow {
@@ -309,7 +322,7 @@ impl Projector {
                 );
                 self.dirty_agents.mark(agent_id);
             }
-            EventKind::AgentDeleted { agent_id } => {
+            EventKind::AgentDeleted(AgentDeleted { agent_id }) => {
                 let agent = self
                     .loaded
                     .agents
@@ -390,6 +403,7 @@ impl Projector {
                 replace_if_some(&mut existing.sentiment, &h.sentiment);
                 replace_if_some(&mut existing.destination, &h.destination);
                 replace_if_some(&mut existing.summary, &h.summary);
+                replace_if_some(&mut existing.explanation, &h.explanation);
                 if let Some(data) = &h.data {
                     merge(&mut existing.data, data);
                 }
@@ -408,6 +422,7 @@ impl Projector {
                         sentiment: h.sentiment.clone(),
                         destination: h.destination.clone(),
                         summary: h.summary.clone(),
+                        explanation: h.explanation.clone(),
                         data: h.data.clone().unwrap_or_default(),
                         operator_id: None,
                         error: None,
@@ -440,7 +455,7 @@ impl Projector {
         let Some(h) = self.loaded.handoffs.get_mut(handoff_id) else {
             return Err(format!("handoff `{handoff_id}` was never initiated"));
         };
-        if h.state == states::COMPLETED || h.state == states::FAILED {
+        if [states::COMPLETED, states::FAILED, states::ABANDONED].contains(&h.state.as_str()) {
             return Err(format!(
                 "handoff `{handoff_id}` is {}; {what} is not allowed from there",
                 h.state
@@ -540,6 +555,8 @@ mod tests {
                 "occurred_at": at(2), "handoff_id": "h"}))),
             states::FAILED => events.push(event(json!({"id": "f", "type": "handoff.failed",
                 "occurred_at": at(2), "handoff_id": "h", "error": "no agent"}))),
+            states::ABANDONED => events.push(event(json!({"id": "a", "type": "handoff.abandoned",
+                "occurred_at": at(2), "handoff_id": "h"}))),
             custom => events.push(event(json!({"id": "t", "type": "handoff.state",
                 "occurred_at": at(2), "handoff_id": "h", "state": custom}))),
         }
@@ -558,6 +575,8 @@ mod tests {
                 "occurred_at": at(5), "handoff_id": "h"})),
             "state" => event(json!({"id": "next", "type": "handoff.state",
                 "occurred_at": at(5), "handoff_id": "h", "state": "in_review"})),
+            "abandoned" => event(json!({"id": "next", "type": "handoff.abandoned",
+                "occurred_at": at(5), "handoff_id": "h"})),
             other => unreachable!("{other}"),
         }
     }
@@ -616,6 +635,289 @@ mod tests {
         }
     }
 
+    /// What a cell of the state machine's table expects.
+    #[derive(Debug)]
+    enum Outcome {
+        /// Accepted: the handoff's state, attempts and history length after the event.
+        Now(&'static str, i32, i32),
+        /// Refused with this message.
+        Refused(&'static str),
+    }
+
+    /// Every state × every handoff event, each answer written out by hand: the state reached,
+    /// `attempts` and the number of history entries, or the conflict's message.
+    #[test]
+    fn every_cell_of_the_handoff_state_machine() {
+        use Outcome::{Now, Refused};
+        const CUSTOM: &str = "customer_refund";
+        let table: &[(Option<&str>, &str, Outcome)] = &[
+            (None, "initiated", Now("handoff_initiated", 1, 1)),
+            (
+                None,
+                "completed",
+                Refused("handoff `h` was never initiated"),
+            ),
+            (None, "failed", Refused("handoff `h` was never initiated")),
+            (None, "state", Refused("handoff `h` was never initiated")),
+            (
+                None,
+                "abandoned",
+                Refused("handoff `h` was never initiated"),
+            ),
+            (
+                Some(states::INITIATED),
+                "initiated",
+                Refused(
+                    "handoff `h` is handoff_initiated; handoff.initiated may only start a new handoff or retry a failed one",
+                ),
+            ),
+            (
+                Some(states::INITIATED),
+                "completed",
+                Now("handoff_completed", 1, 2),
+            ),
+            (
+                Some(states::INITIATED),
+                "failed",
+                Now("handoff_failed", 1, 2),
+            ),
+            (Some(states::INITIATED), "state", Now("in_review", 1, 2)),
+            (
+                Some(states::INITIATED),
+                "abandoned",
+                Now("handoff_abandoned", 1, 2),
+            ),
+            (
+                Some(states::COMPLETED),
+                "initiated",
+                Refused(
+                    "handoff `h` is handoff_completed; handoff.initiated may only start a new handoff or retry a failed one",
+                ),
+            ),
+            (
+                Some(states::COMPLETED),
+                "completed",
+                Refused(
+                    "handoff `h` is handoff_completed; handoff.completed is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::COMPLETED),
+                "failed",
+                Refused(
+                    "handoff `h` is handoff_completed; handoff.failed is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::COMPLETED),
+                "state",
+                Refused(
+                    "handoff `h` is handoff_completed; handoff.state is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::COMPLETED),
+                "abandoned",
+                Refused(
+                    "handoff `h` is handoff_completed; handoff.abandoned is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::FAILED),
+                "initiated",
+                Now("handoff_initiated", 2, 3),
+            ),
+            (
+                Some(states::FAILED),
+                "completed",
+                Refused(
+                    "handoff `h` is handoff_failed; handoff.completed is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::FAILED),
+                "failed",
+                Refused("handoff `h` is handoff_failed; handoff.failed is not allowed from there"),
+            ),
+            (
+                Some(states::FAILED),
+                "state",
+                Refused("handoff `h` is handoff_failed; handoff.state is not allowed from there"),
+            ),
+            (
+                Some(states::FAILED),
+                "abandoned",
+                Refused(
+                    "handoff `h` is handoff_failed; handoff.abandoned is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::ABANDONED),
+                "initiated",
+                Refused(
+                    "handoff `h` is handoff_abandoned; handoff.initiated may only start a new handoff or retry a failed one",
+                ),
+            ),
+            (
+                Some(states::ABANDONED),
+                "completed",
+                Refused(
+                    "handoff `h` is handoff_abandoned; handoff.completed is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::ABANDONED),
+                "failed",
+                Refused(
+                    "handoff `h` is handoff_abandoned; handoff.failed is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::ABANDONED),
+                "state",
+                Refused(
+                    "handoff `h` is handoff_abandoned; handoff.state is not allowed from there",
+                ),
+            ),
+            (
+                Some(states::ABANDONED),
+                "abandoned",
+                Refused(
+                    "handoff `h` is handoff_abandoned; handoff.abandoned is not allowed from there",
+                ),
+            ),
+            (
+                Some(CUSTOM),
+                "initiated",
+                Refused(
+                    "handoff `h` is customer_refund; handoff.initiated may only start a new handoff or retry a failed one",
+                ),
+            ),
+            (Some(CUSTOM), "completed", Now("handoff_completed", 1, 3)),
+            (Some(CUSTOM), "failed", Now("handoff_failed", 1, 3)),
+            (Some(CUSTOM), "state", Now("in_review", 1, 3)),
+            (Some(CUSTOM), "abandoned", Now("handoff_abandoned", 1, 3)),
+        ];
+        for (before, kind, expected) in table {
+            let mut projector = Projector::new(Loaded::default());
+            for (i, e) in reach(*before).iter().enumerate() {
+                projector.apply(i, e).unwrap();
+            }
+            let outcome = projector.apply(99, &next(kind));
+            let cell = format!("{before:?} + {kind}");
+            match (expected, outcome) {
+                (Now(state, attempts, history), Ok(())) => {
+                    let h = &projector.loaded.handoffs["h"];
+                    assert_eq!(
+                        (h.state.as_str(), h.attempts, h.transitions),
+                        (*state, *attempts, *history),
+                        "{cell}"
+                    );
+                    let changes = projector.finish();
+                    assert_eq!(changes.transitions.len(), *history as usize, "{cell}");
+                    assert_eq!(changes.transitions.last().unwrap().state, *state, "{cell}");
+                }
+                (Refused(message), Err(c)) => {
+                    assert_eq!(
+                        (c.index, c.event_id.as_str(), c.message.as_str()),
+                        (99, "next", *message),
+                        "{cell}"
+                    );
+                }
+                (expected, got) => panic!("{cell}: expected {expected:?}, got {got:?}"),
+            }
+        }
+    }
+
+    /// Every session state × every event that names a session: accepted or the conflict.
+    #[test]
+    fn every_cell_of_the_session_state_machine() {
+        let started = || {
+            event(
+                json!({"id": "next", "type": "session.started", "occurred_at": at(5),
+                "session_id": "s", "channel": "web"}),
+            )
+        };
+        let ended = || {
+            event(
+                json!({"id": "next", "type": "session.ended", "occurred_at": at(5),
+                "session_id": "s", "sentiment": "calm"}),
+            )
+        };
+        let handoff = || {
+            event(
+                json!({"id": "next", "type": "handoff.initiated", "occurred_at": at(5),
+                "handoff_id": "h", "session_id": "s", "reasons": ["ai_implied_handoff"]}),
+            )
+        };
+        // (events before, event, None: accepted; Some: the conflict's message)
+        let none: Vec<Event> = vec![];
+        let open = vec![started().with_id("a")];
+        let closed = vec![started().with_id("a"), ended().with_id("b")];
+        let table: &[(&Vec<Event>, Event, Option<&str>)] = &[
+            (&none, started(), None),
+            (&none, ended(), Some("session `s` was never started")),
+            (
+                &none,
+                handoff(),
+                Some("session `s` was never started; send session.started first"),
+            ),
+            (&open, started(), Some("session `s` has already started")),
+            (&open, ended(), None),
+            (&open, handoff(), None),
+            (&closed, started(), Some("session `s` has already started")),
+            (&closed, ended(), Some("session `s` has already ended")),
+            // A handoff may arrive after its session's end (events are applied as sent).
+            (&closed, handoff(), None),
+        ];
+        for (i, (before, e, expected)) in table.iter().enumerate() {
+            let mut projector = Projector::new(Loaded::default());
+            for (j, b) in before.iter().enumerate() {
+                projector.apply(j, b).unwrap();
+            }
+            let got = projector.apply(9, e).err().map(|c| c.message);
+            assert_eq!(got.as_deref(), *expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn calls_are_recorded_once_and_agents_keep_their_last_name() {
+        let call = event(
+            json!({"id": "c", "type": "call.completed", "occurred_at": at(3),
+            "call_id": "c1", "agent_id": "a1", "started_at": at(1), "duration_seconds": 120,
+            "outcome": "resolved"}),
+        );
+        let upsert = event(
+            json!({"id": "u", "type": "agent.upserted", "occurred_at": at(0),
+            "agent_id": "a1", "name": "Ada", "status": "active"}),
+        );
+        let delete = event(
+            json!({"id": "d", "type": "agent.deleted", "occurred_at": at(4),
+            "agent_id": "a1"}),
+        );
+        let ghost = event(
+            json!({"id": "g", "type": "agent.deleted", "occurred_at": at(4),
+            "agent_id": "a2"}),
+        );
+        let mut projector = Projector::new(Loaded::default());
+        projector.apply(0, &call).unwrap();
+        let again = projector
+            .apply(1, &call.clone().with_id("c-again"))
+            .unwrap_err();
+        assert_eq!(again.message, "call `c1` is already recorded");
+        projector.apply(2, &upsert).unwrap();
+        projector.apply(3, &delete).unwrap();
+        projector.apply(4, &ghost).unwrap();
+        let changes = projector.finish();
+        assert_eq!(changes.calls.len(), 1);
+        let agents: Vec<(&str, &str, bool)> = changes
+            .agents
+            .iter()
+            .map(|a| (a.agent_id.as_str(), a.name.as_str(), a.deleted_at.is_some()))
+            .collect();
+        assert_eq!(agents, [("a1", "Ada", true), ("a2", "a2", true)]);
+    }
+
     #[test]
     fn a_retry_is_the_same_handoff_counted_once_from_its_first_initiation() {
         let mut projector = Projector::new(Loaded::default());
@@ -655,6 +957,46 @@ mod tests {
                 states::INITIATED,
                 states::COMPLETED
             ]
+        );
+    }
+
+    #[test]
+    fn a_retry_replaces_the_explanation_only_when_it_gives_one() {
+        let with = |id: &str, explanation: Option<&str>, minute: u32| {
+            let mut e = json!({"id": id, "type": "handoff.initiated", "occurred_at": at(minute),
+                "handoff_id": "h", "session_id": "s", "reasons": ["ai_implied_handoff"]});
+            if let Some(x) = explanation {
+                e["explanation"] = json!(x);
+            }
+            event(e)
+        };
+        let fail = |id: &str, minute: u32| {
+            event(
+                json!({"id": id, "type": "handoff.failed", "occurred_at": at(minute),
+                "handoff_id": "h"}),
+            )
+        };
+        let mut projector = Projector::new(Loaded::default());
+        let events = [
+            reach(None).remove(0),
+            with("i1", Some("first reasoning"), 1),
+            fail("f1", 2),
+            with("i2", None, 3),
+        ];
+        for (i, e) in events.iter().enumerate() {
+            projector.apply(i, e).unwrap();
+        }
+        assert_eq!(
+            projector.loaded.handoffs["h"].explanation.as_deref(),
+            Some("first reasoning")
+        );
+        projector.apply(4, &fail("f2", 4)).unwrap();
+        projector
+            .apply(5, &with("i3", Some("second reasoning"), 5))
+            .unwrap();
+        assert_eq!(
+            projector.loaded.handoffs["h"].explanation.as_deref(),
+            Some("second reasoning")
         );
     }
 

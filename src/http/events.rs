@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorDto, FieldError, Result};
 use super::extract::{Json, NoQuery};
 use crate::admission::Refused;
 use crate::auth::extract::WriteAccess;
-use crate::domain::events::{MAX_BODY_BYTES, MAX_EVENTS, validate};
+use crate::domain::events::{Event, MAX_BODY_BYTES, MAX_EVENTS, validate};
 use crate::store::events::{IngestError, NewEvent, ingest};
 
 /// The routes of this module.
@@ -31,44 +31,13 @@ pub fn router() -> OpenApiRouter<AppState> {
     {"id": "evt-2", "type": "handoff.initiated", "occurred_at": "2026-11-21T09:03:10Z", "handoff_id": "h-1", "session_id": "s-1", "shared_id": "acme-123", "reasons": ["user_requested_human_assistance"], "sentiment": "frustrated", "references": [{"type": "instruction", "id": "refund-policy"}], "destination": "billing_queue", "summary": "Customer wants a refund for order 991.", "data": {"customer_id": "12345"}},
     {"id": "evt-3", "type": "handoff.completed", "occurred_at": "2026-11-21T09:04:00Z", "handoff_id": "h-1", "operator_id": "op-7"}
 ]}))]
+#[serde(deny_unknown_fields)]
 pub struct EventsRequest {
-    /// Up to 10,000 events, applied in order. Every event has `id` (unique per organization),
-    /// `type` and `occurred_at` (RFC 3339, years 0001–9999 in UTC), plus the fields of its type:
-    /// `session.started` {session_id, channel, agent_id?};
-    /// `session.ended` {session_id, sentiment?};
-    /// `handoff.initiated` {handoff_id, session_id, shared_id?, reasons, sentiment?, references?, destination?, summary?, data?};
-    /// `handoff.completed` {handoff_id, operator_id?};
-    /// `handoff.failed` {handoff_id, error?};
-    /// `handoff.state` {handoff_id, state, data?};
-    /// `agent.upserted` {agent_id, name, status};
-    /// `agent.deleted` {agent_id};
-    /// `call.completed` {call_id, agent_id, started_at, duration_seconds, outcome, sentiment?, escalation_reason?, escalated_after_seconds?, telemetry?}.
-    /// Unknown fields and types are rejected; an optional field may be `null`; the NUL
-    /// character (`\u0000`) is refused in every string and key.
-    #[schema(value_type = Vec<Object>)]
+    /// Up to 10,000 events, applied in order: each an `Event` (one schema per event type,
+    /// chosen by `type`). The whole batch is checked before anything is stored.
+    #[schema(value_type = Vec<Event>, max_items = 10000)]
     pub events: Vec<Value>,
 }
-
-/// One event: the schema of each line of an `application/x-ndjson` body.
-///
-/// OpenAPI cannot describe a sequence of lines, so the NDJSON content is declared with the
-/// schema of one line (a client sending a single event serializes it as it would JSON, and a
-/// line-aware client writes one such object per line); `type: string` would have typed nothing.
-/// Its fields are those of `EventsRequest.events[]`.
-pub struct EventLine;
-
-impl utoipa::PartialSchema for EventLine {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::Object)
-            .description(Some(
-                "One event object, with the fields of `EventsRequest.events[]` (`id`, `type`, `occurred_at` and those of its type). An `application/x-ndjson` body is up to 10,000 such objects, one JSON object per line (`\\n`-separated; blank lines are ignored).",
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for EventLine {}
 
 /// What was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
@@ -88,10 +57,14 @@ pub struct IngestResponse {
 /// with another body is a 409. Events apply in order to sessions, handoffs, agents and calls;
 /// an event the current state forbids (completing a handoff never initiated, a second
 /// completion, …) is a 409 naming the event. At most 10,000 events and 10 MiB (413 beyond).
+///
+/// As `application/x-ndjson`, the body is one `Event` object per line (`\n`-separated; blank
+/// lines are ignored). OpenAPI cannot describe a sequence of lines, so that content is declared
+/// with the schema of one line.
 #[utoipa::path(post, path = "/v1/events", tag = "events",
     request_body(content(
         (EventsRequest = "application/json"),
-        (EventLine = "application/x-ndjson"),
+        (Event = "application/x-ndjson"),
     )),
     responses(
         (status = 200, description = "Stored (or already stored)", body = IngestResponse),

@@ -88,7 +88,8 @@ pub struct HandoffEventItem {
     pub session_id: String,
     /// The AI-written summary for the human (the latest attempt's); `""` when none was sent.
     pub summary: String,
-    /// The AI's explanation of why it handed off; `""` when none was sent.
+    /// The AI's explanation of why it handed off (the latest attempt's); `""` when none was
+    /// sent.
     pub explanation: String,
     /// The reasons of all the handoff's attempts, in first-seen order.
     pub reasons: Vec<HandoffReason>,
@@ -295,7 +296,7 @@ pub async fn list_handoff_events(
             .map(|h| HandoffEventItem {
                 session_id: h.session_id,
                 summary: h.summary.unwrap_or_default(),
-                explanation: String::new(),
+                explanation: h.explanation.unwrap_or_default(),
                 reasons: h
                     .reasons
                     .iter()

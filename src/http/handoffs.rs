@@ -82,13 +82,15 @@ pub struct HandoffDto {
     pub handoff_id: String,
     /// The id shared with your systems (PolyAI's `shared_id`), or `null`.
     pub shared_id: Option<String>,
-    /// The current state: `handoff_initiated`, `handoff_completed`, `handoff_failed`, or the
-    /// latest custom topic state (`customer_refund`, …) sent with `handoff.state`. A retry (a new
-    /// `handoff.initiated` after `handoff_failed`) makes it `handoff_initiated` again.
+    /// The current state: `handoff_initiated`, `handoff_completed`, `handoff_failed`,
+    /// `handoff_abandoned` (Baton's addition to PolyAI's states: the customer left before a
+    /// person accepted, `handoff.abandoned`; final), or the latest custom topic state
+    /// (`customer_refund`, …) sent with `handoff.state`. A retry (a new `handoff.initiated`
+    /// after `handoff_failed`) makes it `handoff_initiated` again.
     pub state: String,
     /// Where the handoff stands, whatever its state's name: `open` (initiated, or in a custom
-    /// state: a custom state never ends a handoff), `completed` (final) or `failed` (may still
-    /// be retried).
+    /// state: a custom state never ends a handoff), `completed` (final), `failed` (may still
+    /// be retried) or `abandoned` (final: the customer left before a person accepted).
     pub status: HandoffStatus,
     /// Initiations: 1, plus one per retry after a failure. A handoff is one handoff whatever
     /// its attempts (counted once, at its first initiation).
@@ -103,6 +105,9 @@ pub struct HandoffDto {
     pub destination: Option<String>,
     /// The summary for the human, or `null`.
     pub summary: Option<String>,
+    /// The AI's reasoning for handing off (`explanation` of `handoff.initiated`, OpenCX's
+    /// field; the latest initiation's, when it gave one), or `null`.
+    pub explanation: Option<String>,
     /// The operator who took it (`handoff.completed`), or `null`.
     pub operator_id: Option<String>,
     /// The latest failure's message (`handoff.failed`); kept after a retry, so a completed
@@ -133,6 +138,8 @@ pub enum HandoffStatus {
     Completed,
     /// The transfer failed; a retry may initiate it again.
     Failed,
+    /// The customer left before a person accepted (final).
+    Abandoned,
 }
 
 impl HandoffStatus {
@@ -140,6 +147,7 @@ impl HandoffStatus {
         match state {
             states::COMPLETED => HandoffStatus::Completed,
             states::FAILED => HandoffStatus::Failed,
+            states::ABANDONED => HandoffStatus::Abandoned,
             _ => HandoffStatus::Open,
         }
     }
@@ -165,6 +173,7 @@ impl From<HandoffRecord> for HandoffDto {
                 .collect(),
             destination: r.destination,
             summary: r.summary,
+            explanation: r.explanation,
             operator_id: r.operator_id,
             error: r.error,
             initiated_at: r.initiated_at,
@@ -251,11 +260,12 @@ pub struct ListHandoffsQuery {
     #[param(value_type = Option<openapi::UuidParam>, inline)]
     pub organization_id: Option<String>,
     /// Only handoffs whose current state is this one: `handoff_initiated`,
-    /// `handoff_completed`, `handoff_failed` or a custom topic state (`[a-z0-9_]{1,64}`).
+    /// `handoff_completed`, `handoff_failed`, `handoff_abandoned` or a custom topic state
+    /// (`[a-z0-9_]{1,64}`).
     #[param(pattern = r"^[a-z0-9_]{1,64}$")]
     pub state: Option<String>,
-    /// Only handoffs with this `status`: `open` (initiated or in a custom state), `completed` or
-    /// `failed`.
+    /// Only handoffs with this `status`: `open` (initiated or in a custom state), `completed`,
+    /// `failed` or `abandoned`.
     #[param(value_type = Option<openapi::StatusParam>, inline)]
     pub status: Option<String>,
     /// Only handoffs carrying this OpenCX reason (`ai_implied_handoff`,
@@ -383,7 +393,7 @@ pub async fn list_handoffs(
     {
         problems.push(FieldError::new(
             "state",
-            format!("`{s}` is not a state: use handoff_initiated, handoff_completed, handoff_failed or a custom state ([a-z0-9_]{{1,64}})"),
+            format!("`{s}` is not a state: use handoff_initiated, handoff_completed, handoff_failed, handoff_abandoned or a custom state ([a-z0-9_]{{1,64}})"),
         ));
     }
     let status = match query.status.as_deref().map(str::trim) {
@@ -392,10 +402,11 @@ pub async fn list_handoffs(
             "open" => Some(Status::Open),
             "completed" => Some(Status::Completed),
             "failed" => Some(Status::Failed),
+            "abandoned" => Some(Status::Abandoned),
             _ => {
                 problems.push(FieldError::new(
                     "status",
-                    format!("`{text}` is not a status: use open, completed or failed"),
+                    format!("`{text}` is not a status: use open, completed, failed or abandoned"),
                 ));
                 None
             }

@@ -114,7 +114,7 @@ param_schema!(
 );
 param_schema!(
     /// Schema of the handoff list's `status`.
-    StatusParam => string().enum_values(Some(["open", "completed", "failed"]))
+    StatusParam => string().enum_values(Some(["open", "completed", "failed", "abandoned"]))
 );
 param_schema!(
     /// Schema of a reason filter: OpenCX's reasons.

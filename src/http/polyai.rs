@@ -117,6 +117,12 @@ async fn account(pool: &PgPool, caller: &Caller, account_id: &str) -> Result<Org
 /// `handoff_failed → handoff_initiated` (a retry), and custom topic states (`customer_refund`,
 /// …) on top, whose `data` is merged into the answer's. For the state itself, its history and
 /// everything else about the handoff, see `GET /v1/handoffs/{handoff_id}`.
+///
+/// A handoff the customer abandoned (`handoff.abandoned`, state `handoff_abandoned`, which
+/// PolyAI's states do not have) is answered like any other: PolyAI's body carries no state, so
+/// it stays `{id, shared_id?, data}` with nothing added, and `data` is not changed by the
+/// abandonment. In PolyAI's terms it is a handoff that ended without a live agent accepting
+/// (their "fallback / call ends"); its state is in `GET /v1/handoffs/{handoff_id}`.
 #[utoipa::path(get, path = "/v1/{account_id}/{project_id}/handoff_state", tag = TAG,
     params(HandoffStatePath, HandoffStateQuery),
     responses(

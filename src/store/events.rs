@@ -289,9 +289,7 @@ async fn refused_insert(
     let candidates: Vec<(usize, &str)> = new
         .iter()
         .filter_map(|&i| match (&batch[i].event.kind, table) {
-            (EventKind::SessionStarted { session_id, .. }, "sessions") => {
-                Some((i, session_id.as_str()))
-            }
+            (EventKind::SessionStarted(s), "sessions") => Some((i, s.session_id.as_str())),
             (EventKind::CallCompleted(c), "calls") => Some((i, c.call_id.as_str())),
             _ => None,
         })
@@ -345,11 +343,11 @@ async fn load(
     let mut agent_ids: HashSet<&str> = HashSet::new();
     for &i in new {
         match &batch[i].event.kind {
-            EventKind::SessionStarted { session_id, .. } => {
-                started.insert(session_id);
+            EventKind::SessionStarted(s) => {
+                started.insert(&s.session_id);
             }
-            EventKind::SessionEnded { session_id, .. } => {
-                session_ids.insert(session_id);
+            EventKind::SessionEnded(s) => {
+                session_ids.insert(&s.session_id);
             }
             EventKind::HandoffInitiated(h) => {
                 session_ids.insert(&h.session_id);
@@ -358,13 +356,23 @@ async fn load(
                     shared_ids.insert(s);
                 }
             }
-            EventKind::HandoffCompleted { handoff_id, .. }
-            | EventKind::HandoffFailed { handoff_id, .. }
-            | EventKind::HandoffState { handoff_id, .. } => {
-                handoff_ids.insert(handoff_id);
+            EventKind::HandoffCompleted(h) => {
+                handoff_ids.insert(&h.handoff_id);
             }
-            EventKind::AgentUpserted { agent_id, .. } | EventKind::AgentDeleted { agent_id } => {
-                agent_ids.insert(agent_id);
+            EventKind::HandoffFailed(h) => {
+                handoff_ids.insert(&h.handoff_id);
+            }
+            EventKind::HandoffState(h) => {
+                handoff_ids.insert(&h.handoff_id);
+            }
+            EventKind::HandoffAbandoned(h) => {
+                handoff_ids.insert(&h.handoff_id);
+            }
+            EventKind::AgentUpserted(a) => {
+                agent_ids.insert(&a.agent_id);
+            }
+            EventKind::AgentDeleted(a) => {
+                agent_ids.insert(&a.agent_id);
             }
             EventKind::CallCompleted(_) => {}
         }
@@ -403,7 +411,7 @@ async fn load(
         let rows = sqlx::query(
             r#"select h.handoff_id, h.session_id, h.shared_id, h.state, h.attempts,
                       h.transitions, h.reasons, h.sentiment, h.destination, h.summary, h.data,
-                      h.operator_id, h.error, h.initiated_at, h.last_initiated_at,
+                      h.explanation, h.operator_id, h.error, h.initiated_at, h.last_initiated_at,
                       h.completed_at, h.failed_at, h.updated_at
                from unnest($2::text[]) as q(handoff_id)
                cross join lateral (
@@ -433,6 +441,7 @@ async fn load(
                 sentiment: row.try_get("sentiment")?,
                 destination: row.try_get("destination")?,
                 summary: row.try_get("summary")?,
+                explanation: row.try_get("explanation")?,
                 data: match data {
                     Value::Object(m) => m,
                     _ => Default::default(),
@@ -502,10 +511,10 @@ fn parse_stored<T>(text: String, parse: fn(&str) -> Option<T>) -> sqlx::Result<T
 const HANDOFF_ROWS: &str = r#"unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
            $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::text[], $14::text[],
            $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
-           $19::timestamptz[])
+           $19::timestamptz[], $20::text[])
        as h(handoff_id, session_id, shared_id, state, attempts, transitions, reasons, sentiment,
             destination, summary, data, operator_id, error, initiated_at, last_initiated_at,
-            completed_at, failed_at, updated_at)"#;
+            completed_at, failed_at, updated_at, explanation)"#;
 
 /// Binds `$1` (the organization) and the columns of [`HANDOFF_ROWS`].
 fn bind_handoffs<'q>(
@@ -544,6 +553,7 @@ fn bind_handoffs<'q>(
         .bind(h.iter().map(|r| r.completed_at).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.failed_at).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.explanation.clone()).collect::<Vec<_>>())
 }
 
 /// Writes the changed rows back, one statement per table. `changes.references` is narrowed to
@@ -593,11 +603,13 @@ async fn write(conn: &mut PgConnection, org: OrgId, changes: &mut Changes) -> sq
             sqlx::query(&format!(
                 r#"insert into handoffs (org_id, handoff_id, session_id, shared_id, state, attempts,
                        transitions, reasons, sentiment, destination, summary, data, operator_id, error,
-                       initiated_at, last_initiated_at, completed_at, failed_at, updated_at)
+                       initiated_at, last_initiated_at, completed_at, failed_at, updated_at,
+                       explanation)
                    select $1, h.handoff_id, h.session_id, h.shared_id, h.state, h.attempts,
                           h.transitions, string_to_array(h.reasons, ','), h.sentiment, h.destination,
                           h.summary, h.data, h.operator_id, h.error, h.initiated_at,
-                          h.last_initiated_at, h.completed_at, h.failed_at, h.updated_at
+                          h.last_initiated_at, h.completed_at, h.failed_at, h.updated_at,
+                          h.explanation
                    from {HANDOFF_ROWS}"#
             )),
             org,
@@ -615,7 +627,8 @@ async fn write(conn: &mut PgConnection, org: OrgId, changes: &mut Changes) -> sq
                        sentiment = h.sentiment, destination = h.destination, summary = h.summary,
                        data = h.data, operator_id = h.operator_id, error = h.error,
                        last_initiated_at = h.last_initiated_at, completed_at = h.completed_at,
-                       failed_at = h.failed_at, updated_at = h.updated_at
+                       failed_at = h.failed_at, updated_at = h.updated_at,
+                       explanation = h.explanation
                    from {HANDOFF_ROWS}
                    where t.org_id = $1 and t.handoff_id = h.handoff_id"#
             )),

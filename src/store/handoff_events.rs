@@ -21,6 +21,8 @@ pub struct HandoffEvent {
     pub session_id: String,
     /// The AI's summary (the latest attempt's).
     pub summary: Option<String>,
+    /// The AI's explanation (the latest attempt's).
+    pub explanation: Option<String>,
     /// Reasons of all its attempts.
     pub reasons: Vec<String>,
     /// First initiation.
@@ -43,7 +45,7 @@ pub async fn page(
         None => (None, None),
     };
     let rows = sqlx::query(&format!(
-        r#"select h.handoff_id, h.session_id, h.summary, h.reasons, h.initiated_at
+        r#"select h.handoff_id, h.session_id, h.summary, h.explanation, h.reasons, h.initiated_at
            from handoffs h
            where h.org_id = $1 and h.initiated_at >= $2 and h.initiated_at < $3
              and ($4::text is null or $4 = any(h.reasons))
@@ -65,6 +67,7 @@ pub async fn page(
                 handoff_id: r.try_get("handoff_id")?,
                 session_id: r.try_get("session_id")?,
                 summary: r.try_get("summary")?,
+                explanation: r.try_get("explanation")?,
                 reasons: r.try_get("reasons")?,
                 initiated_at: r.try_get("initiated_at")?,
             })

@@ -143,6 +143,8 @@ pub struct HandoffRecord {
     pub destination: Option<String>,
     /// Summary for the human.
     pub summary: Option<String>,
+    /// The AI's reasoning for handing off.
+    pub explanation: Option<String>,
     /// The human who took it.
     pub operator_id: Option<String>,
     /// The latest failure's message.
@@ -201,7 +203,7 @@ pub struct HandoffDetail {
 
 const RECORD_COLUMNS: &str = r#"
     h.handoff_id, h.shared_id, h.state, h.attempts, h.reasons, h.sentiment, h.destination,
-    h.summary, h.operator_id, h.error, h.initiated_at, h.last_initiated_at, h.completed_at,
+    h.summary, h.explanation, h.operator_id, h.error, h.initiated_at, h.last_initiated_at, h.completed_at,
     h.failed_at, h.updated_at, h.session_id, s.channel, s.agent_id, a.name as agent_name,
     s.started_at as session_started_at, s.ended_at as session_ended_at,
     s.sentiment as session_sentiment,
@@ -228,6 +230,7 @@ fn record(row: &sqlx::postgres::PgRow) -> sqlx::Result<HandoffRecord> {
         references,
         destination: row.try_get("destination")?,
         summary: row.try_get("summary")?,
+        explanation: row.try_get("explanation")?,
         operator_id: row.try_get("operator_id")?,
         error: row.try_get("error")?,
         initiated_at: row.try_get("initiated_at")?,
@@ -312,6 +315,8 @@ pub enum Status {
     Completed,
     /// Failed.
     Failed,
+    /// Abandoned: the customer left before a person accepted.
+    Abandoned,
 }
 
 /// Filters and page of the list.
@@ -361,8 +366,13 @@ pub async fn list(
         Some(Status::Failed) => {
             q.push(" and h.state = 'handoff_failed'");
         }
+        Some(Status::Abandoned) => {
+            q.push(" and h.state = 'handoff_abandoned'");
+        }
         Some(Status::Open) => {
-            q.push(" and h.state not in ('handoff_completed', 'handoff_failed')");
+            q.push(
+                " and h.state not in ('handoff_completed', 'handoff_failed', 'handoff_abandoned')",
+            );
         }
     }
     if let Some(reason) = &filter.reason {

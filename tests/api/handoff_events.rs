@@ -174,14 +174,14 @@ async fn items_reasons_summaries_and_totals_agree_with_the_analytics() {
     events.push(json!({"id": "f2", "type": "handoff.failed", "occurred_at": "2030-05-01T11:05:00Z", "handoff_id": "h2"}));
     events.push(json!({"id": "r2", "type": "handoff.initiated", "occurred_at": "2030-05-01T11:06:00Z",
                        "handoff_id": "h2", "session_id": "s2", "reasons": ["user_requested_human_assistance"],
-                       "summary": "Second try"}));
+                       "summary": "Second try", "explanation": "The customer asked twice"}));
     app.post_events_ok(&token, &events).await;
     let q = "start_date=2030-05-01&end_date=2030-05-02";
     let body = events_page(&app, &token, q).await;
     assert_eq!(
         body,
         json!({"items": [
-            {"session_id": "s2", "summary": "Second try", "explanation": "",
+            {"session_id": "s2", "summary": "Second try", "explanation": "The customer asked twice",
              "reasons": ["ai_implied_handoff", "insufficient_tools", "user_requested_human_assistance"],
              "created_at": "2030-05-01T11:00:00.500Z"},
             {"session_id": "s1", "summary": "Legal question", "explanation": "",

@@ -480,6 +480,7 @@ async fn retry_and_custom_states_with_their_history_and_merged_data() {
         ],
         "destination": "overflow_queue",
         "summary": "Wants a refund.",
+        "explanation": null,
         "operator_id": "op-7",
         "error": "queue closed",
         "initiated_at": at(60),
@@ -967,4 +968,214 @@ async fn list_tenancy_and_auth_matrix() {
     let write_only = app.token(Subject::Org(acme.id), &[Scope::WriteAll]).await;
     let page = json_ok(app.get("/v1/handoffs", &write_only).await).await;
     assert_eq!(ids(&page), ["shared-name", "acme-h"]);
+}
+
+/// `handoff.abandoned` and `explanation`, hand-built: h1 initiated with an explanation and
+/// abandoned; h2 in a custom state and abandoned; h3 open; h4 completed; h5 failed. Every figure
+/// below is counted by hand from these events.
+#[tokio::test]
+async fn abandoned_handoffs_and_explanations_in_records_filters_and_lookups() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme", None, None).await;
+    let token = app.writer(&org).await;
+    let explanation = "The customer asked twice for a refund the AI may not grant.";
+    let events = vec![
+        session("s1", None, &at(0)),
+        initiated(
+            "e1",
+            "h1",
+            "s1",
+            &at(10),
+            json!({"shared_id": "acme-1", "explanation": explanation, "data": {"k": "v"}}),
+        ),
+        initiated("e2", "h2", "s1", &at(20), json!({})),
+        ev(
+            "e3",
+            "handoff.state",
+            &at(30),
+            json!({"handoff_id": "h2", "state": "in_queue"}),
+        ),
+        initiated("e4", "h3", "s1", &at(40), json!({})),
+        initiated("e5", "h4", "s1", &at(50), json!({})),
+        initiated("e6", "h5", "s1", &at(60), json!({})),
+        ev(
+            "e7",
+            "handoff.completed",
+            &at(70),
+            json!({"handoff_id": "h4"}),
+        ),
+        ev("e8", "handoff.failed", &at(70), json!({"handoff_id": "h5"})),
+        ev(
+            "e9",
+            "handoff.abandoned",
+            &at(100),
+            json!({"handoff_id": "h1"}),
+        ),
+        ev(
+            "e10",
+            "handoff.abandoned",
+            &at(130),
+            json!({"handoff_id": "h2"}),
+        ),
+    ];
+    app.post_events_ok(&token, &events).await;
+
+    // One handoff, with everything known about it.
+    let d = json_ok(app.get("/v1/handoffs/h1", &token).await).await;
+    assert_eq!(d["state"], "handoff_abandoned");
+    assert_eq!(d["status"], "abandoned");
+    assert_eq!(d["explanation"], explanation);
+    assert_eq!(d["updated_at"], at(100));
+    assert_eq!(d["completed_at"], Value::Null);
+    let history: Vec<&str> = d["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["handoff_initiated", "handoff_abandoned"]);
+    let h2 = json_ok(app.get("/v1/handoffs/h2", &token).await).await;
+    assert_eq!(h2["explanation"], Value::Null);
+    assert_eq!(h2["state"], "handoff_abandoned");
+
+    // Filters: by state, by status; `open` no longer includes abandoned handoffs.
+    let list_ids = |q: &'static str| {
+        let app = &app;
+        let token = &token;
+        async move {
+            let page = json_ok(app.get(&format!("/v1/handoffs?{q}"), token).await).await;
+            ids(&page)
+        }
+    };
+    assert_eq!(list_ids("state=handoff_abandoned").await, ["h2", "h1"]);
+    assert_eq!(list_ids("status=abandoned").await, ["h2", "h1"]);
+    assert_eq!(list_ids("status=open").await, ["h3"]);
+    assert_eq!(list_ids("status=completed").await, ["h4"]);
+    assert_eq!(list_ids("status=failed").await, ["h5"]);
+    let all = json_ok(app.get("/v1/handoffs", &token).await).await;
+    let explanations: Vec<&Value> = all["handoffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["explanation"])
+        .collect();
+    assert_eq!(
+        explanations,
+        [
+            &Value::Null,
+            &Value::Null,
+            &Value::Null,
+            &Value::Null,
+            &json!(explanation)
+        ]
+    );
+    assert_error(
+        app.get("/v1/handoffs?status=gone", &token).await,
+        400,
+        "open, completed, failed or abandoned",
+    )
+    .await;
+
+    // PolyAI's lookup answers an abandoned handoff as any other: its body has no state.
+    let polyai = json_ok(
+        get_key(
+            &app,
+            "/v1/acme/default/handoff_state?shared_id=acme-1",
+            &token,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        polyai,
+        json!({"id": "h1", "shared_id": "acme-1", "data": {"k": "v"}})
+    );
+
+    // An abandoned handoff is final: nothing may follow it, and nothing of that batch is stored.
+    for (id, kind) in [
+        ("x1", "handoff.completed"),
+        ("x2", "handoff.failed"),
+        ("x3", "handoff.abandoned"),
+    ] {
+        let res = app
+            .post_events(
+                &token,
+                &[ev(id, kind, &at(200), json!({"handoff_id": "h1"}))],
+            )
+            .await;
+        assert_error(res, 409, "handoff `h1` is handoff_abandoned").await;
+    }
+    let res = app
+        .post_events(&token, &[initiated("x4", "h1", "s1", &at(200), json!({}))])
+        .await;
+    assert_error(res, 409, "handoff `h1` is handoff_abandoned").await;
+    // A failed handoff is not open: it cannot be abandoned (a retry first makes it open again).
+    let res = app
+        .post_events(
+            &token,
+            &[ev(
+                "x5",
+                "handoff.abandoned",
+                &at(200),
+                json!({"handoff_id": "h5"}),
+            )],
+        )
+        .await;
+    assert_error(res, 409, "handoff `h5` is handoff_failed").await;
+    // `explanation` has the limits of `summary`.
+    let res = app
+        .post_events(
+            &token,
+            &[initiated(
+                "x6",
+                "h9",
+                "s1",
+                &at(200),
+                json!({"explanation": "x".repeat(10_001)}),
+            )],
+        )
+        .await;
+    let body = assert_error(res, 400, "").await;
+    assert_eq!(body["details"][0]["field"], "events[0].explanation");
+}
+
+/// The analytics report is the same with or without abandonments and explanations: both are
+/// about what happened after the handoff was counted (at its first initiation).
+#[tokio::test]
+async fn abandonments_and_explanations_change_no_analytics_figure() {
+    let app = TestApp::spawn().await;
+    let plain = app.org("plain", None, None).await;
+    let other = app.org("other", None, None).await;
+    let base = vec![
+        session("s1", None, &at(0)),
+        initiated(
+            "e1",
+            "h1",
+            "s1",
+            &at(10),
+            json!({"reasons": ["prohibited_topic"]}),
+        ),
+        initiated("e2", "h2", "s1", &at(20), json!({})),
+        ev(
+            "e3",
+            "handoff.completed",
+            &at(30),
+            json!({"handoff_id": "h2"}),
+        ),
+    ];
+    app.post_events_ok(&app.writer(&plain).await, &base).await;
+    let mut with = base.clone();
+    with[1]["explanation"] = json!("The topic is prohibited.");
+    with.push(ev(
+        "e4",
+        "handoff.abandoned",
+        &at(40),
+        json!({"handoff_id": "h1"}),
+    ));
+    app.post_events_ok(&app.writer(&other).await, &with).await;
+    let q = "/handoff-analytics?start_date=2026-11-02T00:00:00Z&end_date=2026-11-03T00:00:00Z";
+    let a = json_ok(app.get(q, &app.reader(&plain).await).await).await;
+    let b = json_ok(app.get(q, &app.reader(&other).await).await).await;
+    assert_eq!(a["total_handoffs"], 2);
+    assert_eq!(a, b);
 }

@@ -91,6 +91,7 @@ fn ended(event: &str, kind: &str, h: &str, at: &str) -> Value {
 /// | h6 | 03-05 04:00:00 | Tue 09:30:00 | inside | insufficient_tools | completed | 600 s |
 /// | h3 | 03-09 18:29:30 | Sat 23:59:30 | inside | prohibited_topic | completed | 120 s |
 /// | h4 | 03-09 18:30:00 | Sun 00:00:00 | outside | user_requested… | failed | — |
+/// | h7 | 03-06 05:00:00 | Wed 10:30:00 | inside | insufficient_knowledge | abandoned | — |
 ///
 /// Plus h0 on 03-01 (previous period), completed after 45 s.
 fn kolkata_events() -> Vec<Value> {
@@ -153,6 +154,8 @@ fn kolkata_events() -> Vec<Value> {
         ended("c3", "handoff.completed", "h3", "2030-03-09T18:31:30Z"),
         initiated("i4", "h4", "s3", "2030-03-09T18:30:00Z", &[UR], None),
         ended("f4", "handoff.failed", "h4", "2030-03-09T18:35:00Z"),
+        initiated("i7", "h7", "s3", "2030-03-06T05:00:00Z", &[IK], None),
+        ended("a7", "handoff.abandoned", "h7", "2030-03-06T05:02:00Z"),
     ]
 }
 
@@ -198,12 +201,12 @@ async fn kolkata_fixture_every_figure_known() {
     assert_eq!(body["end_date"], "2030-03-11T00:00:00+05:30");
     assert_eq!(
         body["totals"],
-        json!({"initiated": 6, "completed": 4, "failed": 1, "abandoned": 0, "open": 1,
+        json!({"initiated": 7, "completed": 4, "failed": 1, "abandoned": 1, "open": 1,
                "retried": 1, "outside_working_hours": 3})
     );
     assert_eq!(
         body["rates"],
-        json!({"acceptance": 66.67, "failure": 16.67, "abandonment": 0.0, "retry": 16.67})
+        json!({"acceptance": 57.14, "failure": 14.29, "abandonment": 14.29, "retry": 14.29})
     );
     // Waits 30, 120, 600, 960 s: nearest-rank p50 is the 2nd, p90 and p95 the 4th.
     let w = &body["wait_seconds"];
@@ -236,7 +239,7 @@ async fn kolkata_fixture_every_figure_known() {
         [
             [2, 2, 0, 0],
             [2, 1, 0, 0],
-            [0; 4],
+            [1, 0, 0, 1],
             [0; 4],
             [0; 4],
             [1, 1, 0, 0],
@@ -246,6 +249,7 @@ async fn kolkata_fixture_every_figure_known() {
     assert!(close(&days[0]["wait_p50"], 30.0, 0.005));
     assert!(close(&days[1]["wait_p50"], 600.0, 0.005));
     assert!(days[2]["wait_p50"].is_null());
+    assert!(days[3]["wait_p50"].is_null());
     assert!(close(&days[5]["wait_p50"], 120.0, 0.005));
     assert!(days[6]["wait_p50"].is_null());
     assert_eq!(body["groups"], json!([]));
@@ -258,7 +262,7 @@ async fn kolkata_fixture_every_figure_known() {
         "start_date=2030-03-04&end_date=2030-03-10&timezone=UTC",
     )
     .await;
-    assert_eq!(utc["totals"]["initiated"], 6);
+    assert_eq!(utc["totals"]["initiated"], 7);
     assert_eq!(utc["days"][5]["initiated"], 2);
     assert_eq!(utc["days"][6]["initiated"], 0);
 }
@@ -280,7 +284,7 @@ async fn groups_and_the_previous_period() {
     assert_eq!(
         group_keys(&reasons),
         [
-            (json!("insufficient_knowledge"), 2),
+            (json!("insufficient_knowledge"), 3),
             (json!("user_requested_human_assistance"), 2),
             (json!("ai_implied_handoff"), 1),
             (json!("insufficient_tools"), 1),
@@ -299,16 +303,16 @@ async fn groups_and_the_previous_period() {
     assert_eq!(ik["wait_seconds"]["mean"], 495.0);
 
     let dest = lifecycle(&app, &token, &by("destination")).await;
-    assert_eq!(group_keys(&dest), [(Value::Null, 4), (json!("billing"), 2)]);
+    assert_eq!(group_keys(&dest), [(Value::Null, 5), (json!("billing"), 2)]);
     let agents = lifecycle(&app, &token, &by("agent")).await;
     assert_eq!(
         group_keys(&agents),
-        [(json!("a1"), 2), (json!("a2"), 2), (Value::Null, 2)]
+        [(Value::Null, 3), (json!("a1"), 2), (json!("a2"), 2)]
     );
     let channels = lifecycle(&app, &token, &by("channel")).await;
     assert_eq!(
         group_keys(&channels),
-        [(json!("web"), 4), (json!("phone_voice"), 2)]
+        [(json!("web"), 5), (json!("phone_voice"), 2)]
     );
     // Groups do not change the totals.
     assert_eq!(
@@ -362,7 +366,8 @@ async fn bounds_off_block_boundaries_are_exact() {
         "start_date=2030-03-04T03:29:59Z&end_date=2030-03-09T18:29:31Z&timezone=Asia/Kolkata",
     )
     .await;
-    assert_eq!(mid["totals"]["initiated"], 5);
+    assert_eq!(mid["totals"]["initiated"], 6);
+    assert_eq!(mid["totals"]["abandoned"], 1);
     assert_eq!(mid["totals"]["completed"], 4);
     let sum: i64 = mid["days"]
         .as_array()
@@ -370,7 +375,7 @@ async fn bounds_off_block_boundaries_are_exact() {
         .iter()
         .map(|d| d["initiated"].as_i64().unwrap())
         .sum();
-    assert_eq!(sum, 5);
+    assert_eq!(sum, 6);
 }
 
 #[tokio::test]
@@ -622,5 +627,5 @@ async fn auth_and_tenancy() {
         &format!("{Q}&organization_id={}", stranger.id),
     )
     .await;
-    assert_eq!(theirs["totals"]["initiated"], 6);
+    assert_eq!(theirs["totals"]["initiated"], 7);
 }
