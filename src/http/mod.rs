@@ -8,6 +8,7 @@ pub mod configuration;
 pub mod cors;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod extract;
 pub mod handoff_events;
 pub mod handoffs;
@@ -221,6 +222,7 @@ fn api_router(
         .merge(analytics::router())
         .merge(lifecycle::router())
         .merge(handoff_events::router())
+        .merge(exports::router())
         .merge(aliases());
     document_aliases(reads.get_openapi_mut());
     ratelimit::document(reads.get_openapi_mut());

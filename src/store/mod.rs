@@ -5,6 +5,7 @@ pub mod agent_cache;
 pub mod analytics;
 pub mod configuration;
 pub mod events;
+pub mod exports;
 pub mod handoff_events;
 pub mod handoffs;
 pub mod lifecycle;

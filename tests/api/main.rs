@@ -9,6 +9,7 @@ mod analytics;
 mod auth;
 mod configuration;
 mod events;
+mod exports;
 mod fairness;
 mod grains;
 mod handoff_events;
