@@ -7,6 +7,7 @@ mod common;
 
 mod analytics;
 mod auth;
+mod cohort;
 mod configuration;
 mod events;
 mod exports;
