@@ -53,14 +53,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HandoffEventsQuery {
-    /// Pagination cursor from a previous response's `next`. It carries that first page's range
+    /// Pagination cursor from a previous response's `next` (empty: none). It carries that first page's range
     /// and `reason`, which then apply (`start_date`, `end_date` and `reason` given with it are
     /// ignored).
-    #[param(pattern = r"^c1\.[0-9a-f]+\.[0-9a-f]{16}$")]
+    #[param(pattern = r"^(c1\.[0-9a-f]+\.[0-9a-f]{16})?$")]
     pub cursor: Option<String>,
     /// Only handoffs that include this reason. OpenCX documents six reasons here; Baton also
-    /// accepts `ai_implied_handoff`.
-    #[param(value_type = Option<openapi::ReasonParam>, inline)]
+    /// accepts `ai_implied_handoff`. Empty: no filter.
+    #[param(value_type = Option<openapi::ReasonOrEmpty>, inline)]
     pub reason: Option<String>,
     /// Start of the range (inclusive), ISO 8601, as `/handoff-analytics` takes it. Defaults to
     /// 30 days before `end_date`.
@@ -212,7 +212,7 @@ pub async fn list_handoff_events(
     State(pool): State<PgPool>,
     Query(q): Query<HandoffEventsQuery>,
 ) -> Result<Json<HandoffEventsResponse>> {
-    let limit = match non_empty(&q.limit) {
+    let limit = match q.limit.as_deref() {
         None => DEFAULT_LIMIT,
         Some(text) => match text.trim().parse::<i64>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
