@@ -56,7 +56,8 @@ async fn exec(conn: &mut PgConnection, what: &str, sql: &str) {
 
 /// The tables the load fills (all empty before it).
 const LOADED: &str = "sessions, handoffs, handoff_references, handoff_session_reasons, \
-                      handoff_rollup_totals, handoff_rollup_breakdown, session_rollups";
+                      handoff_rollup_totals, handoff_rollup_breakdown, session_rollups, \
+                      handoff_lifecycle, handoff_lifecycle_rollups";
 
 /// Generates every tenant's projections and builds the rollups from them, in one transaction
 /// that first truncates the tables: with `wal_level = minimal` (set by [`run`]) PostgreSQL then
@@ -132,9 +133,11 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
                       case when i % 3 = 0 and (i / 7) % 7 <> i % 7
                            then array[r[i % 7 + 1], r[(i / 7) % 7 + 1]] else array[r[i % 7 + 1]] end,
                       (array[null, 'positive', 'neutral', 'negative']::text[])[i % 4 + 1],
-                      '{{}}'::jsonb, t.at, t.at, t.at + interval '2 minutes', t.at + interval '2 minutes'
+                      '{{}}'::jsonb, t.at, t.at, t.w, t.w
                from gen g, generate_series(0::bigint, g.n - 1) as i,
-                    lateral (select {at} as at) t,
+                    lateral (select {at} as at,
+                                    {at} + make_interval(secs => 20 + (i * 7919) % 1800
+                                                                 + (i % 1000) / 1000.0) as w) t,
                     (select array['ai_implied_handoff', 'based_on_instructions', 'instructions_not_clear',
                                   'insufficient_knowledge', 'insufficient_tools', 'prohibited_topic',
                                   'user_requested_human_assistance'] as r) names"#
@@ -297,6 +300,7 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
         ));
     }
     exec(conn, "rollups, stored", &copy).await;
+    load_lifecycle(conn).await;
     let mut build = String::new();
     for (table, name, def) in &keys {
         build.push_str(&format!(
@@ -311,6 +315,73 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
     exec(conn, "drop intermediates", "drop schema bench_load cascade").await;
     exec(conn, "commit", "commit").await;
     exec(conn, "vacuum analyze", &format!("vacuum analyze {LOADED}")).await;
+}
+
+/// The lifecycle rollups of the generated handoffs (all completed, waits of 20 s to 30 min),
+/// as the ingest keeps them (`store::lifecycle`): each handoff in its first initiation's block
+/// of every handoff grain, under all handoffs and each of its reasons, with the wait histogram
+/// (`domain::lifecycle::bin_of`, written again here in SQL for the load). Channel, destination
+/// and agent groups are left out: the benchmark reads the totals, days and reason groups.
+async fn load_lifecycle(conn: &mut PgConnection) {
+    exec(
+        conn,
+        "handoff_lifecycle",
+        r#"insert into handoff_lifecycle (org_id, handoff_id, channel, agent_id, outside_working_hours)
+           select org_id, handoff_id, 'web', null,
+                  extract(hour from initiated_at) not between 8 and 17
+           from handoffs"#,
+    )
+    .await;
+    exec(
+        conn,
+        "lifecycle, 15 minutes",
+        r#"create unlogged table lk as
+           select h.org_id, k.dim, k.key,
+                  date_bin('15 minutes', h.initiated_at, timestamptz '1970-01-01T00:00:00Z') as bucket,
+                  m.ms, case when m.ms < 100 then m.ms
+                             else 100 + floor(ln(m.ms / 100.0) / ln(1.01))::int8 end as bin,
+                  extract(hour from h.initiated_at) not between 8 and 17 as outside
+           from handoffs h
+           cross join lateral (select (extract(epoch from h.completed_at - h.initiated_at) * 1000)::int8 as ms) m
+           cross join lateral (
+               select '' as dim, '' as key
+               union all select 'reason', x from unnest(h.reasons) as x
+           ) k;
+           create unlogged table l0 as
+           select org_id, dim, key, bucket, bin, count(*) as n, sum(ms) as s, max(ms) as mx,
+                  count(*) filter (where outside) as o
+           from lk group by 1, 2, 3, 4, 5"#,
+    )
+    .await;
+    for (grain, size) in [(1, "1 hour"), (2, "1 day"), (3, "7 days")] {
+        let prev = grain - 1;
+        exec(
+            conn,
+            &format!("lifecycle, {size}"),
+            &format!(
+                r#"create unlogged table l{grain} as
+                   select org_id, dim, key,
+                          date_bin('{size}', bucket, timestamptz '1970-01-01T00:00:00Z') as bucket,
+                          bin, sum(n)::int8 as n, sum(s)::int8 as s, max(mx) as mx, sum(o)::int8 as o
+                   from l{prev} group by 1, 2, 3, 4, 5"#
+            ),
+        )
+        .await;
+    }
+    let mut copy = String::new();
+    for (g, grain) in baton::domain::buckets::HANDOFF_GRAINS.iter().enumerate() {
+        let seconds = grain.seconds();
+        copy.push_str(&format!(
+            "insert into handoff_lifecycle_rollups (org_id, dim, grain, bucket, key, initiated,
+                 completed, failed, abandoned, open, retried, outside_working_hours, wait_count,
+                 wait_sum_ms, wait_max_ms, wait_bins, wait_counts)
+             select org_id, dim, {seconds}, bucket, key, sum(n), sum(n), 0, 0, 0, 0, sum(o),
+                    sum(n), sum(s), max(mx), array_agg(bin::int4 order by bin),
+                    array_agg(n order by bin)
+             from l{g} group by org_id, dim, bucket, key order by bucket;\n"
+        ));
+    }
+    exec(conn, "lifecycle rollups, stored", &copy).await;
 }
 
 /// p50 and p99 of `n` sequential GETs (after a warm-up), in milliseconds.
@@ -571,7 +642,65 @@ async fn run() {
             table.push((tenant, n, name.to_string(), p50, p99, naive_p50));
         }
     }
+    // The lifecycle report of the same tenants and range.
+    let mut lifecycle = Vec::new();
+    for (tenant, idx, n) in [("10k", 0usize, small), ("big", 1usize, big)] {
+        let token = &tokens[idx];
+        let body: Value = client
+            .get(format!("{base}/v1/handoff-lifecycle?{range}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let analytics: Value = client
+            .get(format!("{base}/handoff-analytics?{range}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            body["totals"]["initiated"], analytics["total_handoffs"],
+            "{body}"
+        );
+        for (name, query) in [
+            ("90 days", range.clone()),
+            (
+                "90 days, group_by=reason",
+                format!("{range}&group_by=reason"),
+            ),
+            (
+                "90 days, Asia/Kolkata",
+                format!("{range}&timezone=Asia/Kolkata"),
+            ),
+            (
+                "90 days, compare=previous_period",
+                format!("{range}&compare=previous_period"),
+            ),
+        ] {
+            let (p50, p99) = measure(
+                &client,
+                &format!("{base}/v1/handoff-lifecycle?{query}"),
+                token,
+                requests,
+            )
+            .await;
+            lifecycle.push((tenant, n, name, p50, p99));
+        }
+    }
     let (h50, h99) = measure(&client, &format!("{base}/healthz"), &tokens[0], requests).await;
+    println!();
+    println!("GET /v1/handoff-lifecycle ({requests} sequential requests per case)");
+    println!("| tenant | handoffs | request | p50 ms | p99 ms |");
+    println!("|---|---:|---|---:|---:|");
+    for (tenant, n, name, p50, p99) in &lifecycle {
+        println!("| {tenant} | {n} | {name} | {p50:.2} | {p99:.2} |");
+    }
 
     println!();
     println!(

@@ -111,13 +111,32 @@ async fn call(
 
 /// Sends the demo events through the router, and stores the demo's handoff configuration if the
 /// organization never stored one; returns `(accepted, duplicates)` of the events.
+///
+/// The configuration goes first, and a configuration the demo writes is dated to the start of
+/// the demo's history, as if the operation had set its working hours then: handoffs are
+/// classified outside working hours against the configuration in force when they were
+/// initiated, so the demo's after-hours handoffs show as such.
 pub async fn load(
     app: &Router,
+    pool: &PgPool,
     token: &str,
     org: &Organization,
     anchor: DateTime<Utc>,
 ) -> anyhow::Result<(u64, u64)> {
     let tz: Tz = org.timezone.parse().unwrap_or(Tz::UTC);
+    if configure(app, token, &org.timezone).await? {
+        let since = tz
+            .from_local_datetime(
+                &first_day(anchor, tz)
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap_or_default(),
+            )
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(anchor)
+            - Duration::days(1);
+        store::configuration::date_first_revision(pool, org.id, since).await?;
+    }
     let events = generate(anchor, tz);
     let (mut accepted, mut duplicates) = (0, 0);
     for chunk in events.chunks(1_000) {
@@ -132,15 +151,14 @@ pub async fn load(
         accepted += v["accepted"].as_u64().unwrap_or(0);
         duplicates += v["duplicates"].as_u64().unwrap_or(0);
     }
-    configure(app, token, &org.timezone).await?;
     Ok((accepted, duplicates))
 }
 
 /// Turns handoff on with the demo's business hours, once: only while the document is still the
 /// default (revision 0, whose tag ends in `-0"`), and with `If-Match` so that a concurrent
 /// `--demo` or a user's own write is never overwritten. A second `--demo` therefore writes
-/// nothing.
-async fn configure(app: &Router, token: &str, timezone: &str) -> anyhow::Result<()> {
+/// nothing. Returns whether it wrote.
+async fn configure(app: &Router, token: &str, timezone: &str) -> anyhow::Result<bool> {
     const PATH: &str = "/v1/api/human_handoff/configuration";
     let (status, etag, bytes) = call(app, token, Request::get(PATH), String::new()).await?;
     anyhow::ensure!(
@@ -148,7 +166,7 @@ async fn configure(app: &Router, token: &str, timezone: &str) -> anyhow::Result<
         "demo configuration unreadable ({status})"
     );
     let Some(etag) = etag.filter(|t| t.ends_with("-0\"")) else {
-        return Ok(());
+        return Ok(false);
     };
     let mut document: Value = serde_json::from_slice(&bytes)?;
     let settings = &mut document["settings"];
@@ -173,7 +191,7 @@ async fn configure(app: &Router, token: &str, timezone: &str) -> anyhow::Result<
         "demo configuration refused ({status}): {}",
         String::from_utf8_lossy(&bytes)
     );
-    Ok(())
+    Ok(status.is_success())
 }
 
 /// The `curl` lines `--demo` prints, for a server at `addr` (each also run by `tests/readme.rs`).
@@ -456,6 +474,28 @@ fn is_weekend(day: Weekday) -> bool {
 }
 
 /// Whether a local day and hour are within the demo's business hours.
+/// The demo's waits by first reason and local hour: quick for a plain request for a person,
+/// slow for a prohibited topic (a specialist queue); slower at the 09:00 rush and at lunch, and
+/// twice as slow after hours.
+fn wait_factor(reason: &str, hour: u32, business: bool) -> f64 {
+    let by_reason = match reason {
+        "user_requested_human_assistance" => 0.7,
+        "ai_implied_handoff" => 0.9,
+        "insufficient_knowledge" => 1.0,
+        "based_on_instructions" => 1.1,
+        "instructions_not_clear" => 1.2,
+        "insufficient_tools" => 1.5,
+        _ => 1.8,
+    };
+    let by_hour = match (business, hour) {
+        (false, _) => 2.0,
+        (true, 9) => 1.3,
+        (true, 12) => 1.4,
+        (true, _) => 1.0,
+    };
+    by_reason * by_hour
+}
+
 fn in_business_hours(day: Weekday, hour: u32) -> bool {
     !is_weekend(day) && (BUSINESS_HOURS.0..BUSINESS_HOURS.1).contains(&hour)
 }
@@ -796,10 +836,15 @@ fn story(
             && ((20..24).contains(&fate)
                 || (!business && (24..28).contains(&fate))
                 || (reasons[0] == "user_requested_human_assistance" && (28..30).contains(&fate)));
+        // How long the customer waits depends on the queue the reason leads to and on the
+        // hour (a morning rush, lunch, a skeleton crew after hours): a factor on the drawn
+        // steps, so the random stream stays the same.
+        let pace = wait_factor(reasons[0], day.hour, business);
         let step = |rng: &mut StdRng, range: std::ops::Range<i64>| {
             // Calls move faster than chats: a caller waits on the line.
             let s = rng.gen_range(range);
-            Duration::seconds(if voice.is_some() { s / 4 } else { s })
+            let s = if voice.is_some() { s / 4 } else { s };
+            Duration::seconds((s as f64 * pace).round() as i64)
         };
         t += step(rng, 20..240);
         if custom {
@@ -1228,6 +1273,41 @@ mod tests {
             assert!(!completed.contains(h), "{h}");
             assert!(initiated.iter().any(|i| i["handoff_id"] == h), "{h}");
         }
+    }
+
+    #[test]
+    fn waits_vary_by_reason_and_hour() {
+        let events = events();
+        // First initiation and first reason of each handoff, then its completion.
+        let mut first: HashMap<&str, (DateTime<Utc>, &str)> = HashMap::new();
+        for e in of_type(&events, "handoff.initiated") {
+            first
+                .entry(e["handoff_id"].as_str().unwrap())
+                .or_insert((time(e, "occurred_at"), e["reasons"][0].as_str().unwrap()));
+        }
+        let mut waits: HashMap<&str, Vec<i64>> = HashMap::new();
+        for e in of_type(&events, "handoff.completed") {
+            let (at, reason) = first[e["handoff_id"].as_str().unwrap()];
+            waits
+                .entry(reason)
+                .or_default()
+                .push((time(e, "occurred_at") - at).num_seconds());
+        }
+        let median = |r: &str| {
+            let mut w = waits[r].clone();
+            w.sort_unstable();
+            w[w.len() / 2]
+        };
+        assert!(
+            median("prohibited_topic") > median("user_requested_human_assistance") * 2,
+            "{} vs {}",
+            median("prohibited_topic"),
+            median("user_requested_human_assistance")
+        );
+        assert!(
+            wait_factor("insufficient_knowledge", 3, false)
+                > wait_factor("insufficient_knowledge", 10, true)
+        );
     }
 
     #[test]

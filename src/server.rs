@@ -107,7 +107,7 @@ async fn serve(
     if options.demo {
         let (org, token) = demo::prepare(&db.pool, &keys).await?;
         let anchor = demo::anchor(&db.pool, &org).await?;
-        let loaded = demo::load(&app, &token, &org, anchor).await?;
+        let loaded = demo::load(&app, &db.pool, &token, &org, anchor).await?;
         demo::print_welcome(&org, &token, addr, loaded);
     }
     match db.cluster() {

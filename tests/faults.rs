@@ -146,3 +146,54 @@ async fn a_killed_database_gives_quick_503s_and_no_request_fails_after_its_resta
             .unwrap();
     assert_eq!(stored_after, stored_before);
 }
+
+#[tokio::test]
+async fn an_export_aborts_when_the_database_freezes_mid_stream() {
+    let db = FaultyDb::start();
+    let (app, _database) = db.serve(HttpConfig::default()).await;
+    let org = app.org("acme", None, None).await;
+    let token = app.writer(&org).await;
+    // 40,000 handoffs (~8 MB of CSV): far more than the socket buffers hold, so the server must
+    // go back to the database while the client reads.
+    for i in 0..8 {
+        let res = app.post_events(&token, &batch("x", i * 5_000, 5_000)).await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    }
+    // A complete export ends with its last record.
+    let full = app
+        .get("/v1/exports/handoffs", &token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(full.matches("\r\n").count(), 40_001);
+
+    let mut res = app.get("/v1/exports/handoffs", &token).await;
+    assert_eq!(res.status(), 200);
+    let first = res.chunk().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    db.freeze();
+    let started = Instant::now();
+    let mut received = first.len();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(20), res.chunk()).await {
+            Ok(Ok(Some(bytes))) => received += bytes.len(),
+            Ok(Ok(None)) => break "complete",
+            Ok(Err(_)) => break "aborted",
+            Err(_) => break "hung",
+        }
+    };
+    db.thaw();
+    // The client can tell: the body ends with an error, not as if it were whole.
+    assert_eq!(ended, "aborted", "after {received} of {} bytes", full.len());
+    assert!(received < full.len());
+    assert!(started.elapsed() < QUICK, "{:?}", started.elapsed());
+    // And the next export after the thaw is whole.
+    let again = app
+        .get("/v1/exports/handoffs", &token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(again.len(), full.len());
+}

@@ -108,6 +108,10 @@ def before_call(context, case, **kwargs):
                     raise ValueError
             except ValueError:
                 query["next"] = SOME_CURSOR
+        # OpenCX's events list takes back only a `next` it gave out, checksummed for the
+        # organization; no generated value is one (tests/api/handoff_events.rs covers cursors).
+        if case.path == "/handoff-analytics/events" and "cursor" in query:
+            del query["cursor"]
         # PolyAI's lookup needs `id` or `shared_id`.
         if case.path.endswith("/handoff_state") and not (
             str(query.get("id") or "").strip() or str(query.get("shared_id") or "").strip()

@@ -312,7 +312,7 @@ pub fn parse_combination(key: &str) -> Option<Vec<Reason>> {
 
 /// RFC 3339 with the zone's offset; in UTC when the offset has seconds (historical local mean
 /// times), which RFC 3339 cannot write.
-fn local_rfc3339(range: &TimeRange, t: DateTime<Utc>) -> String {
+pub fn local_rfc3339(range: &TimeRange, t: DateTime<Utc>) -> String {
     let local = t.with_timezone(&range.tz);
     if local.offset().fix().local_minus_utc() % 60 != 0 {
         return t.to_rfc3339_opts(SecondsFormat::AutoSi, true);

@@ -7,6 +7,7 @@ pub mod configuration;
 pub mod events;
 pub mod handoffs;
 pub mod input;
+pub mod lifecycle;
 pub mod metrics;
 pub mod projection;
 pub mod timerange;

@@ -9,9 +9,12 @@ pub mod cors;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod extract;
+pub mod handoff_events;
 pub mod handoffs;
 pub mod health;
+pub mod lifecycle;
 pub mod me;
 pub mod metrics;
 pub mod openapi;
@@ -270,6 +273,9 @@ fn api_router(
         .merge(handoffs::router())
         .merge(metrics::router())
         .merge(analytics::router())
+        .merge(lifecycle::router())
+        .merge(handoff_events::router())
+        .merge(exports::router())
         .merge(aliases());
     document_aliases(reads.get_openapi_mut());
     ratelimit::document(reads.get_openapi_mut());

@@ -123,6 +123,15 @@ param_schema!(
     ))
 );
 
+param_schema!(
+    /// Schema of a reason filter that may be empty (same as absent).
+    ReasonOrEmpty => OneOfBuilder::new()
+        .item(string().enum_values(Some(
+            crate::domain::events::Reason::ALL.iter().map(|r| r.as_str())
+        )))
+        .item(empty())
+);
+
 /// The schema of every IANA zone name the server knows (those of `chrono-tz`), in order.
 fn time_zone_schema() -> Schema {
     let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();

@@ -193,3 +193,24 @@ pub async fn revisions(
     .fetch_all(db)
     .await
 }
+
+/// Dates an organization's first and only revision to `at` when it is later (`serve --demo`:
+/// the demo's configuration stands from the start of its generated history). Does nothing
+/// once a second revision exists or the first is already that old.
+pub async fn date_first_revision(
+    db: impl PgExecutor<'_>,
+    org: Uuid,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"update handoff_configuration_revisions r set created_at = $2
+           where r.org_id = $1 and r.revision = 1 and r.created_at > $2
+             and not exists (select 1 from handoff_configuration_revisions n
+                             where n.org_id = $1 and n.revision > 1)"#,
+    )
+    .bind(org)
+    .bind(at)
+    .execute(db)
+    .await?;
+    Ok(())
+}

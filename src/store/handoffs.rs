@@ -317,23 +317,10 @@ pub struct ListFilter {
     pub after: Option<Position>,
 }
 
-/// Up to `limit` handoffs, newest first (by first initiation, then id, descending).
-///
-/// The page is cut from `handoffs` alone (an ordered walk of `handoffs_initiated_at_idx`), and
-/// only its rows are joined to their sessions, agents and references. The limit is written into
-/// the SQL rather than bound: with a bound limit PostgreSQL's generic plan assumes a large page
-/// and hash-joins every session of the table (measured: 100 ms instead of 1 ms).
-pub async fn list(
-    pool: &PgPool,
-    org: OrgId,
-    filter: &ListFilter,
-    limit: i64,
-) -> sqlx::Result<Vec<HandoffRecord>> {
-    let limit = limit.clamp(1, 10_000);
-    let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
-        "select {RECORD_COLUMNS} from (select * from handoffs h where h.org_id = "
-    ));
-    q.push_bind(org.get());
+/// Appends the conditions of `filter` on `handoffs h` (` and …` each) to a query that has
+/// already selected the organization: the one statement of the list's filters, shared by the
+/// list and the export.
+pub(crate) fn push_filters<'a>(q: &mut QueryBuilder<'a, Postgres>, filter: &'a ListFilter) {
     if let Some(state) = &filter.state {
         q.push(" and h.state = ").push_bind(state);
     }
@@ -373,6 +360,26 @@ pub async fn list(
             .push_bind(&after.handoff_id)
             .push(")");
     }
+}
+
+/// Up to `limit` handoffs, newest first (by first initiation, then id, descending).
+///
+/// The page is cut from `handoffs` alone (an ordered walk of `handoffs_initiated_at_idx`), and
+/// only its rows are joined to their sessions, agents and references. The limit is written into
+/// the SQL rather than bound: with a bound limit PostgreSQL's generic plan assumes a large page
+/// and hash-joins every session of the table (measured: 100 ms instead of 1 ms).
+pub async fn list(
+    pool: &PgPool,
+    org: OrgId,
+    filter: &ListFilter,
+    limit: i64,
+) -> sqlx::Result<Vec<HandoffRecord>> {
+    let limit = limit.clamp(1, 10_000);
+    let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
+        "select {RECORD_COLUMNS} from (select * from handoffs h where h.org_id = "
+    ));
+    q.push_bind(org.get());
+    push_filters(&mut q, filter);
     q.push(format!(
         " order by h.initiated_at desc, h.handoff_id desc limit {limit}) h {RECORD_JOINS} \
          order by h.initiated_at desc, h.handoff_id desc"

@@ -39,6 +39,8 @@ const ORG_TABLES: &[&str] = &[
     "handoff_rollup_totals",
     "handoff_rollup_breakdown",
     "handoff_session_reasons",
+    "handoff_lifecycle",
+    "handoff_lifecycle_rollups",
     "call_metric_rollups",
     "call_escalation_rollups",
     "call_volume_days",

@@ -18,6 +18,7 @@ use crate::domain::projection::Changes;
 pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
     super::metrics::apply(&mut *conn, org, &changes.calls).await?;
     super::analytics::apply(&mut *conn, org, changes).await?;
+    super::lifecycle::apply(&mut *conn, org, changes).await?;
     super::metrics::apply_reseller(conn, org, &changes.calls).await?;
     Ok(())
 }

@@ -48,6 +48,7 @@ async fn grain_schema(conn: &mut PgConnection) -> String {
            from pg_class c
            join pg_attribute a on a.attrelid = c.oid and a.attname = 'grain'
            where c.relkind = 'r' and c.relnamespace = 'public'::regnamespace
+             and c.relname <> 'handoff_lifecycle_rollups'
            order by 1"#,
     )
     .fetch_all(&mut *conn)

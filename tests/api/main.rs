@@ -7,14 +7,18 @@ mod common;
 
 mod analytics;
 mod auth;
+mod cohort;
 mod configuration;
 mod dashboard;
 mod erasure;
 mod events;
+mod exports;
 mod fairness;
 mod grains;
+mod handoff_events;
 mod handoffs;
 mod hostile;
+mod lifecycle;
 mod metrics;
 mod monitoring;
 mod operations;

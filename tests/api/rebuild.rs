@@ -32,6 +32,8 @@ const ROLLUP_TABLES: &[&str] = &[
     "handoff_rollup_totals",
     "handoff_rollup_breakdown",
     "handoff_session_reasons",
+    "handoff_lifecycle",
+    "handoff_lifecycle_rollups",
     "call_metric_rollups",
     "call_escalation_rollups",
     "call_volume_days",
@@ -103,6 +105,12 @@ pub(crate) async fn everything(
             format!("/handoff-analytics?start_date={start}&end_date={end}&timezone=Asia/Kolkata"),
             format!("/v1/metrics?startDate={start}&endDate={end}"),
             format!("/v1/metrics?startDate={start}&endDate={end}&timezone=America/New_York"),
+            format!(
+                "/v1/handoff-lifecycle?start_date={start}&end_date={end}&group_by=reason&compare=previous_period"
+            ),
+            format!(
+                "/v1/handoff-lifecycle?start_date={start}&end_date={end}&timezone=Asia/Kolkata&group_by=agent"
+            ),
             format!("/v1/handoffs/{showcase}"),
             format!("/v1/{org}/{agent}/handoff_state?shared_id={shared}"),
         ];
