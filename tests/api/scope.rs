@@ -107,6 +107,19 @@ fn endpoints() -> Vec<(&'static str, &'static str, bool)> {
             "organization_id",
             false,
         ),
+        (
+            "/v1/handoff-lifecycle?start_date=2026-11-01",
+            "organization_id",
+            false,
+        ),
+        (
+            "/handoff-analytics/events?start_date=2026-11-01",
+            "organization_id",
+            false,
+        ),
+        ("/v1/exports/handoffs?", "organization_id", false),
+        ("/v1/exports/calls?", "organization_id", false),
+        ("/v1/exports/events?", "organization_id", false),
     ]
 }
 
@@ -207,6 +220,23 @@ async fn analytics_days(w: &World, token: &str, query: &str) -> Vec<String> {
         .collect()
 }
 
+/// The local days of `/v1/handoff-lifecycle` with an initiated handoff.
+async fn lifecycle_days(w: &World, token: &str, query: &str) -> Vec<String> {
+    let res = w
+        .app
+        .get(&format!("/v1/handoff-lifecycle?{query}"), token)
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["initiated"].as_u64().unwrap() > 0)
+        .map(|d| d["date"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The local days of `/v1/metrics` with a call.
 async fn metrics_days(w: &World, token: &str, query: &str) -> Vec<(String, i64)> {
     let res = w.app.get(&format!("/v1/metrics?{query}"), token).await;
@@ -257,6 +287,10 @@ async fn zone_explicit_else_stored_else_utc() {
             ["2026-11-02"]
         );
         assert_eq!(
+            lifecycle_days(&w, token, &format!("{range}&{org}")).await,
+            ["2026-11-02"]
+        );
+        assert_eq!(
             metrics_days(&w, token, &format!("{camel}&{org_camel}")).await,
             [("2026-11-02".to_owned(), 1)]
         );
@@ -271,6 +305,10 @@ async fn zone_explicit_else_stored_else_utc() {
         // The parameter wins.
         assert_eq!(
             analytics_days(&w, token, &format!("{range}&timezone=UTC&{org}")).await,
+            ["2026-11-01"]
+        );
+        assert_eq!(
+            lifecycle_days(&w, token, &format!("{range}&timezone=UTC&{org}")).await,
             ["2026-11-01"]
         );
         assert_eq!(
