@@ -600,6 +600,29 @@ async fn endpoints_this_server_may_lack_are_explained(b: &Browser, demo: &Demo) 
         } else {
             assert_eq!(missing, Value::Null, "{view}: {path} answers {status}");
         }
+        if view == "lifecycle" && status == 200 {
+            // The figures the page shows are the API's for the page's range and zone.
+            let range = b.js(RANGE).await;
+            let q: Vec<(&str, &str)> = vec![
+                ("start_date", range[0].as_str().unwrap()),
+                ("end_date", range[1].as_str().unwrap()),
+                ("timezone", range[2].as_str().unwrap()),
+            ];
+            let (l, _) = get(demo, &demo.token, path, &q).await;
+            let totals = &l["totals"];
+            assert!(totals["initiated"].as_u64().unwrap() > 100, "{l}");
+            for figure in ["initiated", "open"] {
+                assert_eq!(
+                    b.text(&format!("[data-figure={figure}]")).await,
+                    thousands(totals[figure].as_u64().unwrap()),
+                    "{figure}"
+                );
+            }
+            assert_eq!(
+                b.text("[data-figure=outside_working_hours]").await,
+                thousands(totals["outside_working_hours"].as_u64().unwrap())
+            );
+        }
     }
 }
 
