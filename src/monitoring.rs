@@ -23,7 +23,10 @@
 //! - `baton_rate_limited_requests_total`: reads refused 429 by the per-token limit;
 //! - `baton_db_pool_connections{pool,state}`: connections `in_use` and `idle` of the `main` pool
 //!   and of the `metrics` pool (the `/v1/metrics` generic-plan reads), read at scrape time;
-//! - `baton_database_up`: 1 while the database answers its health probes, else 0.
+//! - `baton_database_up`: 1 while the database answers its health probes, else 0;
+//! - `baton_webhook_attempts_total{outcome}`: webhook delivery attempts this server made, by
+//!   outcome: `delivered` (2xx), `failed` (retried later), `given_up` (failed after the retry
+//!   window), `gone` (410: the endpoint was disabled).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,6 +79,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     pool: &'static str,
     state: &'static str,
@@ -96,6 +104,7 @@ pub struct Monitoring {
     rate_limited: Counter,
     pool_connections: Family<PoolLabels, Gauge>,
     database_up: Gauge,
+    webhook_attempts: Family<OutcomeLabels, Counter>,
 }
 
 impl std::fmt::Debug for Monitoring {
@@ -205,7 +214,14 @@ impl Monitoring {
             "1 while the database answers its health probes, else 0",
             database_up.clone(),
         );
+        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts this server made, by outcome (delivered, failed, given_up, gone)",
+            webhook_attempts.clone(),
+        );
         Monitoring {
+            webhook_attempts,
             registry,
             requests,
             latency,
@@ -255,6 +271,13 @@ impl Monitoring {
             .get_or_create(&ReasonLabels {
                 reason: reason.label(),
             })
+            .inc();
+    }
+
+    /// Counts a webhook delivery attempt by outcome (`delivered`, `failed`, `given_up`, `gone`).
+    pub fn webhook_attempt(&self, outcome: &'static str) {
+        self.webhook_attempts
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 

@@ -14,6 +14,8 @@ use crate::db::stats::StatsKeeper;
 use crate::db::{Database, DbConfig, DbTarget};
 use crate::http::{self, AppState, HttpConfig};
 use crate::listener::{HttpListener, ListenerOptions};
+use crate::webhooks::WebhookConfig;
+use crate::webhooks::worker::Deliverer;
 use crate::{admin, demo, monitoring};
 
 /// What `serve` needs.
@@ -37,6 +39,8 @@ pub struct ServeOptions {
     pub analyze_after_events: u64,
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`); `None`: none.
     pub admin_addr: Option<SocketAddr>,
+    /// Webhook checks and delivery.
+    pub webhooks: WebhookConfig,
 }
 
 /// Runs the server until a shutdown signal.
@@ -75,8 +79,15 @@ async fn serve(
                 0 => i64::MAX,
                 n => i64::try_from(n).unwrap_or(i64::MAX),
             },
-        ));
+        ))
+        .with_webhook_config(options.webhooks.clone());
     let admin_app = monitoring::admin_router(state.clone());
+    // Delivers webhooks while the server runs; stopped after the requests have drained.
+    let deliverer = Deliverer::start(
+        db.pool.clone(),
+        options.webhooks.clone(),
+        state.monitoring.clone(),
+    );
     let app = http::router(state, &options.http);
     if options.demo {
         let (org, token) = demo::prepare(&db.pool, &keys).await?;
@@ -118,6 +129,7 @@ async fn serve(
         let _ = stop.send(true);
     };
     tokio::join!(api, admin, signal);
+    deliverer.shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

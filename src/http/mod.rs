@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod polyai;
 pub mod ratelimit;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +46,7 @@ use crate::db::DbHealth;
 use crate::db::stats::StatsKeeper;
 use crate::monitoring::{self, Monitoring};
 use crate::store::agent_cache::{AgentCache, DEFAULT_CACHE_ROWS};
+use crate::webhooks::WebhookConfig;
 use error::{ApiError, envelope};
 
 /// Everything a handler can reach.
@@ -69,6 +71,8 @@ pub struct AppState {
     pub stats: Arc<StatsKeeper>,
     /// This server's Prometheus metrics (served on the admin listener).
     pub monitoring: Arc<Monitoring>,
+    /// How webhooks are checked and delivered.
+    pub webhooks: Arc<WebhookConfig>,
 }
 
 /// The pool of the `/v1/metrics` reads.
@@ -103,6 +107,7 @@ impl AppState {
             verdicts,
             metrics_cache: Arc::new(AgentCache::new(DEFAULT_CACHE_ROWS)),
             monitoring: Arc::new(Monitoring::new()),
+            webhooks: Arc::new(WebhookConfig::default()),
         }
     }
 
@@ -122,6 +127,12 @@ impl AppState {
     /// The same state with other ingest queues.
     pub fn with_ingest_admission(mut self, admission: IngestAdmission) -> AppState {
         self.ingest_admission = Arc::new(admission);
+        self
+    }
+
+    /// The same state with other webhook settings.
+    pub fn with_webhook_config(mut self, config: WebhookConfig) -> AppState {
+        self.webhooks = Arc::new(config);
         self
     }
 
@@ -174,6 +185,7 @@ impl Default for HttpConfig {
         (name = "handoff states", description = "PolyAI's Handoff API: a handoff's state data by id or shared_id"),
         (name = "handoffs", description = "Handoff records with their sessions and state history, for operators and dashboards"),
         (name = "call metrics", description = "Telzino's call metrics: volume, resolution, distributions, agents, AI insights and escalation reasons, per organization or across a reseller"),
+        (name = "webhooks", description = "Signed pushes of the handoff lifecycle (Standard Webhooks): subscriptions, secrets, the delivery log and manual retries"),
     )
 )]
 struct ApiDoc;
@@ -217,6 +229,7 @@ fn api_router(
         .merge(handoffs::router())
         .merge(metrics::router())
         .merge(analytics::router())
+        .merge(webhooks::router())
         .merge(aliases());
     document_aliases(reads.get_openapi_mut());
     ratelimit::document(reads.get_openapi_mut());
