@@ -232,10 +232,13 @@ pub struct DeliveriesQuery {
     #[param(value_type = Option<openapi::UuidParam>, inline)]
     pub organization_id: Option<String>,
     /// Only deliveries in this status: `pending`, `succeeded` or `failed`.
+    #[param(value_type = Option<openapi::DeliveryStatusParam>, inline)]
     pub status: Option<String>,
-    /// Deliveries per page, 1–500 (default 50).
+    /// Deliveries per page, 1 to 500 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
-    /// The `next` of the previous page.
+    /// The `next` of the previous page, as it was given.
+    #[param(pattern = r"^[1-9][0-9]{0,18}$")]
     pub next: Option<String>,
 }
 

@@ -99,10 +99,11 @@ impl WebhookConfig {
         raw.mul_f64(jitter)
     }
 
-    /// The lease a claimed attempt holds: its deadline plus a margin. Another server retries a
-    /// delivery whose lease passed without an outcome (its server died).
+    /// The lease a claimed attempt holds: twice its deadline plus a second (21 s by default),
+    /// room for the attempt and for recording its outcome. Another server retries a delivery
+    /// whose lease passed without an outcome (its server died).
     pub fn lease(&self) -> Duration {
-        self.attempt_timeout + Duration::from_secs(20)
+        self.attempt_timeout * 2 + Duration::from_secs(1)
     }
 }
 

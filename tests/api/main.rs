@@ -17,3 +17,4 @@ mod monitoring;
 mod operations;
 mod rebuild;
 mod statistics;
+mod webhooks;
