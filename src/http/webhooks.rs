@@ -53,6 +53,32 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_webhook_delivery))
 }
 
+/// A webhook event type (documentation of the strings `event_types` holds).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub enum WebhookEventType {
+    /// A handoff was triggered (first time or retry).
+    #[serde(rename = "handoff.initiated")]
+    HandoffInitiated,
+    /// A person accepted it.
+    #[serde(rename = "handoff.completed")]
+    HandoffCompleted,
+    /// The transfer failed.
+    #[serde(rename = "handoff.failed")]
+    HandoffFailed,
+    /// The customer left before a person accepted it.
+    #[serde(rename = "handoff.abandoned")]
+    HandoffAbandoned,
+    /// A custom topic state.
+    #[serde(rename = "handoff.state")]
+    HandoffState,
+    /// A session ended.
+    #[serde(rename = "session.ended")]
+    SessionEnded,
+    /// A voice call was recorded.
+    #[serde(rename = "call.completed")]
+    CallCompleted,
+}
+
 /// A webhook subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookDto {
@@ -61,7 +87,7 @@ pub struct WebhookDto {
     /// Where messages are POSTed (`http` or `https`).
     pub url: String,
     /// The event types it receives.
-    #[schema(value_type = Vec<String>, example = json!(["handoff.initiated", "handoff.completed"]))]
+    #[schema(value_type = Vec<WebhookEventType>, example = json!(["handoff.initiated", "handoff.completed"]))]
     pub event_types: Vec<String>,
     /// Free text.
     pub description: Option<String>,
@@ -122,15 +148,20 @@ pub struct CreateWebhookRequest {
     /// `http` or `https` URL, without credentials, at most 2048 characters. Unless Baton runs
     /// with `--webhooks-allow-private`, it must not be or resolve to a loopback, private,
     /// link-local, CGNAT, multicast, unspecified or metadata address.
-    #[schema(example = "https://example.com/baton-webhooks")]
+    #[schema(
+        example = "https://example.com/baton-webhooks",
+        max_length = 2048,
+        pattern = "^[hH][tT][tT][pP][sS]?://"
+    )]
     pub url: String,
     /// Event types to receive (at least one): `handoff.initiated`, `handoff.completed`,
     /// `handoff.failed`, `handoff.abandoned`, `handoff.state`, `session.ended`,
     /// `call.completed`.
-    #[schema(value_type = Vec<String>, example = json!(["handoff.initiated"]))]
+    #[schema(value_type = Vec<WebhookEventType>, min_items = 1, example = json!(["handoff.initiated"]))]
     pub event_types: Vec<String>,
     /// Free text, at most 1000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
 }
 
@@ -140,14 +171,15 @@ pub struct CreateWebhookRequest {
 pub struct UpdateWebhookRequest {
     /// New URL (same rules as at creation).
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^[hH][tT][tT][pP][sS]?://")]
     pub url: Option<String>,
     /// New event types (same rules as at creation).
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<WebhookEventType>>, min_items = 1)]
     pub event_types: Option<Vec<String>>,
     /// New description; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1000)]
     pub description: Option<Option<String>>,
     /// `false` stops deliveries; `true` resumes them (and clears `disabled_reason`).
     #[serde(default)]
