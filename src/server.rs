@@ -82,7 +82,7 @@ async fn serve(
         ))
         .with_webhook_config(options.webhooks.clone());
     let admin_app = monitoring::admin_router(state.clone());
-    // Delivers webhooks while the server runs; stopped after the requests have drained.
+    // Delivers webhooks while the server runs.
     let deliverer = Deliverer::start(
         db.pool.clone(),
         options.webhooks.clone(),
@@ -111,6 +111,15 @@ async fn serve(
     // connections drain within the same grace.
     let (stop, stopped) = watch::channel(false);
     let api = HttpListener::new(listener, limits).serve(app, wait_for(stopped.clone()));
+    // The webhook worker stops with the listeners (attempts in flight get at most 2 s, within
+    // the grace period; an abandoned one is retried after its lease).
+    let webhooks = {
+        let stopped = stopped.clone();
+        async move {
+            wait_for(stopped).await;
+            deliverer.shutdown().await;
+        }
+    };
     let admin = async {
         if let Some(admin) = admin {
             let admin_addr = admin.local_addr().ok();
@@ -128,8 +137,7 @@ async fn serve(
         shutdown_signal().await;
         let _ = stop.send(true);
     };
-    tokio::join!(api, admin, signal);
-    deliverer.shutdown().await;
+    tokio::join!(api, admin, signal, webhooks);
     tracing::info!("shut down cleanly");
     Ok(())
 }
