@@ -14,6 +14,11 @@ use uuid::Uuid;
 
 use crate::auth::OrgId;
 
+/// Most due deliveries one claim looks at (the earliest due). Deliveries waiting behind an
+/// earlier one of their key count against it, so a backlog of more than this many messages of
+/// one handoff delays others until it shrinks.
+pub const SCAN: i64 = 2000;
+
 /// Channel of the notification sent when deliveries are enqueued or made due by hand.
 pub const CHANNEL: &str = "baton_webhook_outbox";
 
@@ -417,9 +422,19 @@ pub struct Claimed {
     pub secrets: Vec<String>,
 }
 
-/// Claims up to `limit` due deliveries for one attempt each: never two of one ordering key and
-/// endpoint while an earlier one is pending, at most `per_endpoint` per endpoint, none to the
-/// endpoints in `saturated`; each gets a lease of `lease` (its `next_attempt_at` moves past it).
+/// Claims up to `limit` due deliveries for one attempt each: never one whose key has an
+/// earlier pending delivery to the same endpoint, at most `per_endpoint` per endpoint, none to
+/// the endpoints in `saturated`; each gets a lease of `lease` (its `next_attempt_at` moves past
+/// it).
+///
+/// Two statements, each with a plan that cannot go wrong whatever the statistics: the first
+/// reads the earliest due deliveries through the partial index of due rows (at most
+/// [`SCAN`]) and checks each by index probes (`lateral … offset 0`, as ingest does), without
+/// locks; the second locks those still due (`for update skip locked`: another server's claim is
+/// skipped, never waited for) and moves them on. A delivery that another server claimed in
+/// between is no longer due and drops out; one that became eligible meanwhile waits for the
+/// next claim. (A single statement joining the candidates to the locking scan let the planner
+/// re-run the candidate search per pending row: 15 s with 100,000 pending.)
 pub async fn claim(
     pool: &PgPool,
     limit: i64,
@@ -427,35 +442,52 @@ pub async fn claim(
     saturated: &[Uuid],
     lease: Duration,
 ) -> sqlx::Result<Vec<Claimed>> {
-    let rows = sqlx::query(
-        r#"with candidates as (
-               select org_id, id from (
-                   select d.org_id, d.id, d.next_attempt_at, d.seq,
-                          row_number() over (partition by d.org_id, d.webhook_id
-                                             order by d.next_attempt_at, d.seq) as rank
-                   from webhook_deliveries d
-                   join webhooks w on w.org_id = d.org_id and w.id = d.webhook_id and w.enabled
-                   where d.status = 'pending' and d.next_attempt_at <= now()
-                     and d.webhook_id <> all($3::uuid[])
-                     and not exists (
+    let candidates: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        r#"select org_id, id from (
+               select s.org_id, s.id, s.next_attempt_at, s.seq,
+                      row_number() over (partition by s.org_id, s.webhook_id
+                                         order by s.next_attempt_at, s.seq) as rank
+               from (select d.org_id, d.id, d.webhook_id, d.ordering_key, d.seq, d.next_attempt_at
+                     from webhook_deliveries d
+                     where d.status = 'pending' and d.next_attempt_at <= now()
+                       and d.webhook_id <> all($3::uuid[])
+                     order by d.next_attempt_at
+                     limit $4) s
+               cross join lateral (
+                   select w.enabled from webhooks w
+                   where w.org_id = s.org_id and w.id = s.webhook_id
+                   offset 0) w
+               where w.enabled
+                 and not exists (
+                     select 1 from (
                          select 1 from webhook_deliveries e
-                         where e.org_id = d.org_id and e.webhook_id = d.webhook_id
-                           and e.ordering_key = d.ordering_key and e.status = 'pending'
-                           and e.seq < d.seq)
-                   order by d.next_attempt_at, d.seq
-                   limit 1000) c
-               where rank <= $2
-               order by next_attempt_at, seq
-               limit $1),
-           due as (
-               select d.org_id, d.id from webhook_deliveries d
-               join candidates c on c.org_id = d.org_id and c.id = d.id
-               where d.status = 'pending' and d.next_attempt_at <= now()
-               for update of d skip locked)
-           update webhook_deliveries d
+                         where e.org_id = s.org_id and e.webhook_id = s.webhook_id
+                           and e.ordering_key = s.ordering_key and e.status = 'pending'
+                           and e.seq < s.seq
+                         offset 0) earlier)) c
+           where rank <= $2
+           order by next_attempt_at, seq
+           limit $1"#,
+    )
+    .bind(limit)
+    .bind(per_endpoint)
+    .bind(saturated)
+    .bind(SCAN)
+    .fetch_all(pool)
+    .await?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (orgs, ids): (Vec<Uuid>, Vec<Uuid>) = candidates.into_iter().unzip();
+    let rows = sqlx::query(
+        r#"update webhook_deliveries d
            set attempts = d.attempts + 1, last_attempt_at = now(),
-               next_attempt_at = now() + $4 * interval '1 millisecond'
-           from due, webhooks w
+               next_attempt_at = now() + $3 * interval '1 millisecond'
+           from (select l.org_id, l.id from webhook_deliveries l
+                 where (l.org_id, l.id) in (select * from unnest($1::uuid[], $2::uuid[]))
+                   and l.status = 'pending' and l.next_attempt_at <= now()
+                 for update skip locked) due,
+                webhooks w
            where d.org_id = due.org_id and d.id = due.id
              and w.org_id = d.org_id and w.id = d.webhook_id
            returning d.org_id, d.id, d.webhook_id, d.message_id, d.payload, d.attempts,
@@ -463,9 +495,8 @@ pub async fn claim(
                      case when w.previous_secret_expires_at > now() then w.previous_secret end
                          as previous_secret"#,
     )
-    .bind(limit)
-    .bind(per_endpoint)
-    .bind(saturated)
+    .bind(&orgs)
+    .bind(&ids)
     .bind(lease.as_millis() as f64)
     .fetch_all(pool)
     .await?;
