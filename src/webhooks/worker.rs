@@ -97,9 +97,12 @@ async fn run(
         if *stopped.borrow() {
             break;
         }
-        let free = config.concurrency.max(1).saturating_sub(inflight.len());
+        let concurrency = config.concurrency.max(1);
+        let free = concurrency.saturating_sub(inflight.len());
         let mut more = false;
-        if free > 0 {
+        // Claim in batches: a claim scans up to `store::webhooks::SCAN` due rows, which is worth
+        // it for half the slots, not for each slot freed by one finished attempt.
+        if free > 0 && (inflight.is_empty() || free >= concurrency.div_ceil(2)) {
             let saturated: Vec<Uuid> = per_endpoint
                 .iter()
                 .filter(|(_, n)| **n >= per_endpoint_max)
@@ -132,7 +135,7 @@ async fn run(
                 Err(e) => tracing::warn!(error = %e, "webhooks: cannot claim deliveries"),
             }
         }
-        let poll = if more && free > 0 {
+        let poll = if more && inflight.len() < concurrency {
             Duration::ZERO
         } else {
             config.poll_interval
