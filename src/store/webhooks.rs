@@ -17,7 +17,7 @@ use crate::auth::OrgId;
 /// Most due deliveries one claim looks at (the earliest due). Deliveries waiting behind an
 /// earlier one of their key count against it, so a backlog of more than this many messages of
 /// one handoff delays others until it shrinks.
-pub const SCAN: i64 = 2000;
+pub const SCAN: i64 = 500;
 
 /// Channel of the notification sent when deliveries are enqueued or made due by hand.
 pub const CHANNEL: &str = "baton_webhook_outbox";

@@ -78,7 +78,7 @@ impl Default for WebhookConfig {
             backoff_max: Duration::from_secs(4 * 3600),
             retry_window: Duration::from_secs(3 * 86_400),
             disable_after: Duration::from_secs(3 * 86_400),
-            concurrency: 32,
+            concurrency: 64,
             per_endpoint: 8,
             poll_interval: Duration::from_secs(1),
         }

@@ -93,16 +93,20 @@ async fn run(
     let mut endpoint_of: HashMap<tokio::task::Id, Uuid> = HashMap::new();
     let mut per_endpoint: HashMap<Uuid, usize> = HashMap::new();
     let per_endpoint_max = config.per_endpoint.max(1);
+    let concurrency = config.concurrency.max(1);
+    // Claims are batched: one is made when the worker starts, on a notification or a poll tick,
+    // after a claim that filled every slot, and once half of the last claim's attempts have
+    // finished; not for each finished attempt (a claim scans up to `SCAN` due rows).
+    let mut want_claim = true;
+    let mut last_claimed = 0usize;
+    let mut finished_since_claim = 0usize;
     loop {
         if *stopped.borrow() {
             break;
         }
-        let concurrency = config.concurrency.max(1);
         let free = concurrency.saturating_sub(inflight.len());
-        let mut more = false;
-        // Claim in batches: a claim scans up to `store::webhooks::SCAN` due rows, which is worth
-        // it for half the slots, not for each slot freed by one finished attempt.
-        if free > 0 && (inflight.is_empty() || free >= concurrency.div_ceil(2)) {
+        if want_claim && free > 0 {
+            want_claim = false;
             let saturated: Vec<Uuid> = per_endpoint
                 .iter()
                 .filter(|(_, n)| **n >= per_endpoint_max)
@@ -118,7 +122,9 @@ async fn run(
             .await
             {
                 Ok(claims) => {
-                    more = claims.len() == free;
+                    last_claimed = claims.len();
+                    finished_since_claim = 0;
+                    want_claim = claims.len() == free;
                     for c in claims {
                         *per_endpoint.entry(c.webhook_id).or_default() += 1;
                         let webhook = c.webhook_id;
@@ -135,11 +141,6 @@ async fn run(
                 Err(e) => tracing::warn!(error = %e, "webhooks: cannot claim deliveries"),
             }
         }
-        let poll = if more && inflight.len() < concurrency {
-            Duration::ZERO
-        } else {
-            config.poll_interval
-        };
         tokio::select! {
             _ = stopped.changed() => break,
             Some(done) = inflight.join_next_with_id(), if !inflight.is_empty() => {
@@ -152,9 +153,13 @@ async fn run(
                         per_endpoint.remove(&w);
                     }
                 }
+                finished_since_claim += 1;
+                if inflight.is_empty() || finished_since_claim * 2 >= last_claimed.max(1) {
+                    want_claim = true;
+                }
             }
-            () = notified(&mut notifications, config.poll_interval) => {}
-            () = tokio::time::sleep(poll) => {}
+            () = notified(&mut notifications, config.poll_interval) => want_claim = true,
+            () = tokio::time::sleep(config.poll_interval) => want_claim = true,
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
