@@ -24,6 +24,7 @@ use crate::listener::{
 use crate::monitoring::DEFAULT_ADMIN_ADDR;
 use crate::server::{self, ServeOptions};
 use crate::store::agent_cache::DEFAULT_CACHE_ROWS;
+use crate::webhooks::WebhookConfig;
 
 /// Baton: self-hosted AI-to-human handoff server.
 #[derive(Debug, Parser)]
@@ -201,6 +202,31 @@ pub struct ServeArgs {
     /// Seconds the replica may lag behind the primary before reads fall back to the primary.
     #[arg(long, env = "BATON_READ_REPLICA_MAX_LAG_SECS", default_value_t = 5.0)]
     pub read_replica_max_lag_secs: f64,
+    /// Let webhooks point at loopback and private networks (refused otherwise, at creation and
+    /// after DNS resolution at each attempt). For tests and closed networks.
+    #[arg(
+        long,
+        env = "BATON_WEBHOOKS_ALLOW_PRIVATE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub webhooks_allow_private: bool,
+    /// First webhook retry delay in milliseconds (doubles per attempt up to 4 h). For tests.
+    #[arg(
+        long,
+        env = "BATON_WEBHOOKS_BACKOFF_MS",
+        default_value_t = 5000,
+        hide = true
+    )]
+    pub webhooks_backoff_ms: u64,
+    /// How often the webhook worker looks for due deliveries, in milliseconds. For tests.
+    #[arg(
+        long,
+        env = "BATON_WEBHOOKS_POLL_MS",
+        default_value_t = 1000,
+        hide = true
+    )]
+    pub webhooks_poll_ms: u64,
 }
 
 /// `baton reseller …`
@@ -340,6 +366,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                         "--read-replica-max-lag-secs: must be a number of seconds, 0 or more"
                     )
                 })?,
+                webhooks: WebhookConfig {
+                    allow_private: args.webhooks_allow_private,
+                    backoff_base: Duration::from_millis(args.webhooks_backoff_ms.max(1)),
+                    poll_interval: Duration::from_millis(args.webhooks_poll_ms.max(10)),
+                    ..WebhookConfig::default()
+                },
             })
             .await
         }

@@ -29,6 +29,9 @@
 //!   write-ahead-log position, so an idle primary does not look lagging), and
 //!   `baton_reads_total{target}`: reads that may be stale, by where they went (`replica`, or
 //!   `primary` when the replica is down or lags beyond `--read-replica-max-lag-secs`).
+//! - `baton_webhook_attempts_total{outcome}`: webhook delivery attempts this server made, by
+//!   outcome: `delivered` (2xx), `failed` (retried later), `given_up` (failed after the retry
+//!   window), `gone` (410: the endpoint was disabled).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,6 +84,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     pool: &'static str,
     state: &'static str,
@@ -102,6 +110,7 @@ pub struct Monitoring {
     pool_connections: Family<PoolLabels, Gauge>,
     database_up: Gauge,
     replica: ReplicaMetrics,
+    webhook_attempts: Family<OutcomeLabels, Counter>,
 }
 
 /// The read replica's metrics, registered when one is configured (see
@@ -225,7 +234,14 @@ impl Monitoring {
             "1 while the database answers its health probes, else 0",
             database_up.clone(),
         );
+        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts this server made, by outcome (delivered, failed, given_up, gone)",
+            webhook_attempts.clone(),
+        );
         Monitoring {
+            webhook_attempts,
             registry,
             requests,
             latency,
@@ -312,6 +328,13 @@ impl Monitoring {
             .get_or_create(&ReasonLabels {
                 reason: reason.label(),
             })
+            .inc();
+    }
+
+    /// Counts a webhook delivery attempt by outcome (`delivered`, `failed`, `given_up`, `gone`).
+    pub fn webhook_attempt(&self, outcome: &'static str) {
+        self.webhook_attempts
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 

@@ -15,6 +15,8 @@ use crate::db::stats::StatsKeeper;
 use crate::db::{Database, DbConfig, DbTarget};
 use crate::http::{self, AppState, HttpConfig};
 use crate::listener::{HttpListener, ListenerOptions};
+use crate::webhooks::WebhookConfig;
+use crate::webhooks::worker::Deliverer;
 use crate::{admin, demo, monitoring};
 
 /// What `serve` needs.
@@ -44,6 +46,8 @@ pub struct ServeOptions {
     pub read_database_url: Option<String>,
     /// Lag beyond which reads fall back to the primary.
     pub read_replica_max_lag: std::time::Duration,
+    /// Webhook checks and delivery.
+    pub webhooks: WebhookConfig,
 }
 
 /// Runs the server until a shutdown signal.
@@ -95,7 +99,8 @@ async fn serve(
                 0 => i64::MAX,
                 n => i64::try_from(n).unwrap_or(i64::MAX),
             },
-        ));
+        ))
+        .with_webhook_config(options.webhooks.clone());
     if options.raw_event_retention_days > 0 {
         crate::db::retention::spawn(
             db.pool.clone(),
@@ -103,6 +108,12 @@ async fn serve(
         );
     }
     let admin_app = monitoring::admin_router(state.clone());
+    // Delivers webhooks while the server runs.
+    let deliverer = Deliverer::start(
+        db.pool.clone(),
+        options.webhooks.clone(),
+        state.monitoring.clone(),
+    );
     let app = http::router(state, &options.http);
     if options.demo {
         let (org, token) = demo::prepare(&db.pool, &keys).await?;
@@ -128,6 +139,15 @@ async fn serve(
     // connections drain within the same grace.
     let (stop, stopped) = watch::channel(false);
     let api = HttpListener::new(listener, limits).serve(app, wait_for(stopped.clone()));
+    // The webhook worker stops with the listeners (attempts in flight get at most 2 s, within
+    // the grace period; an abandoned one is retried after its lease).
+    let webhooks = {
+        let stopped = stopped.clone();
+        async move {
+            wait_for(stopped).await;
+            deliverer.shutdown().await;
+        }
+    };
     let admin = async {
         if let Some(admin) = admin {
             let admin_addr = admin.local_addr().ok();
@@ -145,7 +165,7 @@ async fn serve(
         shutdown_signal().await;
         let _ = stop.send(true);
     };
-    tokio::join!(api, admin, signal);
+    tokio::join!(api, admin, signal, webhooks);
     if let Some(replica) = replica {
         replica.close().await;
     }

@@ -437,21 +437,27 @@ pub async fn get_handoff(
     let detail = store::handoffs::handoff(&pool, org, &handoff_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("handoff `{handoff_id}` not found")))?;
-    Ok(Json(HandoffResponse {
-        handoff: detail.record.into(),
-        data: detail.data,
-        history: detail
-            .history
-            .into_iter()
-            .map(|e| HandoffStateEntry {
-                seq: e.seq,
-                state: e.state,
-                occurred_at: e.occurred_at,
-                attempt: e.attempt,
-                event_id: e.event_id,
-            })
-            .collect(),
-    }))
+    Ok(Json(detail.into()))
+}
+
+impl From<store::handoffs::HandoffDetail> for HandoffResponse {
+    fn from(detail: store::handoffs::HandoffDetail) -> Self {
+        HandoffResponse {
+            handoff: detail.record.into(),
+            data: detail.data,
+            history: detail
+                .history
+                .into_iter()
+                .map(|e| HandoffStateEntry {
+                    seq: e.seq,
+                    state: e.state,
+                    occurred_at: e.occurred_at,
+                    attempt: e.attempt,
+                    event_id: e.event_id,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Handoffs, newest first, filtered and paginated by cursor.

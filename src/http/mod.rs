@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod polyai;
 pub mod ratelimit;
 pub mod sessions;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +52,7 @@ use crate::db::replica::ReadReplica;
 use crate::db::stats::StatsKeeper;
 use crate::monitoring::{self, Monitoring};
 use crate::store::agent_cache::{AgentCache, DEFAULT_CACHE_ROWS};
+use crate::webhooks::WebhookConfig;
 use error::{ApiError, envelope};
 
 /// Everything a handler can reach.
@@ -77,6 +79,8 @@ pub struct AppState {
     pub monitoring: Arc<Monitoring>,
     /// The streaming replica reads may use (`--read-database-url`); see [`AppState::read_pool`].
     pub read_replica: Option<Arc<ReadReplica>>,
+    /// How webhooks are checked and delivered.
+    pub webhooks: Arc<WebhookConfig>,
 }
 
 /// The pool of the `/v1/metrics` reads.
@@ -134,6 +138,7 @@ impl AppState {
             metrics_cache: Arc::new(AgentCache::new(DEFAULT_CACHE_ROWS)),
             monitoring: Arc::new(Monitoring::new()),
             read_replica: None,
+            webhooks: Arc::new(WebhookConfig::default()),
         }
     }
 
@@ -178,6 +183,12 @@ impl AppState {
     /// The same state with other ingest queues.
     pub fn with_ingest_admission(mut self, admission: IngestAdmission) -> AppState {
         self.ingest_admission = Arc::new(admission);
+        self
+    }
+
+    /// The same state with other webhook settings.
+    pub fn with_webhook_config(mut self, config: WebhookConfig) -> AppState {
+        self.webhooks = Arc::new(config);
         self
     }
 
@@ -230,6 +241,7 @@ impl Default for HttpConfig {
         (name = "handoff states", description = "PolyAI's Handoff API: a handoff's state data by id or shared_id"),
         (name = "handoffs", description = "Handoff records with their sessions and state history, for operators and dashboards"),
         (name = "call metrics", description = "Telzino's call metrics: volume, resolution, distributions, agents, AI insights and escalation reasons, per organization or across a reseller"),
+        (name = "webhooks", description = "Signed pushes of the handoff lifecycle (Standard Webhooks): subscriptions, secrets, the delivery log and manual retries"),
     )
 )]
 struct ApiDoc;
@@ -276,6 +288,7 @@ fn api_router(
         .merge(lifecycle::router())
         .merge(handoff_events::router())
         .merge(exports::router())
+        .merge(webhooks::router())
         .merge(aliases());
     document_aliases(reads.get_openapi_mut());
     ratelimit::document(reads.get_openapi_mut());

@@ -117,6 +117,10 @@ param_schema!(
     StatusParam => string().enum_values(Some(["open", "completed", "failed", "abandoned"]))
 );
 param_schema!(
+    /// Schema of the webhook delivery log's `status`.
+    DeliveryStatusParam => string().enum_values(Some(["pending", "succeeded", "failed"]))
+);
+param_schema!(
     /// Schema of a reason filter: OpenCX's reasons.
     ReasonParam => string().enum_values(Some(
         crate::domain::events::Reason::ALL.iter().map(|r| r.as_str())

@@ -6,7 +6,8 @@
 //! tells new ids from stored ones), stored ones are compared body to body (same → duplicate,
 //! other → conflict), the rows the new events touch are loaded, the state machine runs in
 //! memory ([`Projector`]), and every changed row is written back with one set-based statement
-//! per table. Any refusal rolls the whole batch back.
+//! per table. Any refusal rolls the whole batch back. The webhook outbox rows of the new events
+//! are written last, in the same transaction.
 
 use std::collections::{HashMap, HashSet};
 
@@ -132,6 +133,8 @@ pub async fn ingest(
             return Err(refused_insert(pool, org, batch, &new, e).await);
         }
     }
+    // The webhook outbox, in the same transaction: acknowledged ⇔ will be delivered.
+    crate::webhooks::outbox::enqueue(&mut tx, org, batch, &new).await?;
     tx.commit().await?;
     Ok(Ingested {
         accepted: new.len(),

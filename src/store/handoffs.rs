@@ -391,3 +391,66 @@ pub async fn list(
         .map(record)
         .collect()
 }
+
+/// Several handoffs with data and history, by id (those that exist), on the caller's
+/// connection: what the webhook outbox renders inside the ingest transaction. Two statements
+/// whatever the number of handoffs, each looking every id up by primary key.
+pub async fn details(
+    conn: &mut sqlx::PgConnection,
+    org: OrgId,
+    handoff_ids: &[&str],
+) -> sqlx::Result<std::collections::HashMap<String, HandoffDetail>> {
+    let mut out = std::collections::HashMap::with_capacity(handoff_ids.len());
+    if handoff_ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "select {RECORD_COLUMNS}, h.data
+         from unnest($2::text[]) as q(handoff_id)
+         cross join lateral (select * from handoffs h
+                             where h.org_id = $1 and h.handoff_id = q.handoff_id offset 0) h
+         {RECORD_JOINS}"
+    );
+    for row in sqlx::query(&sql)
+        .bind(org.get())
+        .bind(handoff_ids)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let record = record(&row)?;
+        out.insert(
+            record.handoff_id.clone(),
+            HandoffDetail {
+                data: row.try_get("data")?,
+                record,
+                history: Vec::new(),
+            },
+        );
+    }
+    let rows = sqlx::query(
+        r#"select s.handoff_id, s.seq, s.state, s.occurred_at, s.event_id,
+                  count(*) filter (where s.state = 'handoff_initiated')
+                      over (partition by s.handoff_id order by s.seq) as attempt
+           from unnest($2::text[]) as q(handoff_id)
+           cross join lateral (select * from handoff_states s
+                               where s.org_id = $1 and s.handoff_id = q.handoff_id offset 0) s
+           order by s.handoff_id, s.seq"#,
+    )
+    .bind(org.get())
+    .bind(handoff_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in rows {
+        let id: String = r.try_get("handoff_id")?;
+        if let Some(d) = out.get_mut(&id) {
+            d.history.push(StateEntry {
+                seq: r.try_get("seq")?,
+                state: r.try_get("state")?,
+                occurred_at: r.try_get("occurred_at")?,
+                attempt: r.try_get("attempt")?,
+                event_id: r.try_get("event_id")?,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -18,6 +18,7 @@ pub mod secrets;
 pub mod stats;
 pub mod tenants;
 pub mod tokens;
+pub mod webhooks;
 
 /// Whether an error is the violation of the named constraint.
 pub fn is_constraint(e: &sqlx::Error, name: &str) -> bool {

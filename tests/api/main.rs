@@ -27,3 +27,4 @@ mod retention;
 mod scope;
 mod servers;
 mod statistics;
+mod webhooks;

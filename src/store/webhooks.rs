@@ -1,0 +1,643 @@
+//! Webhook subscriptions and their outbox of deliveries.
+//!
+//! Policy: every function takes the organization and filters on it (another organization's
+//! webhook is not found), except the workers' [`claim`] and outcome functions, which serve every
+//! organization and address a delivery by its full key. See [`crate::webhooks`] for the
+//! delivery rules these statements implement.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgExecutor, PgPool, Row};
+use uuid::Uuid;
+
+use crate::auth::OrgId;
+
+/// Most due deliveries one claim looks at (the earliest due). Deliveries waiting behind an
+/// earlier one of their key count against it, so a backlog of more than this many messages of
+/// one handoff delays others until it shrinks.
+pub const SCAN: i64 = 500;
+
+/// Channel of the notification sent when deliveries are enqueued or made due by hand.
+pub const CHANNEL: &str = "baton_webhook_outbox";
+
+/// A subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookRow {
+    /// Its id.
+    pub id: Uuid,
+    /// Destination.
+    pub url: String,
+    /// Subscribed event types.
+    pub event_types: Vec<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Current secret.
+    pub secret: String,
+    /// The secret before the last rotation.
+    pub previous_secret: Option<String>,
+    /// Until when the previous secret still signs.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// Whether deliveries are made.
+    pub enabled: bool,
+    /// Why Baton disabled it.
+    pub disabled_reason: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+const WEBHOOK_COLUMNS: &str = "id, url, event_types, description, secret, previous_secret, \
+    previous_secret_expires_at, enabled, disabled_reason, created_at, updated_at";
+
+fn webhook(row: &PgRow) -> sqlx::Result<WebhookRow> {
+    Ok(WebhookRow {
+        id: row.try_get("id")?,
+        url: row.try_get("url")?,
+        event_types: row.try_get("event_types")?,
+        description: row.try_get("description")?,
+        secret: row.try_get("secret")?,
+        previous_secret: row.try_get("previous_secret")?,
+        previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
+        enabled: row.try_get("enabled")?,
+        disabled_reason: row.try_get("disabled_reason")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Stores a new subscription.
+pub async fn create(
+    db: impl PgExecutor<'_>,
+    org: OrgId,
+    url: &str,
+    event_types: &[String],
+    description: Option<&str>,
+    secret: &str,
+) -> sqlx::Result<WebhookRow> {
+    let sql = format!(
+        "insert into webhooks (org_id, id, url, event_types, description, secret)
+         values ($1, $2, $3, $4, $5, $6) returning {WEBHOOK_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(org.get())
+        .bind(Uuid::now_v7())
+        .bind(url)
+        .bind(event_types)
+        .bind(description)
+        .bind(secret)
+        .fetch_one(db)
+        .await?;
+    webhook(&row)
+}
+
+/// How many subscriptions the organization has.
+pub async fn count(db: impl PgExecutor<'_>, org: OrgId) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select count(*) from webhooks where org_id = $1")
+        .bind(org.get())
+        .fetch_one(db)
+        .await
+}
+
+/// The organization's subscriptions, oldest first.
+pub async fn list(pool: &PgPool, org: OrgId) -> sqlx::Result<Vec<WebhookRow>> {
+    let sql = format!("select {WEBHOOK_COLUMNS} from webhooks where org_id = $1 order by id");
+    sqlx::query(&sql)
+        .bind(org.get())
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(webhook)
+        .collect()
+}
+
+/// One subscription.
+pub async fn get(pool: &PgPool, org: OrgId, id: Uuid) -> sqlx::Result<Option<WebhookRow>> {
+    let sql = format!("select {WEBHOOK_COLUMNS} from webhooks where org_id = $1 and id = $2");
+    sqlx::query(&sql)
+        .bind(org.get())
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(webhook)
+        .transpose()
+}
+
+/// Changes to a subscription (`None`: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    /// New destination.
+    pub url: Option<String>,
+    /// New event types.
+    pub event_types: Option<Vec<String>>,
+    /// New description (`Some(None)` clears it).
+    pub description: Option<Option<String>>,
+    /// Enable or disable. Enabling clears the disabled reason and the failure run.
+    pub enabled: Option<bool>,
+}
+
+/// Applies a patch; `None` when there is no such subscription.
+pub async fn update(
+    pool: &PgPool,
+    org: OrgId,
+    id: Uuid,
+    patch: &WebhookPatch,
+) -> sqlx::Result<Option<WebhookRow>> {
+    let sql = format!(
+        "update webhooks set
+             url = coalesce($3, url),
+             event_types = coalesce($4, event_types),
+             description = case when $5 then $6 else description end,
+             enabled = coalesce($7, enabled),
+             disabled_reason = case when $7 is null then disabled_reason else null end,
+             failing_since = case when $7 then null else failing_since end,
+             updated_at = now()
+         where org_id = $1 and id = $2
+         returning {WEBHOOK_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(org.get())
+        .bind(id)
+        .bind(patch.url.as_deref())
+        .bind(patch.event_types.as_deref())
+        .bind(patch.description.is_some())
+        .bind(patch.description.clone().flatten())
+        .bind(patch.enabled)
+        .fetch_optional(pool)
+        .await?;
+    if patch.enabled == Some(true) && row.is_some() {
+        notify(pool).await?;
+    }
+    row.as_ref().map(webhook).transpose()
+}
+
+/// Deletes a subscription and its deliveries; whether it existed.
+pub async fn delete(pool: &PgPool, org: OrgId, id: Uuid) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query("delete from webhooks where org_id = $1 and id = $2")
+        .bind(org.get())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query("delete from webhook_deliveries where org_id = $1 and webhook_id = $2")
+        .bind(org.get())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(deleted > 0)
+}
+
+/// Replaces the secret; the current one keeps signing for `grace`.
+pub async fn rotate(
+    pool: &PgPool,
+    org: OrgId,
+    id: Uuid,
+    secret: &str,
+    grace: Duration,
+) -> sqlx::Result<Option<WebhookRow>> {
+    let sql = format!(
+        "update webhooks set previous_secret = secret,
+             previous_secret_expires_at = now() + $4 * interval '1 millisecond',
+             secret = $3, updated_at = now()
+         where org_id = $1 and id = $2
+         returning {WEBHOOK_COLUMNS}"
+    );
+    sqlx::query(&sql)
+        .bind(org.get())
+        .bind(id)
+        .bind(secret)
+        .bind(grace.as_millis() as f64)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(webhook)
+        .transpose()
+}
+
+/// A delivery as the log shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    /// Its id.
+    pub id: Uuid,
+    /// Position in the log (cursor).
+    pub seq: i64,
+    /// `webhook-id`.
+    pub message_id: String,
+    /// Event type.
+    pub event_type: String,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// Status code of the last attempt's answer.
+    pub last_status_code: Option<i32>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the last attempt started.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When an attempt succeeded.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+const DELIVERY_COLUMNS: &str = "id, seq, message_id, event_type, status, attempts, \
+    last_status_code, last_error, next_attempt_at, last_attempt_at, created_at, delivered_at";
+
+fn delivery(row: &PgRow) -> sqlx::Result<DeliveryRow> {
+    Ok(DeliveryRow {
+        id: row.try_get("id")?,
+        seq: row.try_get("seq")?,
+        message_id: row.try_get("message_id")?,
+        event_type: row.try_get("event_type")?,
+        status: row.try_get("status")?,
+        attempts: row.try_get("attempts")?,
+        last_status_code: row.try_get("last_status_code")?,
+        last_error: row.try_get("last_error")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_attempt_at: row.try_get("last_attempt_at")?,
+        created_at: row.try_get("created_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+    })
+}
+
+/// A page of an endpoint's deliveries, newest first, before `before_seq` (exclusive).
+pub async fn deliveries(
+    pool: &PgPool,
+    org: OrgId,
+    webhook_id: Uuid,
+    status: Option<&str>,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<DeliveryRow>> {
+    let sql = format!(
+        "select {DELIVERY_COLUMNS} from webhook_deliveries
+         where org_id = $1 and webhook_id = $2
+           and ($3::text is null or status = $3)
+           and ($4::bigint is null or seq < $4)
+         order by seq desc
+         limit $5"
+    );
+    sqlx::query(&sql)
+        .bind(org.get())
+        .bind(webhook_id)
+        .bind(status)
+        .bind(before_seq)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(delivery)
+        .collect()
+}
+
+/// Makes a delivery due now (whatever its status); `None` when there is no such delivery of
+/// that endpoint.
+pub async fn retry(
+    pool: &PgPool,
+    org: OrgId,
+    webhook_id: Uuid,
+    delivery_id: Uuid,
+) -> sqlx::Result<Option<DeliveryRow>> {
+    let sql = format!(
+        "update webhook_deliveries set status = 'pending', next_attempt_at = now(),
+             delivered_at = null
+         where org_id = $1 and webhook_id = $2 and id = $3
+         returning {DELIVERY_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(org.get())
+        .bind(webhook_id)
+        .bind(delivery_id)
+        .fetch_optional(pool)
+        .await?;
+    if row.is_some() {
+        notify(pool).await?;
+    }
+    row.as_ref().map(delivery).transpose()
+}
+
+async fn notify(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("select pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The enabled subscriptions of an organization: `(id, event types)`. One probe of the primary
+/// key: what ingest pays when nothing is subscribed.
+pub async fn subscriptions(
+    conn: &mut PgConnection,
+    org: OrgId,
+) -> sqlx::Result<Vec<(Uuid, Vec<String>)>> {
+    sqlx::query_as("select id, event_types from webhooks where org_id = $1 and enabled")
+        .bind(org.get())
+        .fetch_all(conn)
+        .await
+}
+
+/// Outbox rows to insert, column by column.
+#[derive(Debug, Default)]
+pub struct NewDeliveries {
+    /// Endpoint of each row.
+    pub webhook_ids: Vec<Uuid>,
+    /// `webhook-id` of each row.
+    pub message_ids: Vec<String>,
+    /// Event type of each row.
+    pub event_types: Vec<&'static str>,
+    /// Ordering key of each row.
+    pub ordering_keys: Vec<String>,
+    /// Index into `payloads` of each row.
+    pub payload_index: Vec<i32>,
+    /// Rendered bodies (one per message, shared by its endpoints).
+    pub payloads: Vec<String>,
+}
+
+/// Inserts outbox rows (in their order: it is the delivery order) and wakes the workers.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    org: OrgId,
+    rows: &NewDeliveries,
+) -> sqlx::Result<()> {
+    if rows.webhook_ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = rows.webhook_ids.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query(
+        r#"with ins as (
+               insert into webhook_deliveries (org_id, id, webhook_id, message_id, event_type,
+                                               ordering_key, payload, next_attempt_at)
+               select $1, r.id, r.webhook_id, r.message_id, r.event_type, r.ordering_key,
+                      ($7::text[])[r.payload_index], now()
+               from unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $8::int[])
+                    with ordinality as r(id, webhook_id, message_id, event_type, ordering_key,
+                                         payload_index, n)
+               order by r.n
+               returning 1)
+           select pg_notify($9, '') from (select count(*) from ins) c"#,
+    )
+    .bind(org.get())
+    .bind(&ids)
+    .bind(&rows.webhook_ids)
+    .bind(&rows.message_ids)
+    .bind(&rows.event_types)
+    .bind(&rows.ordering_keys)
+    .bind(&rows.payloads)
+    .bind(&rows.payload_index)
+    .bind(CHANNEL)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A delivery claimed for one attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Organization.
+    pub org_id: Uuid,
+    /// Delivery.
+    pub id: Uuid,
+    /// Endpoint.
+    pub webhook_id: Uuid,
+    /// `webhook-id`.
+    pub message_id: String,
+    /// Body.
+    pub payload: String,
+    /// Attempts including this one (the claim's token: the outcome is recorded only if it still
+    /// matches).
+    pub attempts: i32,
+    /// Enqueued.
+    pub created_at: DateTime<Utc>,
+    /// Destination.
+    pub url: String,
+    /// Secrets to sign with (the current one, and the previous one during its grace).
+    pub secrets: Vec<String>,
+}
+
+/// Claims up to `limit` due deliveries for one attempt each: never one whose key has an
+/// earlier pending delivery to the same endpoint, at most `per_endpoint` per endpoint, none to
+/// the endpoints in `saturated`; each gets a lease of `lease` (its `next_attempt_at` moves past
+/// it).
+///
+/// Two statements, each with a plan that cannot go wrong whatever the statistics: the first
+/// reads the earliest due deliveries through the partial index of due rows (at most
+/// [`SCAN`]) and checks each by index probes (`lateral … offset 0`, as ingest does), without
+/// locks; the second locks those still due (`for update skip locked`: another server's claim is
+/// skipped, never waited for) and moves them on. A delivery that another server claimed in
+/// between is no longer due and drops out; one that became eligible meanwhile waits for the
+/// next claim. (A single statement joining the candidates to the locking scan let the planner
+/// re-run the candidate search per pending row: 15 s with 100,000 pending.)
+pub async fn claim(
+    pool: &PgPool,
+    limit: i64,
+    per_endpoint: i64,
+    saturated: &[Uuid],
+    lease: Duration,
+) -> sqlx::Result<Vec<Claimed>> {
+    let candidates: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        r#"select org_id, id from (
+               select s.org_id, s.id, s.next_attempt_at, s.seq,
+                      row_number() over (partition by s.org_id, s.webhook_id
+                                         order by s.next_attempt_at, s.seq) as rank
+               from (select d.org_id, d.id, d.webhook_id, d.ordering_key, d.seq, d.next_attempt_at
+                     from webhook_deliveries d
+                     where d.status = 'pending' and d.next_attempt_at <= now()
+                       and d.webhook_id <> all($3::uuid[])
+                     order by d.next_attempt_at
+                     limit $4) s
+               cross join lateral (
+                   select w.enabled from webhooks w
+                   where w.org_id = s.org_id and w.id = s.webhook_id
+                   offset 0) w
+               where w.enabled
+                 and not exists (
+                     select 1 from (
+                         select 1 from webhook_deliveries e
+                         where e.org_id = s.org_id and e.webhook_id = s.webhook_id
+                           and e.ordering_key = s.ordering_key and e.status = 'pending'
+                           and e.seq < s.seq
+                         offset 0) earlier)) c
+           where rank <= $2
+           order by next_attempt_at, seq
+           limit $1"#,
+    )
+    .bind(limit)
+    .bind(per_endpoint)
+    .bind(saturated)
+    .bind(SCAN)
+    .fetch_all(pool)
+    .await?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (orgs, ids): (Vec<Uuid>, Vec<Uuid>) = candidates.into_iter().unzip();
+    let rows = sqlx::query(
+        r#"update webhook_deliveries d
+           set attempts = d.attempts + 1, last_attempt_at = now(),
+               next_attempt_at = now() + $3 * interval '1 millisecond'
+           from (select l.org_id, l.id from webhook_deliveries l
+                 where (l.org_id, l.id) in (select * from unnest($1::uuid[], $2::uuid[]))
+                   and l.status = 'pending' and l.next_attempt_at <= now()
+                 for update skip locked) due,
+                webhooks w
+           where d.org_id = due.org_id and d.id = due.id
+             and w.org_id = d.org_id and w.id = d.webhook_id
+           returning d.org_id, d.id, d.webhook_id, d.message_id, d.payload, d.attempts,
+                     d.created_at, w.url, w.secret,
+                     case when w.previous_secret_expires_at > now() then w.previous_secret end
+                         as previous_secret"#,
+    )
+    .bind(&orgs)
+    .bind(&ids)
+    .bind(lease.as_millis() as f64)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let mut secrets: Vec<String> = vec![r.try_get("secret")?];
+            if let Some(p) = r.try_get::<Option<String>, _>("previous_secret")? {
+                secrets.push(p);
+            }
+            Ok(Claimed {
+                org_id: r.try_get("org_id")?,
+                id: r.try_get("id")?,
+                webhook_id: r.try_get("webhook_id")?,
+                message_id: r.try_get("message_id")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get("attempts")?,
+                created_at: r.try_get("created_at")?,
+                url: r.try_get("url")?,
+                secrets,
+            })
+        })
+        .collect()
+}
+
+/// What an attempt came to.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A 2xx.
+    Delivered {
+        /// The status code.
+        status: u16,
+    },
+    /// 410 Gone: the endpoint is disabled.
+    Gone,
+    /// Anything else: retried at `retry_at`, or given up when `None`.
+    Failed {
+        /// The status code, when an answer came.
+        status: Option<u16>,
+        /// Why.
+        error: String,
+        /// When to try again; `None`: the retry window is over.
+        retry_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// Records an attempt's outcome, if the delivery is still at the claimed attempt (a manual
+/// retry or a takeover after the lease may have moved it on). `disable_after`: an endpoint
+/// failing without a success for this long is disabled. Returns whether it was recorded.
+pub async fn record(
+    pool: &PgPool,
+    c: &Claimed,
+    outcome: &Outcome,
+    disable_after: Duration,
+) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let (status, code, error, next): (&str, Option<i32>, Option<String>, Option<DateTime<Utc>>) =
+        match outcome {
+            Outcome::Delivered { status } => ("succeeded", Some(i32::from(*status)), None, None),
+            Outcome::Gone => (
+                "failed",
+                Some(410),
+                Some("the endpoint answered 410 Gone; it is now disabled".to_owned()),
+                None,
+            ),
+            Outcome::Failed {
+                status,
+                error,
+                retry_at,
+            } => (
+                if retry_at.is_some() {
+                    "pending"
+                } else {
+                    "failed"
+                },
+                status.map(i32::from),
+                Some(error.clone()),
+                *retry_at,
+            ),
+        };
+    let updated = sqlx::query(
+        r#"update webhook_deliveries
+           set status = $4, last_status_code = $5, last_error = $6, next_attempt_at = $7,
+               delivered_at = case when $4 = 'succeeded' then now() end
+           where org_id = $1 and id = $2 and attempts = $3 and status = 'pending'"#,
+    )
+    .bind(c.org_id)
+    .bind(c.id)
+    .bind(c.attempts)
+    .bind(status)
+    .bind(code)
+    .bind(error.as_deref())
+    .bind(next)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    match outcome {
+        Outcome::Delivered { .. } => {
+            sqlx::query(
+                "update webhooks set failing_since = null
+                 where org_id = $1 and id = $2 and failing_since is not null",
+            )
+            .bind(c.org_id)
+            .bind(c.webhook_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Outcome::Gone => {
+            sqlx::query(
+                "update webhooks set enabled = false, updated_at = now(),
+                     disabled_reason = 'the endpoint answered 410 Gone (at ' || to_char(now() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || ')'
+                 where org_id = $1 and id = $2 and enabled",
+            )
+            .bind(c.org_id)
+            .bind(c.webhook_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Outcome::Failed { error, .. } => {
+            sqlx::query(
+                r#"update webhooks set
+                       failing_since = coalesce(failing_since, now()),
+                       enabled = enabled and not coalesce(failing_since <= now() - $3 * interval '1 millisecond', false),
+                       disabled_reason = case
+                           when enabled and failing_since <= now() - $3 * interval '1 millisecond'
+                           then 'failing continuously since '
+                                || to_char(failing_since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                                || ' (no successful delivery for ' || ($3 / 3600000)::int || ' h); last error: ' || $4
+                           else disabled_reason end,
+                       updated_at = case
+                           when enabled and failing_since <= now() - $3 * interval '1 millisecond'
+                           then now() else updated_at end
+                   where org_id = $1 and id = $2"#,
+            )
+            .bind(c.org_id)
+            .bind(c.webhook_id)
+            .bind(disable_after.as_millis() as f64)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(updated > 0)
+}
