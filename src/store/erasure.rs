@@ -8,7 +8,8 @@
 //! same. The erasure is recorded in `session_erasures` without the session id: only a digest of
 //! it ([`session_digest`]). Ingest consults that record under the organization's ingest lock
 //! ([`forget_erased`]): an event of an erased session, sent again or for the first time, is
-//! stored without its personal fields, so a client's retry never brings the data back.
+//! stored without its personal fields, so a client's retry never brings the data back. Webhook
+//! messages about the session's handoffs lose the same fields from their stored payloads.
 
 use std::collections::{HashMap, HashSet};
 
@@ -109,6 +110,32 @@ pub async fn erase_session(
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    // Webhook messages about the session's handoffs (delivered, or still to be) carry the
+    // handoff record: its personal fields take their erased values there too, so the delivery
+    // log keeps nothing and a later attempt sends nothing of them.
+    let erased_record: serde_json::Map<String, Value> = PERSONAL_FIELDS
+        .iter()
+        .map(|(field, _)| {
+            let blank = if *field == "data" {
+                Value::Object(Default::default())
+            } else {
+                Value::Null
+            };
+            ((*field).to_owned(), blank)
+        })
+        .collect();
+    let keys: Vec<String> = handoff_ids.iter().map(|h| format!("handoff:{h}")).collect();
+    sqlx::query(
+        r#"update webhook_deliveries
+           set payload = jsonb_set(payload::jsonb, '{data}', (payload::jsonb -> 'data') || $3)::text
+           where org_id = $1 and ordering_key = any($2)
+             and jsonb_typeof(payload::jsonb -> 'data') = 'object'"#,
+    )
+    .bind(org.get())
+    .bind(&keys)
+    .bind(Value::Object(erased_record))
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         r#"insert into session_erasures (org_id, session_digest, handoffs, events)
            values ($1, $2, $3, $4)

@@ -443,6 +443,58 @@ async fn a_refused_batch_delivers_nothing_and_unsubscribed_types_are_not_sent() 
     assert_eq!(got[0]["type"], "handoff.completed");
 }
 
+/// Erasing a session also erases its handoffs' personal fields from the webhook messages stored
+/// for them (delivered or pending); other sessions' messages keep theirs.
+#[tokio::test]
+async fn erasing_a_session_erases_it_from_webhook_messages() {
+    // No worker: the messages stay pending, as if the receiver were down.
+    let (pool, _) = fresh_database().await;
+    let h = Hooked::on(pool, fast(), false).await;
+    let org = h.app.org("acme", None, None).await;
+    let token = h.app.writer(&org).await;
+    subscribe(&h.app, &token, "http://127.0.0.1:9/hook", &ALL).await;
+    let mut events = lifecycle("x", 1);
+    events.extend(lifecycle("y", 2));
+    for e in &mut events {
+        if e["type"] == "handoff.initiated" {
+            e["summary"] = json!("call me on 555-0100");
+            e["explanation"] = json!("the customer gave their number");
+            e["data"] = json!({"phone": "555-0100"});
+        }
+    }
+    h.app.post_events_ok(&token, &events).await;
+    let res = h
+        .app
+        .client
+        .delete(h.app.url("/v1/sessions/x-s1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let payloads: Vec<(String, String)> = sqlx::query_as(
+        "select ordering_key, payload from webhook_deliveries where ordering_key like 'handoff:%' order by seq",
+    )
+    .fetch_all(&h.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(payloads.len(), 6, "three messages per handoff");
+    for (key, payload) in payloads {
+        let record = &serde_json::from_str::<Value>(&payload).unwrap()["data"];
+        if key == "handoff:x-h1" {
+            assert!(!payload.contains("555-0100"), "{payload}");
+            for field in ["summary", "explanation", "shared_id", "operator_id"] {
+                assert_eq!(record[field], Value::Null, "{field}: {payload}");
+            }
+            assert_eq!(record["data"], json!({}));
+            assert_eq!(record["handoff_id"], "x-h1", "the rest of the record stays");
+        } else {
+            assert_eq!(record["summary"], "call me on 555-0100", "{payload}");
+            assert_eq!(record["data"], json!({"phone": "555-0100"}));
+        }
+    }
+}
+
 #[tokio::test]
 async fn pending_messages_are_delivered_after_a_restart() {
     let mut h = Hooked::spawn(fast()).await;
