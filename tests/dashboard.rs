@@ -600,6 +600,24 @@ async fn endpoints_this_server_may_lack_are_explained(b: &Browser, demo: &Demo) 
         } else {
             assert_eq!(missing, Value::Null, "{view}: {path} answers {status}");
         }
+        if view == "webhooks" && status == 200 {
+            // A subscription made through the API is listed by the view.
+            let url = "https://93.184.215.14/baton-hook";
+            let res = reqwest::Client::new()
+                .post(format!("{}{path}", demo.base))
+                .bearer_auth(&demo.token)
+                .json(&json!({"url": url, "event_types": ["handoff.completed"]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+            b.click("#nav a[data-view=overview]").await;
+            b.ready("overview").await;
+            b.click("#nav a[data-view=webhooks]").await;
+            b.ready("webhooks").await;
+            let listed = b.text("[data-table=webhooks]").await;
+            assert!(listed.contains(url), "{listed}");
+        }
         if view == "lifecycle" && status == 200 {
             // The figures the page shows are the API's for the page's range and zone.
             let range = b.js(RANGE).await;
