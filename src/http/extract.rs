@@ -60,6 +60,13 @@ where
             Ok(axum::Json(value)) => value,
             Err(e) => return Err(json_rejection(e)),
         };
+        // Every JSON body of this API is an object; serde would also read a struct from an
+        // array of its fields in order (`[null, null]`), which no client means.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                "the body must be a JSON object (`{...}`)",
+            ));
+        }
         refuse_nul_in_json(&bytes)?;
         Ok(Json(value))
     }

@@ -674,3 +674,65 @@ async fn a_data_exception_from_postgresql_is_a_400() {
         assert_eq!(api.status(), 400, "{sql}");
     }
 }
+
+/// A JSON body that is not an object (an array of the fields in order, which serde would read
+/// into a struct) is a 400 on every JSON body, and changes nothing.
+#[tokio::test]
+async fn json_bodies_must_be_objects() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme", None, None).await;
+    let token = app.writer(&org).await;
+    let created = app
+        .client
+        .post(app.url("/v1/webhooks"))
+        .bearer_auth(&token)
+        .json(&json!({"url": "https://93.184.215.14/hook", "event_types": ["handoff.completed"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let webhook: Value = created.json().await.unwrap();
+    let hook = format!("/v1/webhooks/{}", webhook["id"].as_str().unwrap());
+    // (An array serde cannot read as the struct is refused by serde's own message first.)
+    for (method, path, body, needle) in [
+        (
+            reqwest::Method::PATCH,
+            hook.as_str(),
+            "[null, null]",
+            "must be a JSON object",
+        ),
+        (
+            reqwest::Method::PATCH,
+            hook.as_str(),
+            " [\"https://93.184.215.14/other\"]",
+            "must be a JSON object",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/webhooks",
+            "[\"https://93.184.215.14/hook\", [\"handoff.completed\"]]",
+            "must be a JSON object",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/api/human_handoff/configuration",
+            "[]",
+            "invalid request body",
+        ),
+    ] {
+        let res = app
+            .client
+            .request(method.clone(), app.url(path))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("if-match", "*")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, 400, needle).await;
+    }
+    let after: Value = app.get(&hook, &token).await.json().await.unwrap();
+    assert_eq!(after["url"], webhook["url"]);
+    assert_eq!(after["updated_at"], webhook["updated_at"]);
+}
