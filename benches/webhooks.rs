@@ -11,7 +11,8 @@
 //!    for each message, receipt time minus the time its batch's answer arrived (p50, p99).
 //!
 //! Run: `cargo bench --bench webhooks` (env: BENCH_ROUNDS, default 3; BENCH_BATCHES per round
-//! and kind, default 40; BENCH_CLIENTS, default 2; BENCH_LATENCY_BATCHES, default 400).
+//! and kind, default 40; BENCH_CLIENTS, default 2; BENCH_LATENCY_BATCHES, default 400;
+//! BENCH_PG_STATS: print PostgreSQL's time per statement after the ingest phase).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -162,6 +163,7 @@ async fn run() {
     )
     .await
     .unwrap();
+    common::create_statement_stats(&db.pool).await;
     let keys = baton::admin::signing_keys(&db.pool).await.unwrap();
     let mut tokens = Vec::new();
     for kind in ["none", "sub"] {
@@ -238,6 +240,7 @@ async fn run() {
         "ingest with one webhook subscribed to every type: {sub_rate:.0} events/s ({:.1} %)",
         100.0 * sub_rate / none_rate
     );
+    common::print_statement_stats(&mut db.pool.acquire().await.unwrap()).await;
 
     // 2. Deliveries/s: wait until every message has arrived.
     let expected: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")

@@ -551,7 +551,6 @@ pub async fn record(
     outcome: &Outcome,
     disable_after: Duration,
 ) -> sqlx::Result<bool> {
-    let mut tx = pool.begin().await?;
     let (status, code, error, next): (&str, Option<i32>, Option<String>, Option<DateTime<Utc>>) =
         match outcome {
             Outcome::Delivered { status } => ("succeeded", Some(i32::from(*status)), None, None),
@@ -576,6 +575,33 @@ pub async fn record(
                 *retry_at,
             ),
         };
+    // A success (the common case) is one statement, without a transaction: the delivery's
+    // outcome and the end of the endpoint's failure run, written atomically in one round trip
+    // (a data-modifying `with` runs whether or not the query reads it).
+    if let Outcome::Delivered { .. } = outcome {
+        let updated: i64 = sqlx::query_scalar(
+            r#"with d as (
+                   update webhook_deliveries
+                   set status = 'succeeded', last_status_code = $4, last_error = null,
+                       next_attempt_at = null, delivered_at = now()
+                   where org_id = $1 and id = $2 and attempts = $3 and status = 'pending'
+                   returning 1),
+               w as (
+                   update webhooks set failing_since = null
+                   where org_id = $1 and id = $5 and failing_since is not null
+                   returning 1)
+               select count(*) from d"#,
+        )
+        .bind(c.org_id)
+        .bind(c.id)
+        .bind(c.attempts)
+        .bind(code)
+        .bind(c.webhook_id)
+        .fetch_one(pool)
+        .await?;
+        return Ok(updated > 0);
+    }
+    let mut tx = pool.begin().await?;
     let updated = sqlx::query(
         r#"update webhook_deliveries
            set status = $4, last_status_code = $5, last_error = $6, next_attempt_at = $7,
@@ -593,16 +619,7 @@ pub async fn record(
     .await?
     .rows_affected();
     match outcome {
-        Outcome::Delivered { .. } => {
-            sqlx::query(
-                "update webhooks set failing_since = null
-                 where org_id = $1 and id = $2 and failing_since is not null",
-            )
-            .bind(c.org_id)
-            .bind(c.webhook_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        Outcome::Delivered { .. } => {}
         Outcome::Gone => {
             sqlx::query(
                 "update webhooks set enabled = false, updated_at = now(),
