@@ -751,3 +751,54 @@ pub async fn facts_between(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::blocks::signed_day;
+    use crate::domain::buckets::{HANDOFF_GRAINS, cover};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    /// Every 15-minute slot around the day is counted once if it is in the day, else not at
+    /// all, by the signed pieces.
+    fn assert_exact_day(from: DateTime<Utc>, to: DateTime<Utc>, max_rows: usize) {
+        let c = cover(from, to, &HANDOFF_GRAINS[..3]);
+        let pieces = signed_day(&c).expect("read with a UTC day block");
+        let rows: i64 = pieces
+            .iter()
+            .map(|(_, p)| (p.to - p.from).num_seconds() / i64::from(p.grain.seconds()))
+            .sum();
+        assert!(rows as usize <= max_rows, "{rows} rows");
+        let mut slot = from - Duration::days(2);
+        while slot < to + Duration::days(2) {
+            let n: i64 = pieces
+                .iter()
+                .filter(|(_, p)| p.from <= slot && slot < p.to)
+                .map(|(sign, _)| *sign)
+                .sum();
+            assert_eq!(n, i64::from(from <= slot && slot < to), "{slot}");
+            slot += Duration::minutes(15);
+        }
+    }
+
+    #[test]
+    fn local_days_read_with_a_utc_day_block_add_up_exactly() {
+        // Asia/Kolkata (+05:30): 27 blocks of its own, 15 this way.
+        assert_exact_day(t("2026-08-02T18:30:00Z"), t("2026-08-03T18:30:00Z"), 15);
+        // New York (−04:00): 24 blocks of its own, 9 this way.
+        assert_exact_day(t("2026-08-03T04:00:00Z"), t("2026-08-04T04:00:00Z"), 9);
+        // A 25-hour DST day in New York (Nov 1, 2026: −04:00 then −05:00).
+        assert_exact_day(t("2026-11-01T04:00:00Z"), t("2026-11-02T05:00:00Z"), 11);
+        // A UTC day keeps its one block.
+        let c = cover(
+            t("2026-08-03T00:00:00Z"),
+            t("2026-08-04T00:00:00Z"),
+            &HANDOFF_GRAINS[..3],
+        );
+        assert!(signed_day(&c).is_none());
+    }
+}
