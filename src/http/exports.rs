@@ -256,18 +256,36 @@ impl ExportHandoffsQuery {
     }
 }
 
-/// The streamed answer of an opened export.
+/// The streamed answer of an opened export. A task produces the chunks (fetch, encode) one
+/// ahead of the body: the database fetches the next chunk while the previous one is written to
+/// the socket, instead of each waiting for the other. At most two chunks are held (the one in
+/// the channel and the one being written), so memory stays bounded; a client that goes away
+/// closes the channel, and the task ends, dropping the cursor's transaction.
 fn stream(export: Export, format: Format, name: &str) -> Response {
-    let body = futures_util::stream::unfold(Some(export), |state| async move {
-        let mut export = state?;
-        match export.next_chunk().await {
-            Ok(Some(bytes)) => Some((Ok(Bytes::from(bytes)), Some(export))),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "export ended early");
-                Some((Err(std::io::Error::other(e.to_string())), None))
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
+    tokio::spawn(async move {
+        let mut export = export;
+        loop {
+            let chunk = tokio::select! {
+                chunk = export.next_chunk() => chunk,
+                () = tx.closed() => return,
+            };
+            let item = match chunk {
+                Ok(Some(bytes)) => Ok(Bytes::from(bytes)),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "export ended early");
+                    Err(std::io::Error::other(e.to_string()))
+                }
+            };
+            let last = item.is_err();
+            if tx.send(item).await.is_err() || last {
+                return;
             }
         }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     });
     let (content_type, ext) = match format {
         Format::Csv => ("text/csv; charset=utf-8", "csv"),

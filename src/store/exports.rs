@@ -3,9 +3,10 @@
 //!
 //! Policy: an export runs in one read-only transaction (one snapshot: rows written while it
 //! runs are not half in it) holding a `no scroll` cursor; each chunk is one `fetch forward`
-//! of [`CHUNK_ROWS`] rows, encoded to bytes and handed to the response body before the next is
-//! fetched, so memory is bounded by a chunk and a slow client slows the fetches rather than
-//! filling a buffer. Each fetch is watched like a request (see [`Export::next_chunk`]): a
+//! of [`CHUNK_ROWS`] rows, encoded to bytes and handed to the response body (the HTTP layer
+//! produces one chunk ahead, so the next fetch overlaps the writing of the previous chunk), so
+//! memory is bounded by two chunks and a slow client slows the fetches rather than filling a
+//! buffer. Each fetch is watched like a request (see [`Export::next_chunk`]): a
 //! database that stops answering ends the stream with an error, which aborts the response, so
 //! the client sees a truncated body (no final chunk) rather than a hang or a short file that
 //! looks complete.
@@ -13,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 
@@ -374,10 +375,12 @@ impl Export {
         if std::mem::take(&mut self.header) {
             w.write_record(self.kind.columns).map_err(csv_error)?;
         }
+        let mut text = String::new();
         for row in rows {
-            let fields = (self.kind.fields)(row)?;
-            w.write_record(fields.into_iter().map(csv_text))
-                .map_err(csv_error)?;
+            for f in (self.kind.fields)(row)? {
+                write_csv_field(&mut w, f, &mut text).map_err(csv_error)?;
+            }
+            w.write_record(None::<&[u8]>).map_err(csv_error)?;
         }
         w.into_inner()
             .map_err(|e| ChunkError::Database(sqlx::Error::Protocol(format!("csv: {e}"))))
@@ -386,6 +389,9 @@ impl Export {
     /// Rows as JSON lines.
     fn ndjson_chunk(&self, rows: &[PgRow]) -> Result<Vec<u8>, ChunkError> {
         let mut out = Vec::with_capacity(rows.len() * 300);
+        // Keys in sorted order, as a `serde_json` object writes them.
+        let mut order: Vec<usize> = (0..self.kind.columns.len()).collect();
+        order.sort_by_key(|i| self.kind.columns[*i]);
         for row in rows {
             let fields = (self.kind.fields)(row)?;
             match self.kind.ndjson_column {
@@ -394,13 +400,7 @@ impl Export {
                     Some(other) => out.extend_from_slice(json_value(other).to_string().as_bytes()),
                     None => {}
                 },
-                None => {
-                    let mut object = Map::with_capacity(fields.len());
-                    for (name, f) in self.kind.columns.iter().zip(fields) {
-                        object.insert((*name).to_owned(), json_value(f));
-                    }
-                    out.extend_from_slice(Value::Object(object).to_string().as_bytes());
-                }
+                None => write_json_object(&mut out, self.kind.columns, &order, &fields),
             }
             out.push(b'\n');
         }
@@ -408,6 +408,66 @@ impl Export {
     }
 }
 
+/// Writes one CSV field, without a `String` per number (`text` is a reused buffer).
+fn write_csv_field(
+    w: &mut csv::Writer<Vec<u8>>,
+    f: Field,
+    text: &mut String,
+) -> Result<(), csv::Error> {
+    use std::fmt::Write;
+    text.clear();
+    match f {
+        Field::Text(t) => return w.write_field(t.as_deref().unwrap_or_default()),
+        Field::Json(t) => return w.write_field(&t),
+        Field::Int(Some(n)) => {
+            let _ = write!(text, "{n}");
+        }
+        Field::Float(Some(x)) => {
+            let _ = write!(text, "{x}");
+        }
+        Field::Bool(Some(b)) => {
+            let _ = write!(text, "{b}");
+        }
+        Field::List(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    text.push(';');
+                }
+                text.push_str(item);
+            }
+        }
+        Field::Int(None) | Field::Float(None) | Field::Bool(None) => {}
+    }
+    w.write_field(text.as_bytes())
+}
+
+/// Writes a JSON object of the columns (in the key order `order`) straight to `out`: the same
+/// text as building a `serde_json` object and printing it, without the object.
+fn write_json_object(out: &mut Vec<u8>, columns: &[&str], order: &[usize], fields: &[Field]) {
+    out.push(b'{');
+    for (n, &i) in order.iter().enumerate() {
+        let (Some(name), Some(f)) = (columns.get(i), fields.get(i)) else {
+            continue;
+        };
+        if n > 0 {
+            out.push(b',');
+        }
+        // Writing JSON into a `Vec` fails only for values that cannot be JSON (never here).
+        let _ = serde_json::to_writer(&mut *out, name);
+        out.push(b':');
+        let _ = match f {
+            Field::Text(t) => serde_json::to_writer(&mut *out, t),
+            Field::Int(x) => serde_json::to_writer(&mut *out, x),
+            Field::Float(x) => serde_json::to_writer(&mut *out, &x.map(Value::from)),
+            Field::Bool(x) => serde_json::to_writer(&mut *out, x),
+            Field::List(items) => serde_json::to_writer(&mut *out, items),
+            Field::Json(_) => serde_json::to_writer(&mut *out, &json_value(f.clone())),
+        };
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
 fn csv_text(f: Field) -> String {
     match f {
         Field::Text(t) => t.unwrap_or_default(),
@@ -440,5 +500,52 @@ mod tests {
         assert_eq!(csv_text(Field::List(vec!["a".into(), "b".into()])), "a;b");
         assert_eq!(csv_text(Field::Float(Some(1.5))), "1.5");
         assert_eq!(json_value(Field::Json("{\"a\": 1}".into()))["a"], 1);
+    }
+
+    fn sample() -> Vec<Field> {
+        vec![
+            Field::Text(Some("a \"quoted\", text".into())),
+            Field::Text(None),
+            Field::Int(Some(-3)),
+            Field::Int(None),
+            Field::Float(Some(12.25)),
+            Field::Float(Some(f64::NAN)),
+            Field::Bool(Some(true)),
+            Field::List(vec!["x".into(), "y".into()]),
+            Field::List(vec![]),
+            Field::Json("{\"k\": [1, 2]}".into()),
+        ]
+    }
+
+    #[test]
+    fn csv_fields_are_written_as_their_text() {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut text = String::new();
+        for f in sample() {
+            write_csv_field(&mut w, f, &mut text).unwrap();
+        }
+        w.write_record(None::<&[u8]>).unwrap();
+        let mut expected = csv::Writer::from_writer(Vec::new());
+        expected
+            .write_record(sample().into_iter().map(csv_text))
+            .unwrap();
+        assert_eq!(w.into_inner().unwrap(), expected.into_inner().unwrap());
+    }
+
+    #[test]
+    fn json_objects_are_the_text_serde_json_prints() {
+        let columns = ["z", "b", "a", "k", "f", "n", "t", "l", "e", "j"];
+        let mut order: Vec<usize> = (0..columns.len()).collect();
+        order.sort_by_key(|i| columns[*i]);
+        let mut out = Vec::new();
+        write_json_object(&mut out, &columns, &order, &sample());
+        let mut object = serde_json::Map::new();
+        for (name, f) in columns.iter().zip(sample()) {
+            object.insert((*name).to_owned(), json_value(f));
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            Value::Object(object).to_string()
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! in `handoff_lifecycle`. Every batch then moves each changed handoff's counts, old state
 //! subtracted and new state added, in every grain of the block of its first initiation, under
 //! every `(dimension, key)` it belongs to ([`Facts::keys`]). Rows are read, merged in Rust (the
-//! wait histograms are sparse arrays) and written back: safe because the organization's ingest
+//! wait histograms are stored as sparse arrays, merged as dense vectors) and written back: safe because the organization's ingest
 //! lock is held. Reads merge the blocks covering a range (one row per block and key) and count
 //! the sub-15-minute edges from the projections. Time blocks come from [`blocks`], the one place
 //! that knows the bucket algebra.
@@ -25,10 +25,10 @@ use crate::domain::timerange::TimeRange;
 
 /// The time blocks of the rollups: the grains and covers shared with the analytics rollups.
 pub mod blocks {
-    use chrono::{DateTime, Utc};
+    use chrono::{DateTime, Duration, Utc};
 
     use crate::domain::analytics::Plan;
-    use crate::domain::buckets::{self, HANDOFF_GRAINS};
+    use crate::domain::buckets::{self, Grain, HANDOFF_GRAINS};
     use crate::domain::timerange::TimeRange;
 
     /// The blocks `(grain in seconds, start)` holding `t`, one per grain of the handoff ladder.
@@ -45,8 +45,15 @@ pub mod blocks {
     pub struct Reads {
         /// The whole range's blocks.
         pub range: Vec<Segment>,
-        /// Each local day's blocks, with the day's index.
-        pub days: Vec<(usize, Segment)>,
+        /// Each local day's blocks, with the day's index and a sign: a local day that is not a
+        /// UTC day (Asia/Kolkata, New York) may be read as the UTC day block it overlaps most,
+        /// plus the blocks it has beyond that day and minus the blocks of that day it lacks
+        /// (counts and histograms subtract exactly; maxima do not, and a day has none). See
+        /// [`signed_day`].
+        pub days: Vec<(usize, i64, Segment)>,
+        /// Whether some day is read with a subtraction (the range's total is then read from
+        /// the range's blocks rather than summed from the days, for its exact maximum).
+        pub subtracts: bool,
         /// The edges `[from, to)` read from the projections (`None`: the local days are not
         /// unions of blocks, so the whole range is read from the projections).
         pub raw: Option<Vec<(DateTime<Utc>, DateTime<Utc>)>>,
@@ -56,15 +63,75 @@ pub mod blocks {
     pub fn reads(range: &TimeRange) -> Reads {
         let plan = Plan::new(range);
         let seg = |s: &buckets::Segment| (s.grain.seconds(), s.from, s.to);
+        let mut days = Vec::new();
+        let mut subtracts = false;
+        for (i, c) in &plan.days_cover {
+            match signed_day(c) {
+                Some(pieces) => {
+                    subtracts = true;
+                    days.extend(pieces.into_iter().map(|(sign, s)| (*i, sign, seg(&s))));
+                }
+                None => days.extend(c.segments.iter().map(|s| (*i, 1, seg(s)))),
+            }
+        }
         Reads {
             range: plan.range.segments.iter().map(seg).collect(),
-            days: plan
-                .days_cover
-                .iter()
-                .flat_map(|(i, c)| c.segments.iter().map(move |s| (*i, seg(s))))
-                .collect(),
+            days,
+            subtracts,
             raw: plan.days_aligned.then(|| plan.range.raw.clone()),
         }
+    }
+
+    /// The blocks a cover reads (one row each at most).
+    fn rows(segments: &[buckets::Segment]) -> i64 {
+        segments
+            .iter()
+            .map(|s| (s.to - s.from).num_seconds() / i64::from(s.grain.seconds()))
+            .sum()
+    }
+
+    /// A local day `[s, e)` (a cover of whole blocks) as a UTC day block `[b0, b1)` it overlaps,
+    /// plus `[s, b0)` or minus `[b0, s)`, plus `[b1, e)` or minus `[e, b1)`, when that reads
+    /// fewer blocks than its own cover: `(sign, segment)`. In Asia/Kolkata a day is 27 blocks
+    /// (two quarters, 23 hours, two quarters) and 15 this way, of which 7 are shared with the
+    /// next day; a UTC day keeps its one block.
+    pub fn signed_day(c: &buckets::Cover) -> Option<Vec<(i64, buckets::Segment)>> {
+        if !c.raw.is_empty() {
+            return None;
+        }
+        let (s, e) = (c.segments.first()?.from, c.segments.last()?.to);
+        let grains = &HANDOFF_GRAINS[..3];
+        let day = Duration::days(1);
+        let mut best: Option<(i64, Vec<(i64, buckets::Segment)>)> = None;
+        for b0 in [Grain::DAY.floor(s), Grain::DAY.floor(s) + day] {
+            let b1 = b0 + day;
+            let mut pieces = vec![(
+                1,
+                buckets::Segment {
+                    grain: Grain::DAY,
+                    from: b0,
+                    to: b1,
+                },
+            )];
+            let mut exact = true;
+            for (sign, from, to) in [(1, s, b0), (-1, b0, s), (1, b1, e), (-1, e, b1)] {
+                if from >= to {
+                    continue;
+                }
+                let piece = buckets::cover(from, to, grains);
+                exact &= piece.raw.is_empty();
+                pieces.extend(piece.segments.into_iter().map(|p| (sign, p)));
+            }
+            let cost = pieces
+                .iter()
+                .map(|(_, p)| rows(std::slice::from_ref(p)))
+                .sum();
+            if exact && best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                best = Some((cost, pieces));
+            }
+        }
+        best.filter(|(cost, _)| *cost < rows(&c.segments))
+            .map(|(_, pieces)| pieces)
     }
 }
 
@@ -467,6 +534,30 @@ fn tally_row(
     ))
 }
 
+/// Adds a rollup row (read with [`COLUMNS`]) to `into`, its histogram straight from the stored
+/// arrays (no intermediate tally: a read merges hundreds of rows).
+fn merge_row(row: &sqlx::postgres::PgRow, into: &mut Tally) -> sqlx::Result<()> {
+    let bins: Vec<i32> = row.try_get("wait_bins")?;
+    let counts: Vec<i64> = row.try_get("wait_counts")?;
+    let get = |c: &str| row.try_get::<i64, _>(c);
+    into.initiated += get("initiated")?;
+    into.completed += get("completed")?;
+    into.failed += get("failed")?;
+    into.abandoned += get("abandoned")?;
+    into.open += get("open")?;
+    into.retried += get("retried")?;
+    into.outside_working_hours += get("outside_working_hours")?;
+    into.wait_count += get("wait_count")?;
+    into.wait_sum_ms += get("wait_sum_ms")?;
+    let max: Option<i64> = row.try_get("wait_max_ms")?;
+    into.wait_max_ms = match (into.wait_max_ms, max) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    into.waits.add_arrays(&bins, &counts);
+    Ok(())
+}
+
 /// The figures of one range: every handoff, each local day's, and the groups of one dimension.
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
@@ -494,12 +585,27 @@ pub async fn read(
         Some(raw) => raw.clone(),
         None => vec![(range.start, range.end)],
     };
+    // The range's own total, when the days cannot give it (see `blocks::Reads::subtracts`).
+    let mut range_total: Option<Tally> = None;
     if reads.raw.is_some() {
-        let segs = &reads.days;
+        // Each distinct block run read once, then added to (or subtracted from) every day that
+        // uses it: consecutive days share the runs between them.
+        let mut uniq: Vec<blocks::Segment> = Vec::new();
+        let mut uses: Vec<Vec<(usize, i64)>> = Vec::new();
+        let mut index: HashMap<blocks::Segment, usize> = HashMap::new();
+        for (day, sign, seg) in &reads.days {
+            let i = *index.entry(*seg).or_insert_with(|| {
+                uniq.push(*seg);
+                uses.push(Vec::new());
+                uniq.len() - 1
+            });
+            uses[i].push((*day, *sign));
+        }
+        let segs = &uniq;
         let rows = sqlx::query(&format!(
             r#"select s.day, {COLUMNS}
-               from unnest($2::int4[], $3::timestamptz[], $4::timestamptz[], $5::int4[])
-                    as s(grain, f, t, day)
+               from unnest($2::int4[], $3::timestamptz[], $4::timestamptz[])
+                    with ordinality as s(grain, f, t, day)
                cross join lateral (
                    select * from handoff_lifecycle_rollups r
                    where r.org_id = $1 and r.dim = '' and r.grain = s.grain
@@ -508,41 +614,42 @@ pub async fn read(
                ) r"#
         ))
         .bind(org.get())
-        .bind(segs.iter().map(|(_, s)| s.0).collect::<Vec<_>>())
-        .bind(segs.iter().map(|(_, s)| s.1).collect::<Vec<_>>())
-        .bind(segs.iter().map(|(_, s)| s.2).collect::<Vec<_>>())
-        .bind(segs.iter().map(|(d, _)| *d as i32).collect::<Vec<_>>())
+        .bind(segs.iter().map(|s| s.0).collect::<Vec<_>>())
+        .bind(segs.iter().map(|s| s.1).collect::<Vec<_>>())
+        .bind(segs.iter().map(|s| s.2).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await?;
         for row in &rows {
-            let day: i32 = row.try_get("day")?;
-            let (.., t) = tally_row(row)?;
-            if let Some((_, d)) = days.get_mut(day as usize) {
-                d.merge(&t);
+            // `with ordinality` counts from 1.
+            let seg: i64 = row.try_get("day")?;
+            let Some(used) = usize::try_from(seg - 1).ok().and_then(|i| uses.get(i)) else {
+                continue;
+            };
+            if let [(day, 1)] = used.as_slice() {
+                if let Some((_, d)) = days.get_mut(*day) {
+                    merge_row(row, d)?;
+                }
+                continue;
+            }
+            let mut t = Tally::default();
+            merge_row(row, &mut t)?;
+            for (day, sign) in used {
+                if let Some((_, d)) = days.get_mut(*day) {
+                    d.merge_signed(&t, *sign);
+                }
             }
         }
+        if reads.subtracts {
+            let mut t = Tally::default();
+            for row in &read_range(&mut *conn, org, Dim::All, &reads.range).await? {
+                merge_row(row, &mut t)?;
+            }
+            range_total = Some(t);
+        }
         if let Some(dim) = group_by {
-            let segs = &reads.range;
-            let rows = sqlx::query(&format!(
-                r#"select {COLUMNS}
-                   from unnest($3::int4[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
-                   cross join lateral (
-                       select * from handoff_lifecycle_rollups r
-                       where r.org_id = $1 and r.dim = $2 and r.grain = s.grain
-                         and r.bucket >= s.f and r.bucket < s.t
-                       offset 0
-                   ) r"#
-            ))
-            .bind(org.get())
-            .bind(dim.as_str())
-            .bind(segs.iter().map(|s| s.0).collect::<Vec<_>>())
-            .bind(segs.iter().map(|s| s.1).collect::<Vec<_>>())
-            .bind(segs.iter().map(|s| s.2).collect::<Vec<_>>())
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in &rows {
-                let (_, _, _, key, t) = tally_row(row)?;
-                groups.entry(key).or_default().merge(&t);
+            for row in &read_range(&mut *conn, org, dim, &reads.range).await? {
+                let key: String = row.try_get("key")?;
+                merge_row(row, groups.entry(key).or_default())?;
             }
         }
     }
@@ -551,6 +658,9 @@ pub async fn read(
             let day = range.local_day(f.initiated_at);
             if let Some((_, d)) = days.iter_mut().find(|(x, _)| *x == day) {
                 d.add_handoff(&f, 1);
+            }
+            if let Some(t) = range_total.as_mut() {
+                t.add_handoff(&f, 1);
             }
             if let Some(dim) = group_by {
                 for (d, key) in f.keys() {
@@ -562,15 +672,44 @@ pub async fn read(
         }
     }
     groups.retain(|_, t| !t.is_zero());
-    let mut total = Tally::default();
-    for (_, d) in &days {
-        total.merge(d);
-    }
+    let total = range_total.unwrap_or_else(|| {
+        let mut total = Tally::default();
+        for (_, d) in &days {
+            total.merge(d);
+        }
+        total
+    });
     Ok(Figures {
         total,
         days,
         groups,
     })
+}
+
+/// The rollup rows of `dim` in the block runs `segs`.
+async fn read_range(
+    conn: &mut PgConnection,
+    org: OrgId,
+    dim: Dim,
+    segs: &[blocks::Segment],
+) -> sqlx::Result<Vec<sqlx::postgres::PgRow>> {
+    sqlx::query(&format!(
+        r#"select {COLUMNS}
+                   from unnest($3::int4[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
+                   cross join lateral (
+                       select * from handoff_lifecycle_rollups r
+                       where r.org_id = $1 and r.dim = $2 and r.grain = s.grain
+                         and r.bucket >= s.f and r.bucket < s.t
+                       offset 0
+                   ) r"#
+    ))
+    .bind(org.get())
+    .bind(dim.as_str())
+    .bind(segs.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(segs.iter().map(|s| s.1).collect::<Vec<_>>())
+    .bind(segs.iter().map(|s| s.2).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await
 }
 
 /// The facts of the handoffs first initiated in `[from, to)`, from the projections.
@@ -611,4 +750,55 @@ pub async fn facts_between(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::blocks::signed_day;
+    use crate::domain::buckets::{HANDOFF_GRAINS, cover};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    /// Every 15-minute slot around the day is counted once if it is in the day, else not at
+    /// all, by the signed pieces.
+    fn assert_exact_day(from: DateTime<Utc>, to: DateTime<Utc>, max_rows: usize) {
+        let c = cover(from, to, &HANDOFF_GRAINS[..3]);
+        let pieces = signed_day(&c).expect("read with a UTC day block");
+        let rows: i64 = pieces
+            .iter()
+            .map(|(_, p)| (p.to - p.from).num_seconds() / i64::from(p.grain.seconds()))
+            .sum();
+        assert!(rows as usize <= max_rows, "{rows} rows");
+        let mut slot = from - Duration::days(2);
+        while slot < to + Duration::days(2) {
+            let n: i64 = pieces
+                .iter()
+                .filter(|(_, p)| p.from <= slot && slot < p.to)
+                .map(|(sign, _)| *sign)
+                .sum();
+            assert_eq!(n, i64::from(from <= slot && slot < to), "{slot}");
+            slot += Duration::minutes(15);
+        }
+    }
+
+    #[test]
+    fn local_days_read_with_a_utc_day_block_add_up_exactly() {
+        // Asia/Kolkata (+05:30): 27 blocks of its own, 15 this way.
+        assert_exact_day(t("2026-08-02T18:30:00Z"), t("2026-08-03T18:30:00Z"), 15);
+        // New York (−04:00): 24 blocks of its own, 9 this way.
+        assert_exact_day(t("2026-08-03T04:00:00Z"), t("2026-08-04T04:00:00Z"), 9);
+        // A 25-hour DST day in New York (Nov 1, 2026: −04:00 then −05:00).
+        assert_exact_day(t("2026-11-01T04:00:00Z"), t("2026-11-02T05:00:00Z"), 11);
+        // A UTC day keeps its one block.
+        let c = cover(
+            t("2026-08-03T00:00:00Z"),
+            t("2026-08-04T00:00:00Z"),
+            &HANDOFF_GRAINS[..3],
+        );
+        assert!(signed_day(&c).is_none());
+    }
 }
