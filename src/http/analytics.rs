@@ -249,7 +249,8 @@ pub struct HandoffReferenceCount {
     pub count: u64,
 }
 
-fn non_empty(v: &Option<String>) -> Option<&str> {
+/// A query parameter's value, an empty one (`start_date=`) read as absent.
+pub(crate) fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|s| !s.is_empty())
 }
 

@@ -19,12 +19,12 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::error::{ErrorDto, FieldError, Result};
+use super::handoffs::selection_filters;
 use super::openapi;
 use super::{AppState, ReadPool};
 use crate::auth::OrgId;
 use crate::auth::scope::{Bounds, ScopeParams, ScopeQuery, ScopeSpec, Scoped, invalid};
-use crate::domain::events::Reason;
-use crate::domain::handoffs::{Status, is_state_name};
+use crate::domain::handoffs::Status;
 use crate::store;
 use crate::store::exports::{Export, Format};
 use crate::store::handoffs::ListFilter;
@@ -206,49 +206,19 @@ impl ExportHandoffsQuery {
     fn filters(&self) -> std::result::Result<HandoffFilters, Vec<FieldError>> {
         let mut problems = Vec::new();
         let format = format_of(self.format.as_deref(), Format::Csv, &mut problems);
-        let state = self.state.as_deref().map(str::trim);
-        if let Some(s) = state
-            && !is_state_name(s)
-        {
-            problems.push(FieldError::new(
-                "state",
-                format!("`{s}` is not a state ([a-z0-9_]{{1,64}})"),
-            ));
-        }
-        let status = match self.status.as_deref().map(str::trim) {
-            None => None,
-            Some(text) => {
-                let status = Status::parse(text);
-                if status.is_none() {
-                    problems.push(FieldError::new(
-                        "status",
-                        format!(
-                            "`{text}` is not a status: use open, completed, failed or abandoned"
-                        ),
-                    ));
-                }
-                status
-            }
-        };
-        let reason = self.reason.as_deref().map(str::trim);
-        if let Some(r) = reason
-            && Reason::parse(r).is_none()
-        {
-            problems.push(FieldError::new("reason", format!("`{r}` is not a reason")));
-        }
-        if self
-            .session_id
-            .as_deref()
-            .is_some_and(|s| s.trim().is_empty())
-        {
-            problems.push(FieldError::new("session_id", "must not be empty"));
-        }
+        let (state, status, reason) = selection_filters(
+            &self.state,
+            &self.status,
+            &self.reason,
+            &self.session_id,
+            &mut problems,
+        );
         if problems.is_empty() {
             Ok(HandoffFilters {
                 format,
-                state: state.map(str::to_owned),
+                state,
                 status,
-                reason: reason.map(str::to_owned),
+                reason,
             })
         } else {
             Err(problems)

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::analytics::HandoffReason;
+use super::analytics::{HandoffReason, non_empty};
 use super::error::{ApiError, ErrorDto, Result};
 use super::extract::Json;
 use super::openapi;
@@ -199,10 +199,6 @@ impl Cursor {
             handoff_id,
         })
     }
-}
-
-fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().filter(|s| !s.is_empty())
 }
 
 /// List handoff events.

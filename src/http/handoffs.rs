@@ -338,46 +338,62 @@ struct Filters {
     after: Option<Position>,
 }
 
+/// The filters that select handoffs, shared by the list and its export: `state`, `status`,
+/// `reason` (trimmed, each checked), and `session_id` (checked not blank; the caller keeps it as
+/// given). Every bad one is pushed onto `problems`.
+pub(crate) fn selection_filters(
+    state: &Option<String>,
+    status: &Option<String>,
+    reason: &Option<String>,
+    session_id: &Option<String>,
+    problems: &mut Vec<FieldError>,
+) -> (Option<String>, Option<Status>, Option<String>) {
+    let state = state.as_deref().map(str::trim);
+    if let Some(s) = state
+        && !domain::is_state_name(s)
+    {
+        problems.push(FieldError::new(
+            "state",
+            format!("`{s}` is not a state: use handoff_initiated, handoff_completed, handoff_failed, handoff_abandoned or a custom state ([a-z0-9_]{{1,64}})"),
+        ));
+    }
+    let status = status.as_deref().map(str::trim).and_then(|text| {
+        let status = Status::parse(text);
+        if status.is_none() {
+            problems.push(FieldError::new(
+                "status",
+                format!("`{text}` is not a status: use open, completed, failed or abandoned"),
+            ));
+        }
+        status
+    });
+    let reason = reason.as_deref().map(str::trim);
+    if let Some(r) = reason
+        && Reason::parse(r).is_none()
+    {
+        let all: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        problems.push(FieldError::new(
+            "reason",
+            format!("`{r}` is not a reason: use one of {}", all.join(", ")),
+        ));
+    }
+    if session_id.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        problems.push(FieldError::new("session_id", "must not be empty"));
+    }
+    (state.map(str::to_owned), status, reason.map(str::to_owned))
+}
+
 impl ListHandoffsQuery {
     /// The filters and page (every bad one named).
     fn filters(&self) -> std::result::Result<Filters, Vec<FieldError>> {
         let mut problems = Vec::new();
-        let state = self.state.as_deref().map(str::trim);
-        if let Some(s) = state
-            && !domain::is_state_name(s)
-        {
-            problems.push(FieldError::new(
-                "state",
-                format!("`{s}` is not a state: use handoff_initiated, handoff_completed, handoff_failed, handoff_abandoned or a custom state ([a-z0-9_]{{1,64}})"),
-            ));
-        }
-        let status = self.status.as_deref().map(str::trim).and_then(|text| {
-            let status = Status::parse(text);
-            if status.is_none() {
-                problems.push(FieldError::new(
-                    "status",
-                    format!("`{text}` is not a status: use open, completed, failed or abandoned"),
-                ));
-            }
-            status
-        });
-        let reason = self.reason.as_deref().map(str::trim);
-        if let Some(r) = reason
-            && Reason::parse(r).is_none()
-        {
-            let all: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-            problems.push(FieldError::new(
-                "reason",
-                format!("`{r}` is not a reason: use one of {}", all.join(", ")),
-            ));
-        }
-        if self
-            .session_id
-            .as_deref()
-            .is_some_and(|s| s.trim().is_empty())
-        {
-            problems.push(FieldError::new("session_id", "must not be empty"));
-        }
+        let (state, status, reason) = selection_filters(
+            &self.state,
+            &self.status,
+            &self.reason,
+            &self.session_id,
+            &mut problems,
+        );
         let limit = match self.limit.as_deref().map(str::trim) {
             None => DEFAULT_LIMIT,
             Some(text) => match text.parse::<i64>() {
@@ -405,9 +421,9 @@ impl ListHandoffsQuery {
             return Err(problems);
         }
         Ok(Filters {
-            state: state.map(str::to_owned),
+            state,
             status,
-            reason: reason.map(str::to_owned),
+            reason,
             session_id: self.session_id.clone(),
             limit,
             after,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::analytics::non_empty;
 use super::error::{ApiError, ErrorDto, Result};
 use super::extract::Json;
 use super::openapi;
@@ -231,10 +232,6 @@ pub struct HandoffLifecycleResponse {
     /// otherwise `null`.
     #[schema(required = true)]
     pub previous: Option<LifecyclePeriod>,
-}
-
-fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().filter(|s| !s.is_empty())
 }
 
 fn totals(t: &Tally) -> LifecycleTotals {
