@@ -352,9 +352,10 @@ async fn run() {
         }
     };
     let dir = data.as_path();
-    let cluster = common::start_cluster_with(
+    let cluster = common::start_cluster_keeping(
         dir,
         "wal_level = minimal\nmax_wal_senders = 0\nmax_wal_size = '8GB'\ncheckpoint_timeout = '1h'\n",
+        _temp.is_none(),
     );
     let db = baton::db::Database::open(
         &baton::db::DbTarget::Embedded(dir.to_path_buf()),

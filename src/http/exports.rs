@@ -1,7 +1,7 @@
 //! Streaming exports: `GET /v1/exports/{handoffs,calls,events}?format=csv|ndjson`.
 //!
-//! Policy: every row of the list the filters select, as RFC 4180 CSV (header row; written by
-//! the `csv` crate rather than by hand, so quoting is right for any text) or NDJSON, streamed
+//! Policy: every row of the list the filters select, as RFC 4180 CSV (header row; quoted as the
+//! `csv` crate quotes, which a property test checks for any text) or NDJSON, streamed
 //! from a server-side cursor (`store::exports`) in constant memory; gzip when the client sends
 //! `Accept-Encoding: gzip` (the compression layer of the router, which compresses streamed
 //! bodies chunk by chunk). Errors found before the first byte (bad filters, another tenant, the

@@ -9,7 +9,15 @@
 //! buffer. Each fetch is watched like a request (see [`Export::next_chunk`]): a
 //! database that stops answering ends the stream with an error, which aborts the response, so
 //! the client sees a truncated body (no final chunk) rather than a hang or a short file that
-//! looks complete.
+//! looks complete. A cursor also makes PostgreSQL plan for the first rows (an index scan in
+//! the export's order and nested loops), so the first chunk comes at once whatever the size.
+//!
+//! Encoding is written for speed, as exports are the bulkiest answers: rows are written field
+//! by field straight from the fetched rows by an [`Encoder`] (texts borrowed, not copied into a
+//! `String`; a `text[]` read from its binary form; instants by a hand-written RFC 3339 writer;
+//! CSV quoting by hand; JSON objects assembled from reused per-column buffers in key order).
+//! Unit tests check each against what `chrono`, the `csv` crate and `serde_json` write, so the
+//! bytes are those of the straightforward encoding.
 
 use std::time::{Duration, Instant};
 
@@ -289,9 +297,13 @@ impl Export {
         format: Format,
     ) -> sqlx::Result<Export> {
         let mut tx = pool.begin().await?;
+        // No JIT: the cursor's plan costs enough for PostgreSQL to compile it with LLVM, which
+        // took about 3 % of an export's CPU (measured on 1M handoffs) and gains nothing back
+        // on a plan that is index scans and nested loops.
         sqlx::query("set transaction read only")
             .execute(&mut *tx)
             .await?;
+        sqlx::query("set local jit = off").execute(&mut *tx).await?;
         let (kind, mut q) = match &query {
             Query::Handoffs(_) => (
                 HANDOFFS,
