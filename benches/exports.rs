@@ -274,6 +274,7 @@ async fn export(
     pid: u32,
     data_dir: &std::path::Path,
     digest: bool,
+    gzip: bool,
 ) -> Run {
     use sha2::Digest;
     let mut digest = digest.then(sha2::Sha256::new);
@@ -291,14 +292,37 @@ async fn export(
         })
     };
     let t = Instant::now();
-    let mut res = client.get(url).bearer_auth(token).send().await.unwrap();
+    let mut request = client.get(url).bearer_auth(token);
+    if gzip {
+        request = request.header("accept-encoding", "gzip");
+    }
+    let mut res = request.send().await.unwrap();
     assert_eq!(res.status(), 200);
     let (mut lines, mut bytes) = (0u64, 0u64);
+    // With gzip, the body is inflated here (the client's CPU then includes it).
+    let mut inflate = gzip.then(|| flate2::write::GzDecoder::new(Vec::with_capacity(1 << 20)));
     while let Some(chunk) = res.chunk().await.unwrap() {
         bytes += chunk.len() as u64;
-        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        let plain: &[u8] = match inflate.as_mut() {
+            Some(inflate) => {
+                use std::io::Write;
+                inflate.get_mut().clear();
+                inflate.write_all(&chunk).unwrap();
+                inflate.flush().unwrap();
+                inflate.get_ref()
+            }
+            None => &chunk,
+        };
+        lines += plain.iter().filter(|b| **b == b'\n').count() as u64;
         if let Some(d) = digest.as_mut() {
-            d.update(&chunk);
+            d.update(plain);
+        }
+    }
+    if let Some(inflate) = inflate {
+        let rest = inflate.finish().unwrap();
+        lines += rest.iter().filter(|b| **b == b'\n').count() as u64;
+        if let Some(d) = digest.as_mut() {
+            d.update(&rest);
         }
     }
     let secs = t.elapsed().as_secs_f64();
@@ -392,21 +416,31 @@ async fn run() {
     let range = "start_date=2025-10-01&end_date=2026-12-31";
     let hwm_start = status_kib(pid, "VmHWM:");
     let mut table = Vec::new();
-    for format in ["csv", "ndjson"] {
+    // BENCH_GZIP=1: each format also with `Accept-Encoding: gzip` (MB then counts the
+    // compressed bytes received).
+    let mut variants = vec![("csv", false), ("ndjson", false)];
+    if std::env::var("BENCH_GZIP").is_ok() {
+        variants.extend([("csv", true), ("ndjson", true)]);
+    }
+    for (format, gzip) in variants {
         let url = format!(
             "{}/v1/exports/handoffs?format={format}&{range}",
             server.base
         );
+        let name = if gzip { "gzip" } else { "" };
         for i in 0..runs {
-            let perf = (i == 0).then(|| perf_start(pid, dir, format)).flatten();
+            let perf = (i == 0)
+                .then(|| perf_start(pid, dir, &format!("{format}{name}")))
+                .flatten();
             // Only the first run of a format is hashed or profiled: the others measure alone.
             let digest = i == 0 && std::env::var("BENCH_DIGEST").is_ok();
-            let r = export(&client, &url, &token, pid, dir, digest).await;
+            let r = export(&client, &url, &token, pid, dir, digest, gzip).await;
             perf_stop(perf);
             let rows = if format == "csv" { r.rows - 1 } else { r.rows };
             assert_eq!(rows, n as u64, "{format}: one row per handoff");
             println!(
-                "  {format} run {}: {rows} rows, {:.1} MB in {:.2} s{}",
+                "  {format}{} run {}: {rows} rows, {:.1} MB in {:.2} s{}",
+                if gzip { " gzip" } else { "" },
                 i + 1,
                 r.bytes as f64 / 1e6,
                 r.secs,
@@ -415,7 +449,12 @@ async fn run() {
                     .map(|d| format!(", sha256 {d}"))
                     .unwrap_or_default()
             );
-            table.push((format, rows, r));
+            let label = if gzip {
+                format!("{format} gzip")
+            } else {
+                format.to_owned()
+            };
+            table.push((label, rows, r));
         }
     }
     let hwm_end = status_kib(pid, "VmHWM:");
