@@ -140,7 +140,7 @@ pub async fn print_statement_stats(conn: &mut sqlx::PgConnection) {
     let rows: Vec<(String, f64, i64, f64)> = sqlx::query_as(
         r"select left(regexp_replace(query, '\s+', ' ', 'g'), 110), total_exec_time, calls,
                  mean_exec_time
-          from pg_stat_statements order by total_exec_time desc limit 12",
+          from pg_stat_statements order by total_exec_time desc limit 40",
     )
     .fetch_all(&mut *conn)
     .await

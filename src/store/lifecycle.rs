@@ -39,6 +39,12 @@ pub mod blocks {
             .map(move |g| (g.seconds(), g.floor(t)))
     }
 
+    /// The 15-minute block holding `t` (the finest of the ladder: every block of [`of`] is a
+    /// union of them).
+    pub fn quarter_of(t: DateTime<Utc>) -> DateTime<Utc> {
+        HANDOFF_GRAINS[0].floor(t)
+    }
+
     /// A run of whole blocks of one grain: `(grain in seconds, from, to)`.
     pub type Segment = (i32, DateTime<Utc>, DateTime<Utc>);
 
@@ -162,7 +168,14 @@ fn facts(h: &HandoffRow, f: &Fixed) -> Facts {
 type RowKey = (&'static str, i32, DateTime<Utc>, String);
 
 /// Updates the lifecycle rollups for one applied batch (called by `store::rollups::apply`).
-pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
+/// `configured` `Some(false)`: the organization has no configuration revision (read under the
+/// ingest lock), so no revision is looked up: working hours are off, as before any revision.
+pub async fn apply(
+    conn: &mut PgConnection,
+    org: OrgId,
+    changes: &Changes,
+    configured: Option<bool>,
+) -> sqlx::Result<()> {
     if changes.handoffs.is_empty() {
         return Ok(());
     }
@@ -173,7 +186,7 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
         .collect();
     let mut fixed: HashMap<String, Fixed> = HashMap::new();
     if !fresh.is_empty() {
-        fix_fresh(&mut *conn, org, changes, &fresh, &mut fixed).await?;
+        fix_fresh(&mut *conn, org, changes, &fresh, configured, &mut fixed).await?;
     }
     let stored: Vec<&str> = changes
         .handoffs
@@ -207,15 +220,17 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
         }
     }
 
-    let mut deltas: BTreeMap<RowKey, Tally> = BTreeMap::new();
+    // Each handoff moves its keys in the 15-minute block of its first initiation; the coarser
+    // blocks then take the sum of the 15-minute blocks they hold (blocks nest), so a handoff costs
+    // one map entry per key rather than one per key and grain.
+    let mut quarters: HashMap<(&'static str, DateTime<Utc>, String), Tally> = HashMap::new();
     let mut add = |f: &Facts, sign: i64| {
+        let quarter = blocks::quarter_of(f.initiated_at);
         for (dim, key) in f.keys() {
-            for (grain, bucket) in blocks::of(f.initiated_at) {
-                deltas
-                    .entry((dim.as_str(), grain, bucket, key.clone()))
-                    .or_default()
-                    .add_handoff(f, sign);
-            }
+            quarters
+                .entry((dim.as_str(), quarter, key))
+                .or_default()
+                .add_handoff(f, sign);
         }
     };
     for h in &changes.handoffs {
@@ -232,6 +247,15 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
         }
         add(&after, 1);
     }
+    let mut deltas: BTreeMap<RowKey, Tally> = BTreeMap::new();
+    for ((dim, quarter, key), t) in quarters {
+        for (grain, bucket) in blocks::of(quarter) {
+            deltas
+                .entry((dim, grain, bucket, key.clone()))
+                .or_default()
+                .merge(&t);
+        }
+    }
     deltas.retain(|_, t| !t.is_zero());
     write(conn, org, deltas).await
 }
@@ -242,6 +266,7 @@ async fn fix_fresh(
     org: OrgId,
     changes: &Changes,
     fresh: &[&HandoffRow],
+    configured: Option<bool>,
     fixed: &mut HashMap<String, Fixed>,
 ) -> sqlx::Result<()> {
     // Sessions: those changed in this batch are at hand, the others are looked up.
@@ -280,13 +305,18 @@ async fn fix_fresh(
             sessions.insert(id, (channel, agent));
         }
     }
-    let revisions = working_hours_between(
-        &mut *conn,
-        org,
-        fresh.iter().map(|h| h.initiated_at).min(),
-        fresh.iter().map(|h| h.initiated_at).max(),
-    )
-    .await?;
+    let revisions = match configured {
+        Some(false) => Vec::new(),
+        _ => {
+            working_hours_between(
+                &mut *conn,
+                org,
+                fresh.iter().map(|h| h.initiated_at).min(),
+                fresh.iter().map(|h| h.initiated_at).max(),
+            )
+            .await?
+        }
+    };
     let (mut ids, mut channels, mut agents, mut outside) = (vec![], vec![], vec![], vec![]);
     for h in fresh {
         let (channel, agent) = sessions.get(&h.session_id).cloned().unwrap_or_default();
