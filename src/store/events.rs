@@ -294,7 +294,7 @@ impl Default for Known {
 }
 
 /// Begins an ingest transaction: [`begin_locked`] and the organization's [`Known`] state in
-/// the same round trip (`baton_ingest_begin`, migration `20261129170001`, reads it after the
+/// the same round trip (`baton_ingest_begin`, migration `20261129170002`, reads it after the
 /// lock is granted, so a transaction that held the lock before is seen).
 async fn begin_ingest(
     pool: &PgPool,
