@@ -134,8 +134,9 @@ pub async fn ingest(
         }
     }
     // The webhook outbox, in the same transaction: acknowledged ⇔ will be delivered.
-    crate::webhooks::outbox::enqueue(&mut tx, org, batch, &new).await?;
+    let enqueued = crate::webhooks::outbox::enqueue(&mut tx, org, batch, &new).await?;
     tx.commit().await?;
+    crate::webhooks::outbox::wake(pool, enqueued).await;
     Ok(Ingested {
         accepted: new.len(),
         duplicates: batch.len() - new.len(),
