@@ -105,7 +105,11 @@ fn cpu_secs(pid: u32) -> f64 {
     // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // USER_HZ is 100 on Linux.
     (ticks(14) + ticks(15)) / 100.0
 }
@@ -114,7 +118,11 @@ fn cpu_secs(pid: u32) -> f64 {
 fn pg_cpu_secs(postmaster: u32) -> f64 {
     let mut total = cpu_secs(postmaster);
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -335,14 +343,16 @@ async fn run() {
         .await
         .unwrap();
     let mut drain_started = Instant::now();
+    let mut drain_cpu = Cpu::default();
     if hold {
         server.stop();
-        let pending: i64 = sqlx::query_scalar(
-            "select count(*) from webhook_deliveries where status = 'pending'",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+        // The new server's CPU counts from its start; PostgreSQL's and this process's from here.
+        drain_cpu = Cpu(0.0, pg_cpu_secs(postmaster), cpu_secs(std::process::id()));
+        let pending: i64 =
+            sqlx::query_scalar("select count(*) from webhook_deliveries where status = 'pending'")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
         drain_started = Instant::now();
         server =
             common::Server::start_with(dir.path(), &[("BATON_WEBHOOKS_ALLOW_PRIVATE", "1")]).await;
@@ -362,6 +372,14 @@ async fn run() {
         println!(
             "deliveries: backlog of {expected} messages drained in {span:.1} s from the server's start: {:.0} deliveries/s",
             expected as f64 / span
+        );
+        let end = Cpu::now(server.pid(), postmaster);
+        let us = |secs: f64| secs * 1e6 / expected as f64;
+        println!(
+            "  CPU per delivery while draining: server {:.0} µs, PostgreSQL {:.0} µs, bench (receiver) {:.0} µs",
+            us(end.0),
+            us(end.1 - drain_cpu.1),
+            us(end.2 - drain_cpu.2)
         );
     } else {
         let span = (last - first_sub_ack.unwrap()).as_secs_f64();

@@ -374,7 +374,8 @@ pub async fn enqueue(
     if rows.webhook_ids.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = rows.webhook_ids.iter().map(|_| Uuid::now_v7()).collect();
+    let mut v7 = crate::webhooks::outbox::V7Ids::new();
+    let ids: Vec<Uuid> = rows.webhook_ids.iter().map(|_| v7.next()).collect();
     sqlx::query(
         r#"insert into webhook_deliveries (org_id, id, webhook_id, message_id, event_type,
                                            ordering_key, payload, next_attempt_at)

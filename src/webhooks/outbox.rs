@@ -98,6 +98,7 @@ pub async fn enqueue(
             .collect();
     let sessions = sessions(&mut *conn, org, &session_ids).await?;
     let mut rows = NewDeliveries::default();
+    let mut ids = V7Ids::new();
     let mut payload = String::new();
     for (i, t, s) in events {
         let e = &batch[i];
@@ -128,7 +129,7 @@ pub async fn enqueue(
         payload.push('}');
         let index = i32::try_from(rows.payloads.len() + 1).unwrap_or(i32::MAX);
         rows.payloads.push(payload.clone());
-        let message_id = format!("msg_{}", Uuid::now_v7().simple());
+        let message_id = format!("msg_{}", ids.next().simple());
         for (webhook, types) in &subscriptions {
             if types.iter().any(|x| x == t) {
                 rows.webhook_ids.push(*webhook);
@@ -153,6 +154,30 @@ pub async fn wake(pool: &sqlx::PgPool, enqueued: Enqueued) {
         && let Err(e) = store::notify_outbox(pool).await
     {
         tracing::warn!(error = %e, "webhooks: cannot notify the delivery workers");
+    }
+}
+
+/// Version 7 UUIDs for one batch: the current millisecond and random bits from a generator
+/// seeded once from the operating system. `Uuid::now_v7` reads the operating system's random
+/// source for each one (a system call: an eighth of the outbox's CPU time with two ids per
+/// message).
+pub(crate) struct V7Ids {
+    millis: u64,
+    rng: rand::rngs::StdRng,
+}
+
+impl V7Ids {
+    pub(crate) fn new() -> V7Ids {
+        V7Ids {
+            millis: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
+            rng: rand::SeedableRng::from_entropy(),
+        }
+    }
+
+    pub(crate) fn next(&mut self) -> Uuid {
+        let mut random = [0u8; 10];
+        rand::Rng::fill(&mut self.rng, &mut random);
+        uuid::Builder::from_unix_timestamp_millis(self.millis, &random).into_uuid()
     }
 }
 

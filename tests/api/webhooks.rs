@@ -115,7 +115,11 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) ->
             Mode::Hang => None,
             Mode::Varied(n) => {
                 *mode = Mode::Varied(n + 1);
-                Some(if n % 5 == 4 { 500 } else { 200 + (n % 4) as u16 })
+                Some(if n % 5 == 4 {
+                    500
+                } else {
+                    200 + (n % 4) as u16
+                })
             }
         }
     };
@@ -528,7 +532,10 @@ async fn successes_recorded_together_keep_each_delivery_own_code_and_attempts() 
     let pool = h.app.pool.clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while deliveries_in_db(&pool, "succeeded").await < 160 {
-        assert!(std::time::Instant::now() < deadline, "outcomes not recorded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "outcomes not recorded"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let log = receiver.log();
