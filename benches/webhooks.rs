@@ -10,9 +10,17 @@
 //! 3. Delay from acknowledgement to delivery: small batches (one handoff each) at a steady pace;
 //!    for each message, receipt time minus the time its batch's answer arrived (p50, p99).
 //!
+//! With BENCH_HOLD=1 the deliveries accumulate during the ingest phase instead (the server runs
+//! with `BATON_WEBHOOKS_CONCURRENCY=0`); then a server with deliveries is started and the
+//! backlog's drain is timed (deliveries/s from its start to the last message received).
+//!
+//! Each ingest phase also reports the CPU time it cost per 1,000 events: the server process,
+//! PostgreSQL (the postmaster and its children) and this process (clients and receiver), read
+//! from `/proc` (so other load on the machine does not count).
+//!
 //! Run: `cargo bench --bench webhooks` (env: BENCH_ROUNDS, default 3; BENCH_BATCHES per round
 //! and kind, default 40; BENCH_CLIENTS, default 2; BENCH_LATENCY_BATCHES, default 400;
-//! BENCH_PG_STATS: print PostgreSQL's time per statement after the ingest phase).
+//! BENCH_HOLD; BENCH_PG_STATS: print PostgreSQL's time per statement after the ingest phase).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -89,6 +97,76 @@ async fn receive(
     StatusCode::OK
 }
 
+/// CPU seconds used so far by a process (user + system), from `/proc/PID/stat`.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ is 100 on Linux.
+    (ticks(14) + ticks(15)) / 100.0
+}
+
+/// CPU seconds of the PostgreSQL cluster: the postmaster and its live children.
+fn pg_cpu_secs(postmaster: u32) -> f64 {
+    let mut total = cpu_secs(postmaster);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(postmaster) {
+            total += cpu_secs(pid);
+        }
+    }
+    total
+}
+
+/// CPU seconds of (server, PostgreSQL, this process).
+#[derive(Clone, Copy, Default)]
+struct Cpu(f64, f64, f64);
+
+impl Cpu {
+    fn now(server: u32, postmaster: u32) -> Cpu {
+        Cpu(
+            cpu_secs(server),
+            pg_cpu_secs(postmaster),
+            cpu_secs(std::process::id()),
+        )
+    }
+    fn add_since(&mut self, start: Cpu, end: Cpu) {
+        self.0 += end.0 - start.0;
+        self.1 += end.1 - start.1;
+        self.2 += end.2 - start.2;
+    }
+    fn per_1000(&self, events: usize) -> String {
+        let k = events as f64 / 1000.0;
+        format!(
+            "server {:.1} ms, PostgreSQL {:.1} ms, bench {:.1} ms (CPU per 1,000 events)",
+            self.0 * 1000.0 / k,
+            self.1 * 1000.0 / k,
+            self.2 * 1000.0 / k
+        )
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -143,6 +221,7 @@ async fn run() {
     let per_round = common::env_usize("BENCH_BATCHES", 40);
     let clients = common::env_usize("BENCH_CLIENTS", 2).max(1);
     let latency_batches = common::env_usize("BENCH_LATENCY_BATCHES", 400);
+    let hold = std::env::var("BENCH_HOLD").is_ok_and(|v| !v.is_empty() && v != "0");
 
     let log = Log::default();
     let app = axum::Router::new()
@@ -156,7 +235,15 @@ async fn run() {
         .prefix("baton-bench-")
         .tempdir()
         .unwrap();
-    let _cluster = common::start_cluster(dir.path());
+    let cluster = common::start_cluster(dir.path());
+    let postmaster: u32 = std::fs::read_to_string(cluster.pgdata().join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let db = baton::db::Database::open(
         &baton::db::DbTarget::Embedded(dir.path().to_path_buf()),
         &baton::db::DbConfig::default(),
@@ -185,8 +272,11 @@ async fn run() {
         }
         tokens.push(ts);
     }
-    let server =
-        common::Server::start_with(dir.path(), &[("BATON_WEBHOOKS_ALLOW_PRIVATE", "1")]).await;
+    let mut env = vec![("BATON_WEBHOOKS_ALLOW_PRIVATE", "1")];
+    if hold {
+        env.push(("BATON_WEBHOOKS_CONCURRENCY", "0"));
+    }
+    let mut server = common::Server::start_with(dir.path(), &env).await;
     let client = reqwest::Client::new();
     let all = [
         "handoff.initiated",
@@ -208,10 +298,11 @@ async fn run() {
             .unwrap();
         assert_eq!(res.status(), 201);
     }
-    let url = format!("{}/v1/events", server.base);
+    let mut url = format!("{}/v1/events", server.base);
 
     // 1. Ingest, alternating.
     let (mut none, mut sub) = ((0usize, 0.0f64), (0usize, 0.0f64));
+    let mut cpu = [Cpu::default(); 2];
     let mut first_sub_ack: Option<Instant> = None;
     for r in 0..rounds {
         for (k, kind) in ["none", "sub"].iter().enumerate() {
@@ -226,7 +317,9 @@ async fn run() {
             if k == 1 && first_sub_ack.is_none() {
                 first_sub_ack = Some(Instant::now());
             }
+            let before = Cpu::now(server.pid(), postmaster);
             let (events, secs) = post_all(&client, &url, jobs).await;
+            cpu[k].add_since(before, Cpu::now(server.pid(), postmaster));
             let slot = if k == 0 { &mut none } else { &mut sub };
             slot.0 += events;
             slot.1 += secs;
@@ -240,6 +333,8 @@ async fn run() {
         "ingest with one webhook subscribed to every type: {sub_rate:.0} events/s ({:.1} %)",
         100.0 * sub_rate / none_rate
     );
+    println!("  without: {}", cpu[0].per_1000(none.0));
+    println!("  with:    {}", cpu[1].per_1000(sub.0));
     common::print_statement_stats(&mut db.pool.acquire().await.unwrap()).await;
 
     // 2. Deliveries/s: wait until every message has arrived.
@@ -247,7 +342,23 @@ async fn run() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    let drain_started = Instant::now();
+    let mut drain_started = Instant::now();
+    let mut drain_cpu = Cpu::default();
+    if hold {
+        server.stop();
+        // The new server's CPU counts from its start; PostgreSQL's and this process's from here.
+        drain_cpu = Cpu(0.0, pg_cpu_secs(postmaster), cpu_secs(std::process::id()));
+        let pending: i64 =
+            sqlx::query_scalar("select count(*) from webhook_deliveries where status = 'pending'")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        drain_started = Instant::now();
+        server =
+            common::Server::start_with(dir.path(), &[("BATON_WEBHOOKS_ALLOW_PRIVATE", "1")]).await;
+        url = format!("{}/v1/events", server.base);
+        println!("backlog: {pending} messages pending when a server with deliveries starts");
+    }
     while (log.0.lock().unwrap().len() as i64) < expected {
         assert!(
             drain_started.elapsed() < Duration::from_secs(1800),
@@ -256,11 +367,27 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let last = log.0.lock().unwrap().iter().map(|e| e.0).max().unwrap();
-    let span = (last - first_sub_ack.unwrap()).as_secs_f64();
-    println!(
-        "deliveries: {expected} messages in {span:.1} s from the first acknowledged batch: {:.0} deliveries/s",
-        expected as f64 / span
-    );
+    if hold {
+        let span = (last - drain_started).as_secs_f64();
+        println!(
+            "deliveries: backlog of {expected} messages drained in {span:.1} s from the server's start: {:.0} deliveries/s",
+            expected as f64 / span
+        );
+        let end = Cpu::now(server.pid(), postmaster);
+        let us = |secs: f64| secs * 1e6 / expected as f64;
+        println!(
+            "  CPU per delivery while draining: server {:.0} µs, PostgreSQL {:.0} µs, bench (receiver) {:.0} µs",
+            us(end.0),
+            us(end.1 - drain_cpu.1),
+            us(end.2 - drain_cpu.2)
+        );
+    } else {
+        let span = (last - first_sub_ack.unwrap()).as_secs_f64();
+        println!(
+            "deliveries: {expected} messages in {span:.1} s from the first acknowledged batch: {:.0} deliveries/s",
+            expected as f64 / span
+        );
+    }
     let duplicates = {
         let l = log.0.lock().unwrap();
         l.len()

@@ -227,6 +227,15 @@ pub struct ServeArgs {
         hide = true
     )]
     pub webhooks_poll_ms: u64,
+    /// Webhook attempts in flight on this server; 0: this server delivers none (it still
+    /// enqueues: other servers deliver). For benchmarks and ingest-only servers.
+    #[arg(
+        long,
+        env = "BATON_WEBHOOKS_CONCURRENCY",
+        default_value_t = 64,
+        hide = true
+    )]
+    pub webhooks_concurrency: usize,
 }
 
 /// `baton reseller …`
@@ -370,6 +379,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     allow_private: args.webhooks_allow_private,
                     backoff_base: Duration::from_millis(args.webhooks_backoff_ms.max(1)),
                     poll_interval: Duration::from_millis(args.webhooks_poll_ms.max(10)),
+                    concurrency: args.webhooks_concurrency,
                     ..WebhookConfig::default()
                 },
             })

@@ -108,12 +108,14 @@ async fn serve(
         );
     }
     let admin_app = monitoring::admin_router(state.clone());
-    // Delivers webhooks while the server runs.
-    let deliverer = Deliverer::start(
-        db.pool.clone(),
-        options.webhooks.clone(),
-        state.monitoring.clone(),
-    );
+    // Delivers webhooks while the server runs (unless its concurrency is 0).
+    let deliverer = (options.webhooks.concurrency > 0).then(|| {
+        Deliverer::start(
+            db.pool.clone(),
+            options.webhooks.clone(),
+            state.monitoring.clone(),
+        )
+    });
     let app = http::router(state, &options.http);
     if options.demo {
         let (org, token) = demo::prepare(&db.pool, &keys).await?;
@@ -145,7 +147,9 @@ async fn serve(
         let stopped = stopped.clone();
         async move {
             wait_for(stopped).await;
-            deliverer.shutdown().await;
+            if let Some(deliverer) = deliverer {
+                deliverer.shutdown().await;
+            }
         }
     };
     let admin = async {

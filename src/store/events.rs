@@ -137,10 +137,12 @@ pub async fn ingest(
     }
     // The webhook outbox, in the same transaction: acknowledged ⇔ will be delivered. An
     // organization without an enabled subscription (read under the lock) has nothing to enqueue.
-    if known.webhooks {
-        crate::webhooks::outbox::enqueue(&mut tx, org, batch, &new).await?;
-    }
+    let enqueued = match known.webhooks {
+        true => crate::webhooks::outbox::enqueue(&mut tx, org, batch, &new).await?,
+        false => crate::webhooks::outbox::Enqueued::NOTHING,
+    };
     tx.commit().await?;
+    crate::webhooks::outbox::wake(pool, enqueued).await;
     Ok(Ingested {
         accepted: new.len(),
         duplicates: batch.len() - new.len(),

@@ -5,13 +5,17 @@
 //!   batch's own transaction ([`outbox::enqueue`]): an acknowledged event will be delivered, a
 //!   refused batch delivers nothing. The payload is rendered then, so every attempt sends the
 //!   same bytes under the same `webhook-id`.
-//! - **Delivery.** Every server runs a [`worker::Deliverer`]; workers coordinate only through
-//!   PostgreSQL (`for update skip locked` plus a lease on `next_attempt_at`), so N servers make
-//!   each attempt once, and a server killed mid-attempt leaves the delivery to be retried (at
-//!   least once). A message waits while an earlier message with the same ordering key (the
-//!   handoff, session or call) to the same endpoint is pending: in order per handoff. Attempts
-//!   run concurrently, bounded per server and per endpoint, each with a deadline, so one slow
-//!   receiver does not hold up the others.
+//! - **Delivery.** Every server runs a [`worker::Deliverer`] (unless its concurrency is 0);
+//!   workers coordinate only through PostgreSQL (`for update skip locked` plus a lease on
+//!   `next_attempt_at`), so N servers make each attempt once, and a server killed mid-attempt
+//!   leaves the delivery to be retried (at least once). A message waits while an earlier message
+//!   with the same ordering key (the handoff, session or call) to the same endpoint is pending:
+//!   in order per handoff. Claims go endpoint by endpoint, each up to its free room; attempts run
+//!   concurrently, bounded per server and per endpoint, each with a deadline, so one slow
+//!   receiver (or one large backlog) does not hold up the others. Successes are recorded many
+//!   per statement, each with its own status code and attempt. The workers' transactions do not
+//!   wait for their commit to be flushed (a claim or outcome lost in a database crash only
+//!   repeats an attempt); ingest's do.
 //! - **Retries.** Exponential backoff with jitter until the message is older than the retry
 //!   window (3 days); any 2xx is a success; 410 disables the endpoint; an endpoint failing
 //!   without a success for 3 days is disabled, with the reason stored.

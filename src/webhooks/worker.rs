@@ -1,6 +1,13 @@
 //! The delivery worker every server runs: claims due deliveries from PostgreSQL, attempts them
 //! concurrently (bounded per server and per endpoint), and records each outcome.
 //!
+//! Successes (nearly every attempt) are recorded in batches by one recorder task: whatever has
+//! finished while the previous batch was being written goes in the next statement, each delivery
+//! with its own status code and attempt, so a busy worker writes one statement per many
+//! deliveries and an idle one writes each success at once. A success not yet recorded when the
+//! server dies is sent again after its lease (at least once). Failures are recorded one by one,
+//! with their endpoint's failure run.
+//!
 //! A worker wakes on the outbox notification (sent by the transaction that enqueued or made a
 //! delivery due) and otherwise polls every `poll_interval`, which also brings retries whose time
 //! has come. Stopping it waits briefly for attempts in flight, then abandons them: their leases
@@ -13,7 +20,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
@@ -21,7 +28,10 @@ use super::WebhookConfig;
 use super::destination::{GuardedResolver, Refused, check_literal, parse_url};
 use super::signing::signature_header;
 use crate::monitoring::Monitoring;
-use crate::store::webhooks::{self as store, Claimed, Outcome};
+use crate::store::webhooks::{self as store, Claimed, Delivered, Outcome};
+
+/// Most successes one statement records.
+const RECORD_BATCH: usize = 256;
 
 /// A running worker.
 #[derive(Debug)]
@@ -89,16 +99,19 @@ async fn run(
 ) {
     let client = client(&config);
     let mut notifications = listener(&pool).await;
+    let (recorded, outcomes) = mpsc::unbounded_channel::<Delivered>();
+    let recorder = tokio::spawn(record_successes(pool.clone(), outcomes));
     let mut inflight: JoinSet<()> = JoinSet::new();
     let mut endpoint_of: HashMap<tokio::task::Id, Uuid> = HashMap::new();
     let mut per_endpoint: HashMap<Uuid, usize> = HashMap::new();
     let per_endpoint_max = config.per_endpoint.max(1);
     let concurrency = config.concurrency.max(1);
     // Claims are batched: one is made when the worker starts, on a notification or a poll tick,
-    // after a claim that filled every slot, and once half of the last claim's attempts have
-    // finished; not for each finished attempt (a claim scans up to `SCAN` due rows).
+    // after a claim that filled every slot, and once half of the attempts in flight after the
+    // last claim have finished; not for each finished attempt (with an endpoint at its limit,
+    // claiming on each one would claim one delivery at a time).
     let mut want_claim = true;
-    let mut last_claimed = 0usize;
+    let mut inflight_after_claim = 0usize;
     let mut finished_since_claim = 0usize;
     loop {
         if *stopped.borrow() {
@@ -107,22 +120,20 @@ async fn run(
         let free = concurrency.saturating_sub(inflight.len());
         if want_claim && free > 0 {
             want_claim = false;
-            let saturated: Vec<Uuid> = per_endpoint
+            let busy: Vec<(Uuid, i32)> = per_endpoint
                 .iter()
-                .filter(|(_, n)| **n >= per_endpoint_max)
-                .map(|(id, _)| *id)
+                .map(|(id, n)| (*id, i32::try_from(*n).unwrap_or(i32::MAX)))
                 .collect();
             match store::claim(
                 &pool,
                 free as i64,
                 per_endpoint_max as i64,
-                &saturated,
+                &busy,
                 config.lease(),
             )
             .await
             {
                 Ok(claims) => {
-                    last_claimed = claims.len();
                     finished_since_claim = 0;
                     want_claim = claims.len() == free;
                     for c in claims {
@@ -133,6 +144,7 @@ async fn run(
                             pool.clone(),
                             config.clone(),
                             monitoring.clone(),
+                            recorded.clone(),
                             c,
                         ));
                         endpoint_of.insert(handle.id(), webhook);
@@ -140,6 +152,7 @@ async fn run(
                 }
                 Err(e) => tracing::warn!(error = %e, "webhooks: cannot claim deliveries"),
             }
+            inflight_after_claim = inflight.len();
         }
         tokio::select! {
             _ = stopped.changed() => break,
@@ -154,7 +167,7 @@ async fn run(
                     }
                 }
                 finished_since_claim += 1;
-                if inflight.is_empty() || finished_since_claim * 2 >= last_claimed.max(1) {
+                if inflight.is_empty() || finished_since_claim * 2 >= inflight_after_claim.max(1) {
                     want_claim = true;
                 }
             }
@@ -167,6 +180,32 @@ async fn run(
     })
     .await;
     inflight.abort_all();
+    // The successes already in hand are written before the worker stops (an abandoned attempt's
+    // sender goes with it, so the recorder ends once the queue is empty).
+    while inflight.join_next().await.is_some() {}
+    drop(recorded);
+    let _ = tokio::time::timeout(Duration::from_secs(2), recorder).await;
+}
+
+/// Records the successes sent on `outcomes`, many per statement: it takes whatever has queued
+/// up (at most [`RECORD_BATCH`]) while the previous statement ran.
+async fn record_successes(pool: PgPool, mut outcomes: mpsc::UnboundedReceiver<Delivered>) {
+    let mut batch: Vec<Delivered> = Vec::with_capacity(RECORD_BATCH);
+    while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        // The outcome matters (a success not recorded is sent again): retry the write briefly.
+        for pause in [0u64, 200, 1000, 3000] {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            match store::record_delivered(&pool, &batch).await {
+                Ok(_) => break,
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    deliveries = batch.len(),
+                    "webhooks: cannot record successful attempts"
+                ),
+            }
+        }
+        batch.clear();
+    }
 }
 
 /// Resolves on a notification; never, without a listener; after a pause, on a broken one
@@ -188,6 +227,7 @@ async fn attempt(
     pool: PgPool,
     config: Arc<WebhookConfig>,
     monitoring: Arc<Monitoring>,
+    recorded: mpsc::UnboundedSender<Delivered>,
     c: Claimed,
 ) {
     let sent = send(&client, &config, &c).await;
@@ -227,6 +267,19 @@ async fn attempt(
         Outcome::Failed { retry_at: None, .. } => "given_up",
         Outcome::Failed { .. } => "failed",
     });
+    if let Outcome::Delivered { status } = outcome {
+        // Recorded with others; if the recorder is gone (the worker stopped), as one.
+        let done = Delivered {
+            org_id: c.org_id,
+            id: c.id,
+            webhook_id: c.webhook_id,
+            attempts: c.attempts,
+            status,
+        };
+        if recorded.send(done).is_ok() {
+            return;
+        }
+    }
     // The outcome matters (a success not recorded is sent again): retry the write briefly.
     for pause in [0u64, 200, 1000, 3000] {
         tokio::time::sleep(Duration::from_millis(pause)).await;

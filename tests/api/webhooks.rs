@@ -37,6 +37,8 @@ enum Mode {
     Always(u16),
     /// Never answers.
     Hang,
+    /// Request n (counting from 0): 500 when n % 5 == 4, else 200 + n % 4 (200 to 203).
+    Varied(usize),
 }
 
 /// One request received.
@@ -111,6 +113,14 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) ->
             Mode::FailFor(..) => Some(200),
             Mode::Always(status) => Some(status),
             Mode::Hang => None,
+            Mode::Varied(n) => {
+                *mode = Mode::Varied(n + 1);
+                Some(if n % 5 == 4 {
+                    500
+                } else {
+                    200 + (n % 4) as u16
+                })
+            }
         }
     };
     r.log.lock().unwrap().push(Received {
@@ -492,6 +502,83 @@ async fn erasing_a_session_erases_it_from_webhook_messages() {
             assert_eq!(record["summary"], "call me on 555-0100", "{payload}");
             assert_eq!(record["data"], json!({"phone": "555-0100"}));
         }
+    }
+}
+
+#[tokio::test]
+async fn successes_recorded_together_keep_each_delivery_own_code_and_attempts() {
+    // Successes are recorded many per statement: each delivery still gets its own status code
+    // (2xx codes vary here) and attempt count (every fifth request fails and is retried).
+    let h = Hooked::spawn(fast()).await;
+    let receiver = Receiver::start(Mode::Varied(0)).await;
+    let org = h.app.org("acme", None, None).await;
+    let token = h.app.writer(&org).await;
+    let (id, _) = subscribe(&h.app, &token, &receiver.url, &ALL).await;
+    let mut events = Vec::new();
+    for i in 0..40 {
+        events.extend(lifecycle("v", i));
+    }
+    h.app.post_events_ok(&token, &events).await;
+    eventually(60, || {
+        receiver
+            .delivered()
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<HashSet<_>>()
+            .len()
+            == 160
+    })
+    .await;
+    let pool = h.app.pool.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while deliveries_in_db(&pool, "succeeded").await < 160 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "outcomes not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = receiver.log();
+    let rows: Vec<(String, String, i32, Option<i32>)> = sqlx::query_as(
+        "select message_id, status, attempts, last_status_code from webhook_deliveries",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 160);
+    let mut codes = HashSet::new();
+    let mut retried = 0;
+    for (message, status, attempts, code) in rows {
+        let requests: Vec<&Received> = log.iter().filter(|r| r.id == message).collect();
+        let last = requests.last().unwrap();
+        assert_eq!(status, "succeeded");
+        assert_eq!(attempts as usize, requests.len(), "{message}");
+        assert_eq!(code, Some(i32::from(last.answered)), "{message}");
+        codes.insert(last.answered);
+        retried += usize::from(attempts > 1);
+    }
+    assert!(codes.len() >= 3, "{codes:?}");
+    assert!(retried > 0);
+    // The log the API serves says the same.
+    let page: Value = h
+        .app
+        .get(&format!("/v1/webhooks/{id}/deliveries?limit=200"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let served = page["deliveries"].as_array().unwrap();
+    assert_eq!(served.len(), 160);
+    for d in served {
+        let requests: Vec<&Received> = log
+            .iter()
+            .filter(|r| r.id == d["message_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(d["attempts"].as_u64().unwrap() as usize, requests.len());
+        assert_eq!(
+            d["last_response_code"].as_u64().unwrap(),
+            u64::from(requests.last().unwrap().answered)
+        );
     }
 }
 
