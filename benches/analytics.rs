@@ -17,7 +17,8 @@
 //! BENCH_PG_STATS=1, print PostgreSQL's time per statement of the timed requests;
 //! BENCH_PG_SETTINGS, extra `postgresql.conf` lines separated by `;`;
 //! BENCH_EXPLAIN=1, log the plans of slow statements; BENCH_HOLD=1, after loading, print a psql
-//! command and the tokens and wait an hour instead of measuring).
+//! command and the tokens and wait an hour instead of measuring; BENCH_LIFECYCLE_ONLY=1, time
+//! only `GET /v1/handoff-lifecycle`, skipping the `/handoff-analytics` cases and the naive SQL).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -320,7 +321,8 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
 /// The lifecycle rollups of the generated handoffs (all completed, waits of 20 s to 30 min),
 /// as the ingest keeps them (`store::lifecycle`): each handoff in its first initiation's block
 /// of every handoff grain, under all handoffs and each of its reasons, with the wait histogram
-/// (`domain::lifecycle::bin_of`, written again here in SQL for the load). Channel, destination
+/// (`domain::lifecycle::bin_of` and the stored form of `WaitHistogram::encode`, written again
+/// here in SQL for the load, as migration `20261129170001` converts). Channel, destination
 /// and agent groups are left out: the benchmark reads the totals, days and reason groups.
 async fn load_lifecycle(conn: &mut PgConnection) {
     exec(
@@ -372,16 +374,65 @@ async fn load_lifecycle(conn: &mut PgConnection) {
     for (g, grain) in baton::domain::buckets::HANDOFF_GRAINS.iter().enumerate() {
         let seconds = grain.seconds();
         copy.push_str(&format!(
-            "insert into handoff_lifecycle_rollups (org_id, dim, grain, bucket, key, initiated,
+            r"insert into handoff_lifecycle_rollups (org_id, dim, grain, bucket, key, initiated,
                  completed, failed, abandoned, open, retried, outside_working_hours, wait_count,
-                 wait_sum_ms, wait_max_ms, wait_bins, wait_counts)
+                 wait_sum_ms, wait_max_ms, wait_hist)
              select org_id, dim, {seconds}, bucket, key, sum(n), sum(n), 0, 0, 0, 0, sum(o),
-                    sum(n), sum(s), max(mx), array_agg(bin::int4 order by bin),
-                    array_agg(n order by bin)
-             from l{g} group by org_id, dim, bucket, key order by bucket;\n"
+                    sum(n), sum(s), max(mx),
+                    set_byte('\x00'::bytea, 0, w) || int4send(min(bin)::int4)
+                    || string_agg(decode(repeat('00', gap * w), 'hex')
+                                  || substring(int8send(n) from 9 - w), ''::bytea order by bin)
+             from (select l.*,
+                          case when max(n) over k < 128 then 1 when max(n) over k < 32768 then 2
+                               when max(n) over k < 2147483648 then 4 else 8 end as w,
+                          (bin - coalesce(lag(bin) over (k order by bin), bin - 1) - 1)::int4 as gap
+                   from l{g} l window k as (partition by org_id, dim, bucket, key)) z
+             group by org_id, dim, bucket, key, w order by bucket;
+"
         ));
     }
     exec(conn, "lifecycle rollups, stored", &copy).await;
+}
+
+/// How the lifecycle rollups are stored (heap and TOAST sizes, the big tenant's stored
+/// histogram bytes per day row) and the plan of reading its 90 UTC day rows with the histograms
+/// (`length` forces them to be read, as sending them does).
+async fn lifecycle_storage(conn: &mut PgConnection, big: Uuid) {
+    let (heap, toast): (i64, i64) = sqlx::query_as(
+        "select pg_relation_size(c.oid), coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0)
+         from pg_class c where c.oid = 'handoff_lifecycle_rollups'::regclass",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    let (rows, hist, row): (i64, Option<f64>, Option<f64>) = sqlx::query_as(
+        "select count(*), avg(pg_column_size(r.wait_hist))::float8, avg(pg_column_size(r.*))::float8
+         from handoff_lifecycle_rollups r
+         where r.org_id = $1 and r.dim = '' and r.grain = 86400",
+    )
+    .bind(big)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    println!(
+        "lifecycle rollups: heap {:.1} MB, TOAST {:.1} MB; big tenant: {rows} day rows, stored \
+         histogram {:.0} B, row {:.0} B on average",
+        heap as f64 / 1e6,
+        toast as f64 / 1e6,
+        hist.unwrap_or(0.0),
+        row.unwrap_or(0.0)
+    );
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "explain (analyze, buffers, costs off)
+         select sum(length(r.wait_hist)) from handoff_lifecycle_rollups r
+         where r.org_id = '{big}' and r.dim = '' and r.grain = 86400
+           and r.bucket >= '{}' and r.bucket < timestamptz '{}' + interval '1 day'",
+        RANGE.0, RANGE.1
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    println!("  {}", plan.join("\n  "));
 }
 
 /// p50 and p99 of `n` sequential GETs (after a warm-up), in milliseconds.
@@ -579,11 +630,13 @@ async fn run() {
         }
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
+    lifecycle_storage(&mut conn, tenants[1].0).await;
     common::create_statement_stats(&db.pool).await;
     let server = common::Server::start(dir.path()).await;
     let base = server.base.clone();
     let client = reqwest::Client::new();
 
+    let load_before = loadavg();
     let range = format!("start_date={}&end_date={}", RANGE.0, RANGE.1);
     let cases = [
         ("90 days", range.clone()),
@@ -601,7 +654,11 @@ async fn run() {
         ),
     ];
     let mut table = Vec::new();
+    let lifecycle_only = std::env::var("BENCH_LIFECYCLE_ONLY").is_ok_and(|v| v == "1");
     for (tenant, idx, n) in [("10k", 0usize, small), ("big", 1usize, big)] {
+        if lifecycle_only {
+            break;
+        }
         let (org, _) = tenants[idx];
         let token = &tokens[idx];
         // The answer equals the naive SQL's.
@@ -694,12 +751,23 @@ async fn run() {
         }
     }
     let (h50, h99) = measure(&client, &format!("{base}/healthz"), &tokens[0], requests).await;
+    println!(
+        "load average (/proc/loadavg) before timing: {load_before}; after: {}",
+        loadavg()
+    );
     println!();
     println!("GET /v1/handoff-lifecycle ({requests} sequential requests per case)");
-    println!("| tenant | handoffs | request | p50 ms | p99 ms |");
-    println!("|---|---:|---|---:|---:|");
+    println!("| tenant | handoffs | request | p50 ms | p99 ms | p50 / 10k p50 |");
+    println!("|---|---:|---|---:|---:|---:|");
     for (tenant, n, name, p50, p99) in &lifecycle {
-        println!("| {tenant} | {n} | {name} | {p50:.2} | {p99:.2} |");
+        let small_p50 = lifecycle
+            .iter()
+            .find(|r| r.0 == "10k" && r.2 == *name)
+            .map_or(f64::NAN, |r| r.3);
+        println!(
+            "| {tenant} | {n} | {name} | {p50:.2} | {p99:.2} | {:.2}x |",
+            p50 / small_p50
+        );
     }
 
     println!();
@@ -724,11 +792,13 @@ async fn run() {
             .map(|r| r.3)
             .unwrap()
     };
-    println!(
-        "big / 10k p50: plain {:.2}x, instruction_id {:.2}x",
-        p("big", "90 days") / p("10k", "90 days"),
-        p("big", "90 days, instruction_id") / p("10k", "90 days, instruction_id")
-    );
+    if !lifecycle_only {
+        println!(
+            "big / 10k p50: plain {:.2}x, instruction_id {:.2}x",
+            p("big", "90 days") / p("10k", "90 days"),
+            p("big", "90 days, instruction_id") / p("10k", "90 days, instruction_id")
+        );
+    }
 
     if explain {
         let log = walk(dir.path(), "postgres.log");
@@ -756,6 +826,13 @@ async fn run() {
     conn.close().await.unwrap();
     db.close().await.unwrap();
     cluster.stop_now().ok();
+}
+
+/// The 1-, 5- and 15-minute load averages (the machine is shared: figures move with them).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// The first file named `name` under `dir`.

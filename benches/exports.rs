@@ -13,8 +13,13 @@
 //! Memory: `VmRSS` of the server sampled every 20 ms during each export (the peak minus the
 //! value just before the request), and `VmHWM` (the process's peak) before and after.
 //!
+//! CPU: user + system seconds of the server, of this client and of PostgreSQL's processes
+//! during each export (from `/proc/<pid>/stat`), printed per 1M rows.
+//!
 //! Run: `cargo bench --bench exports` (env: BENCH_HANDOFFS, default 1,000,000; BENCH_RUNS, runs
-//! per format, default 3).
+//! per format, default 3; BENCH_DIGEST=1: print the SHA-256 of the first body of each format, to check that a change
+//! keeps the bytes; BENCH_PERF=<dir>: `perf record -g` of the server and PostgreSQL during the
+//! first export of each format).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -133,6 +138,121 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap()
 }
 
+/// CPU time (user + system) of a process in seconds, from `/proc/<pid>/stat` (clock ticks of
+/// 1/100 s, Linux's `CLK_TCK`).
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command (which may hold spaces) in parentheses: state is field 3,
+    // utime 14 and stime 15.
+    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// CPU seconds of the PostgreSQL cluster: the postmaster (first line of `postmaster.pid`) and
+/// every process whose parent it is (the backends, among them the export's).
+fn postgres_cpu_secs(data_dir: &std::path::Path) -> f64 {
+    let Some(postmaster) = std::fs::read_to_string(data_dir.join("pg/postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+    else {
+        return 0.0;
+    };
+    let mut total = cpu_secs(postmaster);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(postmaster) {
+            total += cpu_secs(pid);
+        }
+    }
+    total
+}
+
+/// CPU seconds used so far by the three parties of an export.
+#[derive(Clone, Copy)]
+struct Cpu {
+    server: f64,
+    client: f64,
+    postgres: f64,
+}
+
+impl Cpu {
+    fn now(server_pid: u32, data_dir: &std::path::Path) -> Cpu {
+        Cpu {
+            server: cpu_secs(server_pid),
+            client: cpu_secs(std::process::id()),
+            postgres: postgres_cpu_secs(data_dir),
+        }
+    }
+}
+
+/// With BENCH_PERF=<dir>: `perf record -g` of the server and of PostgreSQL's processes during
+/// the first export of each format, into `<dir>/perf-<format>.data`.
+fn perf_start(
+    server_pid: u32,
+    data_dir: &std::path::Path,
+    format: &str,
+) -> Option<std::process::Child> {
+    let out = std::env::var("BENCH_PERF").ok()?;
+    let mut pids = vec![server_pid.to_string()];
+    if let Some(postmaster) = std::fs::read_to_string(data_dir.join("pg/postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next().map(|l| l.trim().to_owned()))
+    {
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            if stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1))
+                == Some(postmaster.as_str())
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    let child = std::process::Command::new("perf")
+        .args(["record", "-F", "499", "-g", "-o"])
+        .arg(format!("{out}/perf-{format}.data"))
+        .args(["-p", &pids.join(",")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    Some(child)
+}
+
+/// Stops a `perf record` started by [`perf_start`] (SIGINT: it writes its file and exits).
+fn perf_stop(child: Option<std::process::Child>) {
+    if let Some(mut child) = child {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let _ = child.wait();
+    }
+}
+
 /// One export's figures.
 struct Run {
     rows: u64,
@@ -140,10 +260,25 @@ struct Run {
     secs: f64,
     rss_before_kib: u64,
     rss_peak_kib: u64,
+    /// CPU seconds used during the export by the server, this client and PostgreSQL.
+    cpu: Cpu,
+    /// SHA-256 of the body, with BENCH_DIGEST set.
+    digest: Option<String>,
 }
 
 /// Streams one export, counting line ends, while a task samples the server's `VmRSS`.
-async fn export(client: &reqwest::Client, url: &str, token: &str, pid: u32) -> Run {
+async fn export(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    pid: u32,
+    data_dir: &std::path::Path,
+    digest: bool,
+    gzip: bool,
+) -> Run {
+    use sha2::Digest;
+    let mut digest = digest.then(sha2::Sha256::new);
+    let cpu_before = Cpu::now(pid, data_dir);
     let rss_before_kib = status_kib(pid, "VmRSS:");
     let peak = Arc::new(AtomicU64::new(rss_before_kib));
     let done = Arc::new(AtomicBool::new(false));
@@ -157,14 +292,41 @@ async fn export(client: &reqwest::Client, url: &str, token: &str, pid: u32) -> R
         })
     };
     let t = Instant::now();
-    let mut res = client.get(url).bearer_auth(token).send().await.unwrap();
+    let mut request = client.get(url).bearer_auth(token);
+    if gzip {
+        request = request.header("accept-encoding", "gzip");
+    }
+    let mut res = request.send().await.unwrap();
     assert_eq!(res.status(), 200);
     let (mut lines, mut bytes) = (0u64, 0u64);
+    // With gzip, the body is inflated here (the client's CPU then includes it).
+    let mut inflate = gzip.then(|| flate2::write::GzDecoder::new(Vec::with_capacity(1 << 20)));
     while let Some(chunk) = res.chunk().await.unwrap() {
         bytes += chunk.len() as u64;
-        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        let plain: &[u8] = match inflate.as_mut() {
+            Some(inflate) => {
+                use std::io::Write;
+                inflate.get_mut().clear();
+                inflate.write_all(&chunk).unwrap();
+                inflate.flush().unwrap();
+                inflate.get_ref()
+            }
+            None => &chunk,
+        };
+        lines += plain.iter().filter(|b| **b == b'\n').count() as u64;
+        if let Some(d) = digest.as_mut() {
+            d.update(plain);
+        }
+    }
+    if let Some(inflate) = inflate {
+        let rest = inflate.finish().unwrap();
+        lines += rest.iter().filter(|b| **b == b'\n').count() as u64;
+        if let Some(d) = digest.as_mut() {
+            d.update(&rest);
+        }
     }
     let secs = t.elapsed().as_secs_f64();
+    let cpu_after = Cpu::now(pid, data_dir);
     done.store(true, Ordering::Relaxed);
     sampler.await.unwrap();
     peak.fetch_max(status_kib(pid, "VmRSS:"), Ordering::Relaxed);
@@ -174,22 +336,53 @@ async fn export(client: &reqwest::Client, url: &str, token: &str, pid: u32) -> R
         secs,
         rss_before_kib,
         rss_peak_kib: peak.load(Ordering::Relaxed),
+        cpu: Cpu {
+            server: cpu_after.server - cpu_before.server,
+            client: cpu_after.client - cpu_before.client,
+            postgres: cpu_after.postgres - cpu_before.postgres,
+        },
+        digest: digest.map(|d| {
+            d.finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        }),
     }
 }
 
 async fn run() {
     let n = common::env_usize("BENCH_HANDOFFS", 1_000_000);
     let runs = common::env_usize("BENCH_RUNS", 3);
-    let dir = tempfile::Builder::new()
-        .prefix("baton-bench-exports-")
-        .tempdir()
-        .unwrap();
-    let cluster = common::start_cluster_with(
-        dir.path(),
+    // BENCH_KEEP_DIR: the data dir is made there and kept (to study the queries with psql
+    // afterwards, on a cluster started by hand); otherwise a temporary one.
+    let (_temp, data) = match std::env::var("BENCH_KEEP_DIR") {
+        Ok(keep) => {
+            std::fs::create_dir_all(&keep).unwrap();
+            let data = tempfile::Builder::new()
+                .prefix("data-")
+                .tempdir_in(keep)
+                .unwrap()
+                .keep();
+            println!("data dir kept: {}", data.display());
+            (None, data)
+        }
+        Err(_) => {
+            let temp = tempfile::Builder::new()
+                .prefix("baton-bench-exports-")
+                .tempdir()
+                .unwrap();
+            let data = temp.path().to_path_buf();
+            (Some(temp), data)
+        }
+    };
+    let dir = data.as_path();
+    let cluster = common::start_cluster_keeping(
+        dir,
         "wal_level = minimal\nmax_wal_senders = 0\nmax_wal_size = '8GB'\ncheckpoint_timeout = '1h'\n",
+        _temp.is_none(),
     );
     let db = baton::db::Database::open(
-        &baton::db::DbTarget::Embedded(dir.path().to_path_buf()),
+        &baton::db::DbTarget::Embedded(dir.to_path_buf()),
         &baton::db::DbConfig::default(),
     )
     .await
@@ -217,43 +410,72 @@ async fn run() {
     load(&mut conn, org.id, n).await;
     println!("loaded in {:.0} s", started.elapsed().as_secs_f64());
 
-    let server = common::Server::start(dir.path()).await;
+    let server = common::Server::start(dir).await;
     let pid = server.pid();
     let client = reqwest::Client::new();
     let range = "start_date=2025-10-01&end_date=2026-12-31";
     let hwm_start = status_kib(pid, "VmHWM:");
     let mut table = Vec::new();
-    for format in ["csv", "ndjson"] {
+    // BENCH_GZIP=1: each format also with `Accept-Encoding: gzip` (MB then counts the
+    // compressed bytes received).
+    let mut variants = vec![("csv", false), ("ndjson", false)];
+    if std::env::var("BENCH_GZIP").is_ok() {
+        variants.extend([("csv", true), ("ndjson", true)]);
+    }
+    for (format, gzip) in variants {
         let url = format!(
             "{}/v1/exports/handoffs?format={format}&{range}",
             server.base
         );
+        let name = if gzip { "gzip" } else { "" };
         for i in 0..runs {
-            let r = export(&client, &url, &token, pid).await;
+            let perf = (i == 0)
+                .then(|| perf_start(pid, dir, &format!("{format}{name}")))
+                .flatten();
+            // Only the first run of a format is hashed or profiled: the others measure alone.
+            let digest = i == 0 && std::env::var("BENCH_DIGEST").is_ok();
+            let r = export(&client, &url, &token, pid, dir, digest, gzip).await;
+            perf_stop(perf);
             let rows = if format == "csv" { r.rows - 1 } else { r.rows };
             assert_eq!(rows, n as u64, "{format}: one row per handoff");
             println!(
-                "  {format} run {}: {rows} rows, {:.1} MB in {:.2} s",
+                "  {format}{} run {}: {rows} rows, {:.1} MB in {:.2} s{}",
+                if gzip { " gzip" } else { "" },
                 i + 1,
                 r.bytes as f64 / 1e6,
-                r.secs
+                r.secs,
+                r.digest
+                    .as_deref()
+                    .map(|d| format!(", sha256 {d}"))
+                    .unwrap_or_default()
             );
-            table.push((format, rows, r));
+            let label = if gzip {
+                format!("{format} gzip")
+            } else {
+                format.to_owned()
+            };
+            table.push((label, rows, r));
         }
     }
     let hwm_end = status_kib(pid, "VmHWM:");
     println!();
     println!("GET /v1/exports/handoffs, {n} handoffs, one request at a time");
-    println!("| format | rows | MB | seconds | rows/s | RSS before MiB | RSS peak growth MiB |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| format | rows | MB | seconds | rows/s | RSS before MiB | RSS peak growth MiB | CPU s per 1M rows: server | client | PostgreSQL |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (format, rows, r) in &table {
+        let per_m = 1e6 / *rows as f64;
         println!(
-            "| {format} | {rows} | {:.1} | {:.2} | {:.0} | {:.1} | {:.1} |",
+            "| {format} | {rows} | {:.1} | {:.2} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |",
             r.bytes as f64 / 1e6,
             r.secs,
             *rows as f64 / r.secs,
             r.rss_before_kib as f64 / 1024.0,
-            r.rss_peak_kib.saturating_sub(r.rss_before_kib) as f64 / 1024.0
+            r.rss_peak_kib.saturating_sub(r.rss_before_kib) as f64 / 1024.0,
+            r.cpu.server * per_m,
+            r.cpu.client * per_m,
+            r.cpu.postgres * per_m,
         );
     }
     println!(

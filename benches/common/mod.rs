@@ -23,6 +23,7 @@ pub struct Server {
 impl Server {
     /// Starts `baton serve` on a free loopback port over the cluster of `data_dir` (which the
     /// benchmark has started, so the server joins it) and waits until `/readyz` answers 200.
+    /// The release build of this crate, or the binary BENCH_BATON names.
     pub async fn start(data_dir: &Path) -> Server {
         Server::start_with(data_dir, &[]).await
     }
@@ -33,7 +34,9 @@ impl Server {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        // BENCH_BATON: another build of the server (to compare two builds on one machine).
+        let program = std::env::var("BENCH_BATON").unwrap_or(env!("CARGO_BIN_EXE_baton").into());
+        let child = Command::new(program)
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
             .env("BATON_DATA_DIR", data_dir)
             .env_remove("DATABASE_URL")
@@ -137,7 +140,7 @@ pub async fn print_statement_stats(conn: &mut sqlx::PgConnection) {
     let rows: Vec<(String, f64, i64, f64)> = sqlx::query_as(
         r"select left(regexp_replace(query, '\s+', ' ', 'g'), 110), total_exec_time, calls,
                  mean_exec_time
-          from pg_stat_statements order by total_exec_time desc limit 12",
+          from pg_stat_statements order by total_exec_time desc limit 40",
     )
     .fetch_all(&mut *conn)
     .await
@@ -151,6 +154,12 @@ pub async fn print_statement_stats(conn: &mut sqlx::PgConnection) {
 /// Like [`start_cluster`], with `settings` (lines of `postgresql.conf`) appended and the
 /// cluster restarted to apply them; with BENCH_PG_STATS set, `pg_stat_statements` is loaded too.
 pub fn start_cluster_with(data_dir: &Path, settings: &str) -> baton::pg::Cluster {
+    start_cluster_keeping(data_dir, settings, false)
+}
+
+/// Like [`start_cluster_with`]; with `keep`, the data dir is left in place when the cluster
+/// stops (to start it again by hand and study its queries).
+pub fn start_cluster_keeping(data_dir: &Path, settings: &str, keep: bool) -> baton::pg::Cluster {
     use baton::pg::{Cluster, ClusterOptions};
     use std::io::Write;
     let cluster = Cluster::ensure_running(data_dir, ClusterOptions::default()).unwrap();
@@ -165,7 +174,7 @@ pub fn start_cluster_with(data_dir: &Path, settings: &str) -> baton::pg::Cluster
     cluster.stop_now().unwrap();
     let cluster = Cluster::ensure_running(data_dir, ClusterOptions::default()).unwrap();
     cluster
-        .stop_when_process_exits(std::process::id(), true)
+        .stop_when_process_exits(std::process::id(), !keep)
         .unwrap();
     cluster
 }

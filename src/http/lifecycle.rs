@@ -304,7 +304,7 @@ fn period(range: &TimeRange, f: Figures, group_by: Option<Dim>) -> LifecyclePeri
                 completed: t.completed,
                 failed: t.failed,
                 abandoned: t.abandoned,
-                wait_p50: t.wait_summary().p50,
+                wait_p50: t.wait_p50(),
             })
             .collect(),
         groups,

@@ -29,20 +29,24 @@ const SENTIMENT: &str = "sentiment";
 const NO_SENTIMENT: &str = "no_sentiment";
 const COMBINATION: &str = "combination";
 
-/// Count changes of one batch, by 15-minute bucket.
+/// Count changes of one batch, by 15-minute bucket. The handoffs' counts are keyed by strings
+/// borrowed from the batch's rows (a hash map: no key is copied or compared byte by byte per
+/// handoff); [`write`] orders them.
 #[derive(Default)]
-struct Deltas {
+struct Deltas<'a> {
     /// `(scope, bucket) → handoffs`.
-    totals: BTreeMap<(String, DateTime<Utc>), i64>,
+    totals: HashMap<(&'a str, DateTime<Utc>), i64>,
     /// `(scope, bucket, kind, key) → count`.
-    breakdown: BTreeMap<(String, DateTime<Utc>, String, String), i64>,
+    breakdown: HashMap<(&'a str, DateTime<Utc>, &'a str, &'a str), i64>,
+    /// `(scope, bucket, combination, key) → count`: the reason combinations (keys built here).
+    combinations: BTreeMap<(String, DateTime<Utc>, String, String), i64>,
     /// `bucket → sessions`.
     sessions: BTreeMap<DateTime<Utc>, i64>,
 }
 
-impl Deltas {
+impl<'a> Deltas<'a> {
     /// Adds (`sign` 1) or subtracts (-1) one handoff's contribution.
-    fn handoff(&mut self, h: &HandoffRow, refs: &[(String, String)], sign: i64) {
+    fn handoff(&mut self, h: &'a HandoffRow, refs: &'a [(String, String)], sign: i64) {
         let at = Grain::QUARTER_HOUR.floor(h.initiated_at);
         let scopes = std::iter::once("").chain(
             refs.iter()
@@ -50,12 +54,9 @@ impl Deltas {
                 .map(|(_, id)| id.as_str()),
         );
         for scope in scopes {
-            *self.totals.entry((scope.to_owned(), at)).or_default() += sign;
-            let mut add = |kind: &str, key: &str| {
-                *self
-                    .breakdown
-                    .entry((scope.to_owned(), at, kind.to_owned(), key.to_owned()))
-                    .or_default() += sign;
+            *self.totals.entry((scope, at)).or_default() += sign;
+            let mut add = |kind: &'a str, key: &'a str| {
+                *self.breakdown.entry((scope, at, kind, key)).or_default() += sign;
             };
             for r in &h.reasons {
                 add(REASON, r.as_str());
@@ -65,7 +66,7 @@ impl Deltas {
                 None => add(NO_SENTIMENT, ""),
             }
             for (t, id) in refs {
-                add(t, id);
+                add(t.as_str(), id.as_str());
             }
         }
     }
@@ -75,6 +76,10 @@ impl Deltas {
 ///
 /// `changes.references` must hold only the pairs this batch stored (not those stored before).
 pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
+    // The reference lists the deltas borrow from: the pairs of handoffs stored before (read
+    // back) and, for those, the pairs they had before this batch.
+    let mut refs: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    let mut olds: Vec<Vec<(String, String)>> = Vec::new();
     let mut deltas = Deltas::default();
     for s in &changes.sessions {
         if !changes.sessions_before.contains_key(&s.session_id) {
@@ -113,7 +118,6 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
             .filter(|h| changes.handoffs_before.contains_key(&h.handoff_id))
             .map(|h| h.handoff_id.as_str())
             .collect();
-        let mut refs: HashMap<String, Vec<(String, String)>> = HashMap::new();
         if !ids.is_empty() {
             let rows: Vec<(String, String, String)> = sqlx::query_as(
                 r#"select r.handoff_id, r.ref_type, r.ref_id
@@ -132,26 +136,37 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
                 refs.entry(h).or_default().push((t, id));
             }
         }
-        for h in &moved {
-            let after = match changes.handoffs_before.get(&h.handoff_id) {
+        let after = |h: &HandoffRow| {
+            match changes.handoffs_before.get(&h.handoff_id) {
                 Some(_) => refs.get(&h.handoff_id),
                 None => new_refs.get(h.handoff_id.as_str()),
             }
             .map(Vec::as_slice)
-            .unwrap_or(&[]);
-            if let Some(before) = changes.handoffs_before.get(&h.handoff_id) {
+            .unwrap_or(&[])
+        };
+        // The pairs each handoff stored before had before this batch, in the order of `moved`.
+        for h in &moved {
+            if changes.handoffs_before.contains_key(&h.handoff_id) {
                 let added: HashSet<&(String, String)> = new_refs
                     .get(h.handoff_id.as_str())
                     .map(|v| v.iter().collect())
                     .unwrap_or_default();
-                let old: Vec<(String, String)> = after
-                    .iter()
-                    .filter(|r| !added.contains(r))
-                    .cloned()
-                    .collect();
-                deltas.handoff(before, &old, -1);
+                olds.push(
+                    after(h)
+                        .iter()
+                        .filter(|r| !added.contains(r))
+                        .cloned()
+                        .collect(),
+                );
             }
-            deltas.handoff(h, after, 1);
+        }
+        let mut olds = olds.iter();
+        for h in &moved {
+            if let Some(before) = changes.handoffs_before.get(&h.handoff_id) {
+                let old = olds.next().map(Vec::as_slice).unwrap_or(&[]);
+                deltas.handoff(before, old, -1);
+            }
+            deltas.handoff(h, after(h), 1);
         }
 
         // Reason combinations of the sessions whose handoffs moved: recomputed from the stored
@@ -194,7 +209,7 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
             .await?;
             for (scope, _, first, reasons) in fresh {
                 *deltas
-                    .breakdown
+                    .combinations
                     .entry((
                         scope.to_owned(),
                         Grain::QUARTER_HOUR.floor(first),
@@ -272,7 +287,7 @@ async fn recount_combinations(
     conn: &mut PgConnection,
     org: OrgId,
     sessions: &[&str],
-    deltas: &mut Deltas,
+    deltas: &mut Deltas<'_>,
 ) -> sqlx::Result<()> {
     // The sessions' handoffs under each scope (`old` false), and their stored combinations
     // (`old` true), in one statement.
@@ -368,7 +383,7 @@ async fn recount_combinations(
     for (scope, session, first, key) in &changed {
         let mut count = |at: DateTime<Utc>, key: &str, d: i64| {
             *deltas
-                .breakdown
+                .combinations
                 .entry((
                     (*scope).to_owned(),
                     Grain::QUARTER_HOUR.floor(at),
@@ -386,20 +401,25 @@ async fn recount_combinations(
 }
 
 /// Adds the deltas to every grain.
-async fn write(conn: &mut PgConnection, org: OrgId, d: &Deltas) -> sqlx::Result<()> {
+async fn write(conn: &mut PgConnection, org: OrgId, d: &Deltas<'_>) -> sqlx::Result<()> {
     let mut totals: BTreeMap<(&str, i32, DateTime<Utc>), i64> = BTreeMap::new();
     for ((scope, at), n) in d.totals.iter().filter(|(_, n)| **n != 0) {
         for g in HANDOFF_GRAINS {
             *totals
-                .entry((scope.as_str(), g.seconds(), g.floor(*at)))
+                .entry((scope, g.seconds(), g.floor(*at)))
                 .or_default() += n;
         }
     }
     let mut breakdown: BTreeMap<(&str, i32, DateTime<Utc>, &str, &str), i64> = BTreeMap::new();
-    for ((scope, at, kind, key), n) in d.breakdown.iter().filter(|(_, n)| **n != 0) {
+    let combinations = d
+        .combinations
+        .iter()
+        .map(|((scope, at, kind, key), n)| ((scope.as_str(), *at, kind.as_str(), key.as_str()), n));
+    let counts = d.breakdown.iter().map(|(k, n)| (*k, n));
+    for ((scope, at, kind, key), n) in counts.chain(combinations).filter(|(_, n)| **n != 0) {
         for g in HANDOFF_GRAINS {
             *breakdown
-                .entry((scope, g.seconds(), g.floor(*at), kind, key))
+                .entry((scope, g.seconds(), g.floor(at), kind, key))
                 .or_default() += n;
         }
     }

@@ -8,6 +8,11 @@
 //! memory ([`Projector`]), and every changed row is written back with one set-based statement
 //! per table. Any refusal rolls the whole batch back. The webhook outbox rows of the new events
 //! are written last, in the same transaction.
+//!
+//! The lock and what the batch needs to know of the organization (erased sessions, retention
+//! horizon, webhook subscriptions, configuration revisions) come in one round trip
+//! ([`begin_ingest`]); an organization without subscriptions or revisions costs no further
+//! statement for them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -66,15 +71,10 @@ pub async fn ingest(
     org: OrgId,
     batch: &[NewEvent],
 ) -> Result<Ingested, IngestError> {
-    let mut tx = begin_locked(pool, org).await?;
-    // In one round trip: whether the organization erased sessions, and its retention horizon.
-    let (erasures, horizon): (bool, Option<DateTime<Utc>>) = sqlx::query_as(
-        r#"select exists(select 1 from session_erasures where org_id = $1),
-                  (select pruned_before from event_retention where org_id = $1)"#,
-    )
-    .bind(org.get())
-    .fetch_one(&mut *tx)
-    .await?;
+    // In the lock's round trip: whether the organization erased sessions, its retention
+    // horizon, whether it subscribes to webhooks and whether it has a configuration.
+    let (mut tx, mut known) = begin_ingest(pool, org).await?;
+    let (erasures, horizon) = (known.erasures, known.horizon);
     // Events of erased sessions lose their personal fields before anything else looks at them
     // (see `erasure`): a re-sent one is then the duplicate of its erased self. Events older than
     // the retention horizon count as stored (see `retention`).
@@ -100,7 +100,9 @@ pub async fn ingest(
         Ok(_) => unique,
         Err(e) if super::is_constraint(&e, "events_pkey") => {
             tx.rollback().await?;
-            tx = begin_locked(pool, org).await?;
+            // The subscriptions and configuration are read again under the new lock (the
+            // horizon stays the one read first, as it did).
+            (tx, known) = begin_ingest(pool, org).await?;
             // Looked at again under the new lock: a session may have been erased meanwhile.
             stripped = super::erasure::forget_erased(&mut tx, org, batch).await?;
             let batch = stripped.as_deref().unwrap_or(batch);
@@ -125,7 +127,7 @@ pub async fn ingest(
         Err(e) => return Err(e.into()),
     };
     let batch = stripped.as_deref().unwrap_or(batch);
-    match apply_stored(&mut tx, org, batch, &new).await {
+    match apply_stored_known(&mut tx, org, batch, &new, &known).await {
         Ok(()) => {}
         Err(Applying::Refused(e)) => return Err(e),
         Err(Applying::Written(e)) => {
@@ -133,8 +135,13 @@ pub async fn ingest(
             return Err(refused_insert(pool, org, batch, &new, e).await);
         }
     }
-    // The webhook outbox, in the same transaction: acknowledged ⇔ will be delivered.
-    let enqueued = crate::webhooks::outbox::enqueue(&mut tx, org, batch, &new).await?;
+    // The webhook outbox, in the same transaction: acknowledged ⇔ will be delivered. An
+    // organization without an enabled subscription (read under the lock) has nothing to enqueue.
+    let enqueued = if known.webhooks {
+        crate::webhooks::outbox::enqueue(&mut tx, org, batch, &new).await?
+    } else {
+        crate::webhooks::outbox::Enqueued::NOTHING
+    };
     tx.commit().await?;
     crate::webhooks::outbox::wake(pool, enqueued).await;
     Ok(Ingested {
@@ -234,6 +241,18 @@ pub(crate) async fn apply_stored(
     batch: &[NewEvent],
     new: &[usize],
 ) -> Result<(), Applying> {
+    apply_stored_known(conn, org, batch, new, &Known::default()).await
+}
+
+/// [`apply_stored`] with what is already known of the organization (ingest reads it with the
+/// lock).
+async fn apply_stored_known(
+    conn: &mut PgConnection,
+    org: OrgId,
+    batch: &[NewEvent],
+    new: &[usize],
+    known: &Known,
+) -> Result<(), Applying> {
     if new.is_empty() {
         return Ok(());
     }
@@ -248,8 +267,60 @@ pub(crate) async fn apply_stored(
     write(&mut *conn, org, &mut changes)
         .await
         .map_err(Applying::Written)?;
-    super::rollups::apply(conn, org, &changes).await?;
+    super::rollups::apply(conn, org, &changes, known.configured).await?;
     Ok(())
+}
+
+/// What ingest reads of an organization with its lock ([`begin_ingest`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Known {
+    /// Whether it erased sessions.
+    pub erasures: bool,
+    /// Its retention horizon.
+    pub horizon: Option<DateTime<Utc>>,
+    /// Whether it has an enabled webhook subscription.
+    pub webhooks: bool,
+    /// Whether it stored a handoff configuration revision (`None`: not read).
+    pub configured: Option<bool>,
+}
+
+impl Default for Known {
+    /// Nothing read: every check is made where it is needed.
+    fn default() -> Known {
+        Known {
+            erasures: true,
+            horizon: None,
+            webhooks: true,
+            configured: None,
+        }
+    }
+}
+
+/// Begins an ingest transaction: [`begin_locked`] and the organization's [`Known`] state in
+/// the same round trip (`baton_ingest_begin`, migration `20261129170002`, reads it after the
+/// lock is granted, so a transaction that held the lock before is seen).
+async fn begin_ingest(
+    pool: &PgPool,
+    org: OrgId,
+) -> sqlx::Result<(sqlx::Transaction<'static, sqlx::Postgres>, Known)> {
+    let mut tx = pool.begin().await?;
+    let (erasures, horizon, webhooks, configured): (bool, Option<DateTime<Utc>>, bool, bool) =
+        sqlx::query_as(
+            "select erasures, pruned_before, webhooks, configured from baton_ingest_begin($1, $2)",
+        )
+        .bind(lock_key(org))
+        .bind(org.get())
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok((
+        tx,
+        Known {
+            erasures,
+            horizon,
+            webhooks,
+            configured: Some(configured),
+        },
+    ))
 }
 
 /// Begins a transaction holding the organization's ingest lock.

@@ -1,13 +1,14 @@
 //! Handoff lifecycle rollups: maintained in the ingest transaction, read by
-//! `GET /v1/handoff-lifecycle` (tables in `migrations/20261121000012_handoff_lifecycle.sql`).
+//! `GET /v1/handoff-lifecycle` (tables in `migrations/20261121000013_handoff_lifecycle.sql`; the
+//! histograms stored as bytes since `migrations/20261129170001_lifecycle_wait_hist_bytes.sql`).
 //!
 //! Policy: when a handoff is first initiated, its session's channel and agent and its
 //! working-hours class (against the configuration revision in force at that instant) are fixed
 //! in `handoff_lifecycle`. Every batch then moves each changed handoff's counts, old state
 //! subtracted and new state added, in every grain of the block of its first initiation, under
 //! every `(dimension, key)` it belongs to ([`Facts::keys`]). Rows are read, merged in Rust (the
-//! wait histograms are stored as sparse arrays, merged as dense vectors) and written back: safe because the organization's ingest
-//! lock is held. Reads merge the blocks covering a range (one row per block and key) and count
+//! wait histograms are stored in a compact `bytea`, [`WaitHistogram::encode`], and merged as dense
+//! vectors) and written back: safe because the organization's ingest lock is held. Reads merge the blocks covering a range (one row per block and key) and count
 //! the sub-15-minute edges from the projections. Time blocks come from [`blocks`], the one place
 //! that knows the bucket algebra.
 
@@ -36,6 +37,12 @@ pub mod blocks {
         HANDOFF_GRAINS
             .into_iter()
             .map(move |g| (g.seconds(), g.floor(t)))
+    }
+
+    /// The 15-minute block holding `t` (the finest of the ladder: every block of [`of`] is a
+    /// union of them).
+    pub fn quarter_of(t: DateTime<Utc>) -> DateTime<Utc> {
+        HANDOFF_GRAINS[0].floor(t)
     }
 
     /// A run of whole blocks of one grain: `(grain in seconds, from, to)`.
@@ -161,7 +168,14 @@ fn facts(h: &HandoffRow, f: &Fixed) -> Facts {
 type RowKey = (&'static str, i32, DateTime<Utc>, String);
 
 /// Updates the lifecycle rollups for one applied batch (called by `store::rollups::apply`).
-pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
+/// `configured` `Some(false)`: the organization has no configuration revision (read under the
+/// ingest lock), so no revision is looked up: working hours are off, as before any revision.
+pub async fn apply(
+    conn: &mut PgConnection,
+    org: OrgId,
+    changes: &Changes,
+    configured: Option<bool>,
+) -> sqlx::Result<()> {
     if changes.handoffs.is_empty() {
         return Ok(());
     }
@@ -172,7 +186,7 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
         .collect();
     let mut fixed: HashMap<String, Fixed> = HashMap::new();
     if !fresh.is_empty() {
-        fix_fresh(&mut *conn, org, changes, &fresh, &mut fixed).await?;
+        fix_fresh(&mut *conn, org, changes, &fresh, configured, &mut fixed).await?;
     }
     let stored: Vec<&str> = changes
         .handoffs
@@ -206,15 +220,17 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
         }
     }
 
-    let mut deltas: BTreeMap<RowKey, Tally> = BTreeMap::new();
+    // Each handoff moves its keys in the 15-minute block of its first initiation; the coarser
+    // blocks then take the sum of the 15-minute blocks they hold (blocks nest), so a handoff costs
+    // one map entry per key rather than one per key and grain.
+    let mut quarters: HashMap<(&'static str, DateTime<Utc>, String), Tally> = HashMap::new();
     let mut add = |f: &Facts, sign: i64| {
+        let quarter = blocks::quarter_of(f.initiated_at);
         for (dim, key) in f.keys() {
-            for (grain, bucket) in blocks::of(f.initiated_at) {
-                deltas
-                    .entry((dim.as_str(), grain, bucket, key.clone()))
-                    .or_default()
-                    .add_handoff(f, sign);
-            }
+            quarters
+                .entry((dim.as_str(), quarter, key))
+                .or_default()
+                .add_handoff(f, sign);
         }
     };
     for h in &changes.handoffs {
@@ -231,6 +247,15 @@ pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sq
         }
         add(&after, 1);
     }
+    let mut deltas: BTreeMap<RowKey, Tally> = BTreeMap::new();
+    for ((dim, quarter, key), t) in quarters {
+        for (grain, bucket) in blocks::of(quarter) {
+            deltas
+                .entry((dim, grain, bucket, key.clone()))
+                .or_default()
+                .merge(&t);
+        }
+    }
     deltas.retain(|_, t| !t.is_zero());
     write(conn, org, deltas).await
 }
@@ -241,6 +266,7 @@ async fn fix_fresh(
     org: OrgId,
     changes: &Changes,
     fresh: &[&HandoffRow],
+    configured: Option<bool>,
     fixed: &mut HashMap<String, Fixed>,
 ) -> sqlx::Result<()> {
     // Sessions: those changed in this batch are at hand, the others are looked up.
@@ -279,13 +305,18 @@ async fn fix_fresh(
             sessions.insert(id, (channel, agent));
         }
     }
-    let revisions = working_hours_between(
-        &mut *conn,
-        org,
-        fresh.iter().map(|h| h.initiated_at).min(),
-        fresh.iter().map(|h| h.initiated_at).max(),
-    )
-    .await?;
+    let revisions = match configured {
+        Some(false) => Vec::new(),
+        _ => {
+            working_hours_between(
+                &mut *conn,
+                org,
+                fresh.iter().map(|h| h.initiated_at).min(),
+                fresh.iter().map(|h| h.initiated_at).max(),
+            )
+            .await?
+        }
+    };
     let (mut ids, mut channels, mut agents, mut outside) = (vec![], vec![], vec![], vec![]);
     for h in fresh {
         let (channel, agent) = sessions.get(&h.session_id).cloned().unwrap_or_default();
@@ -410,29 +441,21 @@ async fn write(
     sqlx::query(
         r#"insert into handoff_lifecycle_rollups
                (org_id, dim, grain, bucket, key, initiated, completed, failed, abandoned, open,
-                retried, outside_working_hours, wait_count, wait_sum_ms, wait_max_ms, wait_bins,
-                wait_counts)
+                retried, outside_working_hours, wait_count, wait_sum_ms, wait_max_ms, wait_hist)
            select $1, q.dim, q.grain, q.bucket, q.key, q.initiated, q.completed, q.failed,
                   q.abandoned, q.open, q.retried, q.outside, q.wait_count, q.wait_sum_ms,
-                  q.wait_max_ms,
-                  coalesce((select array_agg(b::int4 order by o)
-                            from unnest(string_to_array(q.bins, ',')) with ordinality as x(b, o)
-                            where b <> ''), '{}'),
-                  coalesce((select array_agg(c::int8 order by o)
-                            from unnest(string_to_array(q.counts, ',')) with ordinality as x(c, o)
-                            where c <> ''), '{}')
+                  q.wait_max_ms, q.hist
            from unnest($2::text[], $3::int4[], $4::timestamptz[], $5::text[], $6::int8[],
                        $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
-                       $13::int8[], $14::int8[], $15::int8[], $16::text[], $17::text[])
+                       $13::int8[], $14::int8[], $15::int8[], $16::bytea[])
                 as q(dim, grain, bucket, key, initiated, completed, failed, abandoned, open,
-                     retried, outside, wait_count, wait_sum_ms, wait_max_ms, bins, counts)
+                     retried, outside, wait_count, wait_sum_ms, wait_max_ms, hist)
            on conflict (org_id, dim, grain, bucket, key) do update
            set initiated = excluded.initiated, completed = excluded.completed,
                failed = excluded.failed, abandoned = excluded.abandoned, open = excluded.open,
                retried = excluded.retried, outside_working_hours = excluded.outside_working_hours,
                wait_count = excluded.wait_count, wait_sum_ms = excluded.wait_sum_ms,
-               wait_max_ms = excluded.wait_max_ms, wait_bins = excluded.wait_bins,
-               wait_counts = excluded.wait_counts"#,
+               wait_max_ms = excluded.wait_max_ms, wait_hist = excluded.wait_hist"#,
     )
     .bind(org.get())
     .bind(&cols.dim)
@@ -449,15 +472,13 @@ async fn write(
     .bind(&cols.wait_count)
     .bind(&cols.wait_sum_ms)
     .bind(&cols.wait_max_ms)
-    .bind(&cols.bins)
-    .bind(&cols.counts)
+    .bind(&cols.hist)
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// Rows to write, as column arrays (the histogram arrays as comma-separated text: PostgreSQL
-/// has no arrays of arrays of different lengths).
+/// Rows to write, as column arrays.
 #[derive(Default)]
 struct Columns<'a> {
     dim: Vec<&'a str>,
@@ -474,14 +495,11 @@ struct Columns<'a> {
     wait_count: Vec<i64>,
     wait_sum_ms: Vec<i64>,
     wait_max_ms: Vec<Option<i64>>,
-    bins: Vec<String>,
-    counts: Vec<String>,
+    hist: Vec<Vec<u8>>,
 }
 
 impl<'a> Columns<'a> {
     fn push(&mut self, dim: &'a str, grain: i32, bucket: DateTime<Utc>, key: &'a str, t: &Tally) {
-        let join = |v: Vec<String>| v.join(",");
-        let (bins, counts) = t.waits.to_arrays();
         self.dim.push(dim);
         self.grain.push(grain);
         self.bucket.push(bucket);
@@ -496,23 +514,19 @@ impl<'a> Columns<'a> {
         self.wait_count.push(t.wait_count);
         self.wait_sum_ms.push(t.wait_sum_ms);
         self.wait_max_ms.push(t.wait_max_ms);
-        self.bins
-            .push(join(bins.iter().map(ToString::to_string).collect()));
-        self.counts
-            .push(join(counts.iter().map(ToString::to_string).collect()));
+        self.hist.push(t.waits.encode());
     }
 }
 
 /// The columns of a rollup row, as [`tally_row`] reads them.
 const COLUMNS: &str = "r.dim, r.grain, r.bucket, r.key, r.initiated, r.completed, r.failed, \
      r.abandoned, r.open, r.retried, r.outside_working_hours, r.wait_count, r.wait_sum_ms, \
-     r.wait_max_ms, r.wait_bins, r.wait_counts";
+     r.wait_max_ms, r.wait_hist";
 
 fn tally_row(
     row: &sqlx::postgres::PgRow,
 ) -> sqlx::Result<(String, i32, DateTime<Utc>, String, Tally)> {
-    let bins: Vec<i32> = row.try_get("wait_bins")?;
-    let counts: Vec<i64> = row.try_get("wait_counts")?;
+    let hist: &[u8] = row.try_get("wait_hist")?;
     Ok((
         row.try_get("dim")?,
         row.try_get("grain")?,
@@ -529,17 +543,26 @@ fn tally_row(
             wait_count: row.try_get("wait_count")?,
             wait_sum_ms: row.try_get("wait_sum_ms")?,
             wait_max_ms: row.try_get("wait_max_ms")?,
-            waits: WaitHistogram::from_arrays(&bins, &counts),
+            waits: WaitHistogram::decode(hist).map_err(bad_histogram)?,
         },
     ))
 }
 
-/// Adds a rollup row (read with [`COLUMNS`]) to `into`, its histogram straight from the stored
-/// arrays (no intermediate tally: a read merges hundreds of rows).
-fn merge_row(row: &sqlx::postgres::PgRow, into: &mut Tally) -> sqlx::Result<()> {
-    let bins: Vec<i32> = row.try_get("wait_bins")?;
-    let counts: Vec<i64> = row.try_get("wait_counts")?;
-    let get = |c: &str| row.try_get::<i64, _>(c);
+/// The error of a stored histogram that does not decode.
+fn bad_histogram(e: crate::domain::lifecycle::BadHistogram) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: "wait_hist".to_owned(),
+        source: Box::new(e),
+    }
+}
+
+/// Adds (`sign` 1) or subtracts (−1) a rollup row (read with [`COLUMNS`]) to `into`, its
+/// histogram decoded straight from the stored bytes into `into`'s (no intermediate tally: a
+/// read merges hundreds of rows). The maximum is merged only when adding (a maximum cannot be
+/// subtracted), as [`Tally::merge_signed`] does.
+fn merge_row(row: &sqlx::postgres::PgRow, into: &mut Tally, sign: i64) -> sqlx::Result<()> {
+    let hist: &[u8] = row.try_get("wait_hist")?;
+    let get = |c: &str| row.try_get::<i64, _>(c).map(|v| sign * v);
     into.initiated += get("initiated")?;
     into.completed += get("completed")?;
     into.failed += get("failed")?;
@@ -549,13 +572,14 @@ fn merge_row(row: &sqlx::postgres::PgRow, into: &mut Tally) -> sqlx::Result<()> 
     into.outside_working_hours += get("outside_working_hours")?;
     into.wait_count += get("wait_count")?;
     into.wait_sum_ms += get("wait_sum_ms")?;
-    let max: Option<i64> = row.try_get("wait_max_ms")?;
-    into.wait_max_ms = match (into.wait_max_ms, max) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    into.waits.add_arrays(&bins, &counts);
-    Ok(())
+    if sign > 0 {
+        let max: Option<i64> = row.try_get("wait_max_ms")?;
+        into.wait_max_ms = match (into.wait_max_ms, max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    into.waits.add_encoded(hist, sign).map_err(bad_histogram)
 }
 
 /// The figures of one range: every handoff, each local day's, and the groups of one dimension.
@@ -625,31 +649,24 @@ pub async fn read(
             let Some(used) = usize::try_from(seg - 1).ok().and_then(|i| uses.get(i)) else {
                 continue;
             };
-            if let [(day, 1)] = used.as_slice() {
-                if let Some((_, d)) = days.get_mut(*day) {
-                    merge_row(row, d)?;
-                }
-                continue;
-            }
-            let mut t = Tally::default();
-            merge_row(row, &mut t)?;
+            // Decoded into each day that uses it (at most two), no intermediate tally.
             for (day, sign) in used {
                 if let Some((_, d)) = days.get_mut(*day) {
-                    d.merge_signed(&t, *sign);
+                    merge_row(row, d, *sign)?;
                 }
             }
         }
         if reads.subtracts {
             let mut t = Tally::default();
             for row in &read_range(&mut *conn, org, Dim::All, &reads.range).await? {
-                merge_row(row, &mut t)?;
+                merge_row(row, &mut t, 1)?;
             }
             range_total = Some(t);
         }
         if let Some(dim) = group_by {
             for row in &read_range(&mut *conn, org, dim, &reads.range).await? {
                 let key: String = row.try_get("key")?;
-                merge_row(row, groups.entry(key).or_default())?;
+                merge_row(row, groups.entry(key).or_default(), 1)?;
             }
         }
     }

@@ -15,10 +15,18 @@ use crate::domain::projection::Changes;
 /// The reseller's rollups come last: the organizations of a reseller ingest concurrently (each
 /// under its own lock) and update the same reseller rows, whose row locks are then held only
 /// from there to the commit.
-pub async fn apply(conn: &mut PgConnection, org: OrgId, changes: &Changes) -> sqlx::Result<()> {
+///
+/// `configured`: whether the organization has a handoff configuration revision, when already
+/// known (`None`: the lifecycle looks the revisions up).
+pub async fn apply(
+    conn: &mut PgConnection,
+    org: OrgId,
+    changes: &Changes,
+    configured: Option<bool>,
+) -> sqlx::Result<()> {
     super::metrics::apply(&mut *conn, org, &changes.calls).await?;
     super::analytics::apply(&mut *conn, org, changes).await?;
-    super::lifecycle::apply(&mut *conn, org, changes).await?;
+    super::lifecycle::apply(&mut *conn, org, changes, configured).await?;
     super::metrics::apply_reseller(conn, org, &changes.calls).await?;
     Ok(())
 }

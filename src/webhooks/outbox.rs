@@ -45,6 +45,11 @@ fn subject(body: &Value) -> Option<Subject<'_>> {
 #[must_use = "wake the workers after the commit"]
 pub struct Enqueued(bool);
 
+impl Enqueued {
+    /// Nothing enqueued (the organization subscribes to nothing).
+    pub const NOTHING: Enqueued = Enqueued(false);
+}
+
 /// Writes the outbox rows of the events `new` of `batch` (just applied on `conn`). Once the
 /// transaction has committed, pass the answer to [`wake`].
 pub async fn enqueue(
