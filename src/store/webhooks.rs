@@ -507,10 +507,11 @@ pub async fn claim(
     // pending deliveries) is above `jit_above_cost`, and compiling it took 15-50 ms for a
     // statement that runs in 0.1-0.5 ms.
     //
-    // Nor does it wait for its commit to be flushed (neither do the outcomes): a claim lost in a
-    // crash of PostgreSQL is made again (the attempt is repeated: at least once), unlike the
-    // ingest transaction, which keeps synchronous commit (acknowledged ⇒ stored). Waiting for the
-    // flush of every claim and outcome bounded a backlog's drain by the disk's flush latency.
+    // Nor does it wait for its commit to be flushed: a claim lost in a crash of PostgreSQL is
+    // made again (the attempt is repeated: at least once). Outcomes do wait (a later message of
+    // the key is claimed only once its predecessor's outcome is durable, and that flush carries
+    // every claim committed before it), as does ingest (acknowledged ⇒ stored). Waiting for the
+    // flush of every claim bounded a backlog's drain by the disk's flush latency.
     let mut tx = pool.begin().await?;
     sqlx::query(
         "select set_config('jit', 'off', true), set_config('synchronous_commit', 'off', true)",
@@ -603,11 +604,10 @@ pub async fn record_delivered(pool: &PgPool, done: &[Delivered]) -> sqlx::Result
     let (ep_orgs, ep_ids): (Vec<Uuid>, Vec<Uuid>) = endpoints.into_iter().unzip();
     // A data-modifying `with` runs whether or not the query reads it. Rows are found by primary
     // key probes (`offset 0` keeps the plan a nested loop whatever the statistics).
-    // Committed without waiting for the flush: a success lost in a crash of PostgreSQL is sent
-    // again (at least once).
+    // Committed with a flush, one per batch (see `claim`): a success recorded, however quickly
+    // the next message of its key follows, is never sent again after it.
     let updated: i64 = sqlx::query_scalar(
-        r#"with a as (select set_config('synchronous_commit', 'off', true)),
-           d as (
+        r#"with d as (
                update webhook_deliveries w
                set status = 'succeeded', last_status_code = u.code, last_error = null,
                    next_attempt_at = null, delivered_at = now()
@@ -621,7 +621,7 @@ pub async fn record_delivered(pool: &PgPool, done: &[Delivered]) -> sqlx::Result
                from unnest($5::uuid[], $6::uuid[]) as x(org_id, id)
                where h.org_id = x.org_id and h.id = x.id and h.failing_since is not null
                returning 1)
-           select count(*) from d, a"#,
+           select count(*) from d"#,
     )
     .bind(&orgs)
     .bind(&ids)
@@ -715,10 +715,6 @@ pub async fn record(
         return Ok(updated > 0);
     }
     let mut tx = pool.begin().await?;
-    // Without waiting for the flush, as the successes (see `record_delivered`).
-    sqlx::query("select set_config('synchronous_commit', 'off', true)")
-        .execute(&mut *tx)
-        .await?;
     let updated = sqlx::query(
         r#"update webhook_deliveries
            set status = $4, last_status_code = $5, last_error = $6, next_attempt_at = $7,

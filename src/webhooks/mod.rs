@@ -13,9 +13,9 @@
 //!   in order per handoff. Claims go endpoint by endpoint, each up to its free room; attempts run
 //!   concurrently, bounded per server and per endpoint, each with a deadline, so one slow
 //!   receiver (or one large backlog) does not hold up the others. Successes are recorded many
-//!   per statement, each with its own status code and attempt. The workers' transactions do not
-//!   wait for their commit to be flushed (a claim or outcome lost in a database crash only
-//!   repeats an attempt); ingest's do.
+//!   per statement, each with its own status code and attempt. Claims do not wait for their
+//!   commit to be flushed (one lost in a database crash only repeats an attempt); outcomes and
+//!   ingest do.
 //! - **Retries.** Exponential backoff with jitter until the message is older than the retry
 //!   window (3 days); any 2xx is a success; 410 disables the endpoint; an endpoint failing
 //!   without a success for 3 days is disabled, with the reason stored.

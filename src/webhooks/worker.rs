@@ -8,10 +8,11 @@
 //! server dies is sent again after its lease (at least once). Failures are recorded one by one,
 //! with their endpoint's failure run.
 //!
-//! A worker wakes on the outbox notification (sent by the transaction that enqueued or made a
-//! delivery due) and otherwise polls every `poll_interval`, which also brings retries whose time
-//! has come. Stopping it waits briefly for attempts in flight, then abandons them: their leases
-//! pass and a worker retries them (at least once). Dropping a [`Deliverer`] aborts it at once.
+//! A worker wakes on the outbox notification (sent once a batch that enqueued deliveries has
+//! committed, or by the transaction that made a delivery due by hand) and otherwise polls every
+//! `poll_interval`, which also brings retries whose time has come. Stopping it waits briefly for
+//! attempts in flight, then abandons them: their leases pass and a worker retries them (at least
+//! once). Dropping a [`Deliverer`] aborts it at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
