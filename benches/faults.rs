@@ -3,7 +3,8 @@
 //! right after a restart with stale planner statistics, reads right after a bulk load, another
 //! organization's requests during a 32-batch burst, and shutdown with stalled clients.
 //!
-//! Run: `cargo bench --bench faults` (env BENCH_FREEZE_SECS, default 10).
+//! Run: `cargo bench --bench faults` (env BENCH_FREEZE_SECS, default 10; BENCH_PG_STATS=1 prints
+//! PostgreSQL time per statement of the stale-statistics ingest).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -293,6 +294,7 @@ async fn main() {
     }
     server.stop();
     let server = common::Server::start_with(bench.dir.path(), &stale).await;
+    common::create_statement_stats(&bench.pool).await;
     let timed = async |from: usize| {
         let t = Instant::now();
         for b in 0..20 {
@@ -315,6 +317,7 @@ async fn main() {
         rate(20_000, warm),
         warm.as_secs_f64() / first.as_secs_f64()
     );
+    common::print_statement_stats(&mut *bench.pool.acquire().await.unwrap()).await;
     server.stop();
     sqlx::query("alter system reset autovacuum")
         .execute(&bench.pool)
