@@ -317,7 +317,7 @@ async fn main() {
         rate(20_000, warm),
         warm.as_secs_f64() / first.as_secs_f64()
     );
-    common::print_statement_stats(&mut *bench.pool.acquire().await.unwrap()).await;
+    common::print_statement_stats(&mut bench.pool.acquire().await.unwrap()).await;
     server.stop();
     sqlx::query("alter system reset autovacuum")
         .execute(&bench.pool)
