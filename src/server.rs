@@ -52,6 +52,10 @@ pub struct ServeOptions {
 
 /// Runs the server until a shutdown signal.
 pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
+    // The signal handlers come first: once a client can connect, SIGTERM must stop the server
+    // gracefully, not kill it with the default action (a signal that arrives during start-up
+    // is kept, and the server stops as soon as it serves).
+    let signals = ShutdownSignals::register();
     // Bind first: a busy port should fail before PostgreSQL is started for nothing.
     let listener = TcpListener::bind(options.addr)
         .await
@@ -64,7 +68,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         None => None,
     };
     let db = Database::open(&options.target, &options.db).await?;
-    let result = serve(listener, addr, admin, &db, &options).await;
+    let result = serve(listener, addr, admin, &db, &options, signals).await;
     let closed = db.close().await;
     result.and(closed)
 }
@@ -75,6 +79,7 @@ async fn serve(
     admin: Option<TcpListener>,
     db: &Database,
     options: &ServeOptions,
+    signals: ShutdownSignals,
 ) -> anyhow::Result<()> {
     let keys = Arc::new(admin::signing_keys(&db.pool).await?);
     let replica = match &options.read_database_url {
@@ -166,7 +171,7 @@ async fn serve(
         }
     };
     let signal = async {
-        shutdown_signal().await;
+        signals.recv().await;
         let _ = stop.send(true);
     };
     tokio::join!(api, admin, signal, webhooks);
@@ -185,24 +190,37 @@ async fn wait_for(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// SIGINT (Ctrl-C) and SIGTERM, handled from the moment [`ShutdownSignals::register`] runs
+/// (tokio installs the handler then; a signal before the first `recv` is not lost).
+pub struct ShutdownSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers (a platform that refuses one just never delivers it).
+    pub fn register() -> ShutdownSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        ShutdownSignals {
+            term: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
-    tracing::info!("shutdown signal received, draining requests");
+
+    /// Resolves on the first SIGINT or SIGTERM since [`ShutdownSignals::register`].
+    pub async fn recv(mut self) {
+        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = one(&mut self.term) => {},
+            () = one(&mut self.interrupt) => {},
+        }
+        tracing::info!("shutdown signal received, draining requests");
+    }
 }
