@@ -138,53 +138,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap()
 }
 
-/// CPU time (user + system) of a process in seconds, from `/proc/<pid>/stat` (clock ticks of
-/// 1/100 s, Linux's `CLK_TCK`).
-fn cpu_secs(pid: u32) -> f64 {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command (which may hold spaces) in parentheses: state is field 3,
-    // utime 14 and stime 15.
-    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
-}
-
-/// CPU seconds of the PostgreSQL cluster: the postmaster (first line of `postmaster.pid`) and
-/// every process whose parent it is (the backends, among them the export's).
-fn postgres_cpu_secs(data_dir: &std::path::Path) -> f64 {
-    let Some(postmaster) = std::fs::read_to_string(data_dir.join("pg/postmaster.pid"))
-        .ok()
-        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
-    else {
-        return 0.0;
-    };
-    let mut total = cpu_secs(postmaster);
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(postmaster) {
-            total += cpu_secs(pid);
-        }
-    }
-    total
-}
-
 /// CPU seconds used so far by the three parties of an export.
 #[derive(Clone, Copy)]
 struct Cpu {
@@ -196,9 +149,10 @@ struct Cpu {
 impl Cpu {
     fn now(server_pid: u32, data_dir: &std::path::Path) -> Cpu {
         Cpu {
-            server: cpu_secs(server_pid),
-            client: cpu_secs(std::process::id()),
-            postgres: postgres_cpu_secs(data_dir),
+            server: common::cpu_secs(server_pid),
+            client: common::cpu_secs(std::process::id()),
+            postgres: common::postmaster_pid(&data_dir.join("pg"))
+                .map_or(0.0, common::cluster_cpu_secs),
         }
     }
 }

@@ -21,49 +21,9 @@ use sqlx::{Connection, PgConnection};
 
 const BATCH: usize = 1_000;
 
-/// CPU seconds (user + system) a process has used.
-fn process_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    ticks / 100.0
-}
-
 /// CPU seconds used by the cluster under `pgdata`: its postmaster and every process it started.
 fn postgres_cpu(pgdata: &std::path::Path) -> f64 {
-    let Some(postmaster) = std::fs::read_to_string(pgdata.join("postmaster.pid"))
-        .ok()
-        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
-    else {
-        return 0.0;
-    };
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            pid == postmaster
-                || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                    stat.rsplit(')')
-                        .next()
-                        .and_then(|rest| rest.split_whitespace().nth(1))
-                        == Some(postmaster.to_string().as_str())
-                })
-        })
-        .map(process_cpu)
-        .sum()
+    common::postmaster_pid(pgdata).map_or(0.0, common::cluster_cpu_secs)
 }
 
 /// A realistic mix: each session starts, a third hand off (initiated, then completed or failed),
@@ -186,7 +146,7 @@ async fn run(batches: usize, clients: usize) {
     let total_events = clients * per_client * BATCH;
 
     let cpu_before = (
-        process_cpu(server.pid()),
+        common::cpu_secs(server.pid()),
         postgres_cpu(&dir.path().join("pg")),
     );
     // Scenario 1: every client its own organization. Scenario 2 would add lock contention; one
@@ -222,7 +182,7 @@ async fn run(batches: usize, clients: usize) {
         latencies.extend(h.await.unwrap());
     }
     let elapsed = started.elapsed();
-    let server_cpu = process_cpu(server.pid()) - cpu_before.0;
+    let server_cpu = common::cpu_secs(server.pid()) - cpu_before.0;
     let postgres_cpu_used = postgres_cpu(&dir.path().join("pg")) - cpu_before.1;
     latencies.sort();
     let rate = total_events as f64 / elapsed.as_secs_f64();

@@ -97,48 +97,6 @@ async fn receive(
     StatusCode::OK
 }
 
-/// CPU seconds used so far by a process (user + system), from `/proc/PID/stat`.
-fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        f.get(i - 3)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // USER_HZ is 100 on Linux.
-    (ticks(14) + ticks(15)) / 100.0
-}
-
-/// CPU seconds of the PostgreSQL cluster: the postmaster and its live children.
-fn pg_cpu_secs(postmaster: u32) -> f64 {
-    let mut total = cpu_secs(postmaster);
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u32>().ok());
-        if ppid == Some(postmaster) {
-            total += cpu_secs(pid);
-        }
-    }
-    total
-}
-
 /// CPU seconds of (server, PostgreSQL, this process).
 #[derive(Clone, Copy, Default)]
 struct Cpu(f64, f64, f64);
@@ -146,9 +104,9 @@ struct Cpu(f64, f64, f64);
 impl Cpu {
     fn now(server: u32, postmaster: u32) -> Cpu {
         Cpu(
-            cpu_secs(server),
-            pg_cpu_secs(postmaster),
-            cpu_secs(std::process::id()),
+            common::cpu_secs(server),
+            common::cluster_cpu_secs(postmaster),
+            common::cpu_secs(std::process::id()),
         )
     }
     fn add_since(&mut self, start: Cpu, end: Cpu) {
@@ -347,7 +305,11 @@ async fn run() {
     if hold {
         server.stop();
         // The new server's CPU counts from its start; PostgreSQL's and this process's from here.
-        drain_cpu = Cpu(0.0, pg_cpu_secs(postmaster), cpu_secs(std::process::id()));
+        drain_cpu = Cpu(
+            0.0,
+            common::cluster_cpu_secs(postmaster),
+            common::cpu_secs(std::process::id()),
+        );
         let pending: i64 =
             sqlx::query_scalar("select count(*) from webhook_deliveries where status = 'pending'")
                 .fetch_one(&db.pool)

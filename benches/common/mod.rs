@@ -178,3 +178,53 @@ pub fn start_cluster_keeping(data_dir: &Path, settings: &str, keep: bool) -> bat
         .unwrap();
     cluster
 }
+
+/// CPU seconds used so far by a process (user + system), from `/proc/<pid>/stat`; 0 when it is
+/// gone.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ is 100 on Linux.
+    (ticks(14) + ticks(15)) / 100.0
+}
+
+/// The postmaster's pid of the cluster under `pgdata` (the first line of `postmaster.pid`).
+pub fn postmaster_pid(pgdata: &Path) -> Option<u32> {
+    std::fs::read_to_string(pgdata.join("postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+}
+
+/// CPU seconds of a PostgreSQL cluster: its postmaster and every live process it started.
+pub fn cluster_cpu_secs(postmaster: u32) -> f64 {
+    let mut total = cpu_secs(postmaster);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(postmaster) {
+            total += cpu_secs(pid);
+        }
+    }
+    total
+}
