@@ -7,7 +7,7 @@ const INGESTED_TABLES: &str = "events, sessions, handoffs, handoff_states, hando
      agents, calls, session_rollups, handoff_rollup_totals, handoff_rollup_breakdown, \
      handoff_session_reasons, call_metric_rollups, call_escalation_rollups, call_volume_days, \
      reseller_call_rollups, reseller_agent_rollups, reseller_escalation_rollups, \
-     reseller_call_volume_days, webhook_deliveries";
+     reseller_call_volume_days, webhook_deliveries, webhook_outbox";
 
 /// `ANALYZE`s the ingested tables unless another server is doing it right now; returns whether
 /// it ran, and the events table's row estimate afterwards.

@@ -1,8 +1,8 @@
 //! Webhook subscriptions and their outbox of deliveries.
 //!
 //! Policy: every function takes the organization and filters on it (another organization's
-//! webhook is not found), except the workers' [`claim`] and outcome functions, which serve every
-//! organization and address a delivery by its full key. See [`crate::webhooks`] for the
+//! webhook is not found), except the workers' [`fan_out`], [`claim`] and outcome functions, which
+//! serve every organization and address a delivery by its full key. See [`crate::webhooks`] for the
 //! delivery rules these statements implement.
 
 use std::time::Duration;
@@ -177,6 +177,10 @@ pub async fn update(
 /// Deletes a subscription and its deliveries; whether it existed.
 pub async fn delete(pool: &PgPool, org: OrgId, id: Uuid) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
+    // After any fan-out under way, so none adds deliveries of this webhook behind the delete.
+    sqlx::query("select pg_advisory_xact_lock(hashtext('baton.webhook_fan_out'))")
+        .execute(&mut *tx)
+        .await?;
     let deleted = sqlx::query("delete from webhooks where org_id = $1 and id = $2")
         .bind(org.get())
         .bind(id)
@@ -268,7 +272,9 @@ fn delivery(row: &PgRow) -> sqlx::Result<DeliveryRow> {
     })
 }
 
-/// A page of an endpoint's deliveries, newest first, before `before_seq` (exclusive).
+/// A page of an endpoint's deliveries, newest first, before `before_seq` (exclusive). The
+/// batches acknowledged before the call are fanned out first, so the page lists every message
+/// of every acknowledged batch.
 pub async fn deliveries(
     pool: &PgPool,
     org: OrgId,
@@ -285,6 +291,9 @@ pub async fn deliveries(
          order by seq desc
          limit $5"
     );
+    let mut tx = pool.begin().await?;
+    fan_out_all(&mut *tx).await?;
+    tx.commit().await?;
     sqlx::query(&sql)
         .bind(org.get())
         .bind(webhook_id)
@@ -364,7 +373,8 @@ pub struct NewDeliveries {
     pub payloads: Vec<String>,
 }
 
-/// Inserts outbox rows (in their order: it is the delivery order). The caller wakes the workers
+/// Writes the deliveries of one batch (in their order: it is the delivery order) as one outbox
+/// row; the workers fan it out into `webhook_deliveries` ([`fan_out`]). The caller wakes them
 /// once its transaction has committed ([`notify_outbox`]).
 pub async fn enqueue(
     conn: &mut PgConnection,
@@ -377,14 +387,9 @@ pub async fn enqueue(
     let mut v7 = crate::webhooks::outbox::V7Ids::new();
     let ids: Vec<Uuid> = rows.webhook_ids.iter().map(|_| v7.next()).collect();
     sqlx::query(
-        r#"insert into webhook_deliveries (org_id, id, webhook_id, message_id, event_type,
-                                           ordering_key, payload, next_attempt_at)
-           select $1, r.id, r.webhook_id, r.message_id, r.event_type, r.ordering_key,
-                  ($7::text[])[r.payload_index], now()
-           from unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $8::int[])
-                with ordinality as r(id, webhook_id, message_id, event_type, ordering_key,
-                                     payload_index, n)
-           order by r.n"#,
+        r#"insert into webhook_outbox (org_id, delivery_ids, webhook_ids, message_ids,
+                                       event_types, ordering_keys, payload_index, payloads)
+           values ($1, $2, $3, $4, $5, $6, $7, $8)"#,
     )
     .bind(org.get())
     .bind(&ids)
@@ -392,11 +397,99 @@ pub async fn enqueue(
     .bind(&rows.message_ids)
     .bind(&rows.event_types)
     .bind(&rows.ordering_keys)
-    .bind(&rows.payloads)
     .bind(&rows.payload_index)
+    .bind(&rows.payloads)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Most outbox rows (ingest batches) one fan-out moves.
+pub const FAN_OUT_BATCHES: i64 = 64;
+
+/// Moves up to `batches` outbox rows, oldest first, into `webhook_deliveries` on `conn` (in its
+/// transaction, which must commit for the move to count); returns the deliveries created.
+/// Deliveries to endpoints deleted since are dropped.
+///
+/// One fan-out at a time across every server (a transaction-scoped advisory lock): with `wait`
+/// false, a caller that finds another fan-out under way returns 0 at once (that one moves the
+/// rows); with `wait` true it waits for it. Serial fan-outs in `seq` order keep the deliveries
+/// of a key in the order of their batches (`webhook_deliveries.seq` follows the insert order).
+/// Each row is deleted by the statement that inserts its deliveries: moved exactly once.
+pub async fn fan_out(conn: &mut PgConnection, batches: i64, wait: bool) -> sqlx::Result<u64> {
+    fan_out_through(conn, batches, wait, i64::MAX).await
+}
+
+/// [`fan_out`] of the rows up to `seq` `through` only.
+async fn fan_out_through(
+    conn: &mut PgConnection,
+    batches: i64,
+    wait: bool,
+    through: i64,
+) -> sqlx::Result<u64> {
+    let locked: bool = if wait {
+        sqlx::query("select pg_advisory_xact_lock(hashtext('baton.webhook_fan_out'))")
+            .execute(&mut *conn)
+            .await?;
+        true
+    } else {
+        sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtext('baton.webhook_fan_out'))")
+            .fetch_one(&mut *conn)
+            .await?
+    };
+    if !locked {
+        return Ok(0);
+    }
+    let moved = sqlx::query(
+        r#"with batch as (
+               delete from webhook_outbox
+               where seq in (select seq from webhook_outbox where seq <= $2
+                             order by seq limit $1)
+               returning *)
+           insert into webhook_deliveries (org_id, id, webhook_id, message_id, event_type,
+                                           ordering_key, payload, next_attempt_at, created_at)
+           select b.org_id, d.id, d.webhook_id, d.message_id, d.event_type, d.ordering_key,
+                  b.payloads[d.payload_index], now(), b.created_at
+           from batch b
+           cross join lateral unnest(b.delivery_ids, b.webhook_ids, b.message_ids,
+                                     b.event_types, b.ordering_keys, b.payload_index)
+                with ordinality as d(id, webhook_id, message_id, event_type, ordering_key,
+                                     payload_index, n)
+           where exists (select 1 from webhooks w
+                         where w.org_id = b.org_id and w.id = d.webhook_id)
+           order by b.seq, d.n"#,
+    )
+    .bind(batches)
+    .bind(through)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(moved)
+}
+
+/// Fans out, on `conn` (in its transaction), every outbox row committed before the call,
+/// waiting for a fan-out under way: for the delivery log, and for an erasure, which rewrites the
+/// deliveries of every acknowledged batch. Rows committed meanwhile are left to the workers.
+pub async fn fan_out_all(conn: &mut PgConnection) -> sqlx::Result<u64> {
+    let Some(last): Option<i64> = sqlx::query_scalar("select max(seq) from webhook_outbox")
+        .fetch_one(&mut *conn)
+        .await?
+    else {
+        return Ok(0);
+    };
+    let mut total = 0;
+    loop {
+        let moved = fan_out_through(&mut *conn, FAN_OUT_BATCHES, true, last).await?;
+        total += moved;
+        let left: bool =
+            sqlx::query_scalar("select exists (select 1 from webhook_outbox where seq <= $1)")
+                .bind(last)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !left {
+            return Ok(total);
+        }
+    }
 }
 
 /// Wakes the delivery workers of every server (on [`CHANNEL`]).
@@ -433,7 +526,8 @@ pub struct Claimed {
 /// (`busy` lists the endpoints with attempts in flight on this server, and how many); each gets
 /// a lease of `lease` (its `next_attempt_at` moves past it).
 ///
-/// Two statements in one transaction, each with a plan that cannot go wrong whatever the
+/// First it fans out the outbox ([`fan_out`], skipped while another server does). Then two
+/// statements in one transaction, each with a plan that cannot go wrong whatever the
 /// statistics. The first
 /// finds the endpoints that have pending deliveries by skipping through the partial index of
 /// pending rows by endpoint (one index descent per endpoint, whatever the backlog), then reads,
@@ -518,6 +612,15 @@ pub async fn claim(
     )
     .execute(&mut *tx)
     .await?;
+    // The batches acknowledged since the last claim become deliveries first (unless another
+    // server is moving them right now), in this transaction: this claim already sees them.
+    if fan_out(&mut tx, FAN_OUT_BATCHES, false).await? > 0 {
+        // The other servers' workers claim their share too.
+        sqlx::query("select pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+    }
     let candidates: Vec<(Uuid, Uuid)> = sqlx::query_as(&sql)
         .bind(limit)
         .bind(per_endpoint)
@@ -526,6 +629,7 @@ pub async fn claim(
         .fetch_all(&mut *tx)
         .await?;
     if candidates.is_empty() {
+        tx.commit().await?;
         return Ok(Vec::new());
     }
     let (orgs, ids): (Vec<Uuid>, Vec<Uuid>) = candidates.into_iter().unzip();

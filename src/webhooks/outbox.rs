@@ -6,9 +6,11 @@
 //! projections the batch has just written, in the same transaction. So a new `handoff.*` event
 //! type flows through as soon as it is listed in [`super::EVENT_TYPES`].
 //!
-//! Cost: one primary-key probe of `webhooks` per batch when the organization subscribes to
-//! nothing; otherwise two statements to read the handoffs, one for sessions, one insert, and
-//! after the commit one notification ([`wake`]).
+//! Cost: nothing when the organization subscribes to nothing (ingest knows it from its first
+//! round trip); otherwise two statements to read the handoffs, one for sessions, the insert of
+//! one outbox row for the whole batch, and after the commit one notification ([`wake`]). The
+//! workers turn that row into one delivery row per message and endpoint later
+//! ([`crate::store::webhooks::fan_out`]), outside the ingest transaction.
 
 use std::collections::{HashMap, HashSet};
 
@@ -50,7 +52,7 @@ impl Enqueued {
     pub const NOTHING: Enqueued = Enqueued(false);
 }
 
-/// Writes the outbox rows of the events `new` of `batch` (just applied on `conn`). Once the
+/// Writes the outbox row of the events `new` of `batch` (just applied on `conn`). Once the
 /// transaction has committed, pass the answer to [`wake`].
 pub async fn enqueue(
     conn: &mut PgConnection,

@@ -8,6 +8,9 @@
 //! server dies is sent again after its lease (at least once). Failures are recorded one by one,
 //! with their endpoint's failure run.
 //!
+//! Each claim first fans out the batches acknowledged since the last one (in its own
+//! transaction, unless another server is doing it: [`store::fan_out`]).
+//!
 //! A worker wakes on the outbox notification (sent once a batch that enqueued deliveries has
 //! committed, or by the transaction that made a delivery due by hand) and otherwise polls every
 //! `poll_interval`, which also brings retries whose time has come. Stopping it waits briefly for

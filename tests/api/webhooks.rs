@@ -444,6 +444,11 @@ async fn a_refused_batch_delivers_nothing_and_unsubscribed_types_are_not_sent() 
         .await
         .unwrap();
     assert_eq!(total, 0);
+    let batches: i64 = sqlx::query_scalar("select count(*) from webhook_outbox")
+        .fetch_one(&h.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(batches, 0, "a refused batch leaves nothing in the outbox");
     events.pop();
     h.app.post_events_ok(&token, &events).await;
     eventually(10, || receiver.delivered().len() == 1).await;

@@ -12,6 +12,7 @@ mod handoffs;
 mod migrations;
 mod rollups;
 mod tenants;
+mod webhooks;
 
 use baton::auth::OrgId;
 use baton::domain::events::validate;
