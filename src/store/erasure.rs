@@ -126,7 +126,7 @@ pub async fn erase_session(
         .collect();
     // The batches acknowledged but not yet fanned out become deliveries first, so that their
     // bodies are rewritten too.
-    crate::store::webhooks::fan_out_all(&mut *tx).await?;
+    crate::store::webhooks::fan_out_all(&mut tx).await?;
     let keys: Vec<String> = handoff_ids.iter().map(|h| format!("handoff:{h}")).collect();
     sqlx::query(
         r#"update webhook_deliveries

@@ -292,7 +292,7 @@ pub async fn deliveries(
          limit $5"
     );
     let mut tx = pool.begin().await?;
-    fan_out_all(&mut *tx).await?;
+    fan_out_all(&mut tx).await?;
     tx.commit().await?;
     sqlx::query(&sql)
         .bind(org.get())
