@@ -149,6 +149,20 @@ pub async fn print_statement_stats(conn: &mut sqlx::PgConnection) {
     for (q, ms, calls, mean) in rows {
         println!("    {ms:>9.0} {calls:>6} {mean:>8.3}  {q}");
     }
+    // Background work the statements do not show: autovacuum and autoanalyze runs, and WAL.
+    let maintained: Vec<(String, i64, i64)> = sqlx::query_as(
+        r"select relname::text, autovacuum_count, autoanalyze_count from pg_stat_user_tables
+          where autovacuum_count + autoanalyze_count > 0 order by relname",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    println!("  autovacuum / autoanalyze runs: {maintained:?}");
+    let wal: Option<i64> = sqlx::query_scalar("select wal_bytes::int8 from pg_stat_wal")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    println!("  WAL written since the cluster started: {} MB", wal.unwrap_or(0) / 1_000_000);
 }
 
 /// Like [`start_cluster`], with `settings` (lines of `postgresql.conf`) appended and the
