@@ -664,7 +664,7 @@ pub async fn claim(
                next_attempt_at = now() + $3 * interval '1 millisecond'
            from (select l.org_id, l.id from webhook_deliveries l
                  where (l.org_id, l.id) in (select * from unnest($1::uuid[], $2::uuid[]))
-                   and l.status = 'pending' and l.next_attempt_at <= now()
+                   and coalesce(l.status, '') = 'pending' and l.next_attempt_at <= now()
                  for update skip locked) due,
                 webhooks w
            where d.org_id = due.org_id and d.id = due.id
@@ -732,7 +732,12 @@ pub async fn record_delivered(pool: &PgPool, done: &[Delivered]) -> sqlx::Result
     endpoints.dedup();
     let (ep_orgs, ep_ids): (Vec<Uuid>, Vec<Uuid>) = endpoints.into_iter().unzip();
     // A data-modifying `with` runs whether or not the query reads it. Rows are found by primary
-    // key probes (`offset 0` keeps the plan a nested loop whatever the statistics).
+    // key probes (`offset 0` keeps the plan a nested loop whatever the statistics). The status
+    // test is written `coalesce(status, '') = 'pending'` here and in every statement that finds
+    // deliveries by key (`status` is never null): written plainly, it lets the planner add the
+    // partial indexes of pending rows to the key lookup (a `BitmapAnd`), which with statistics
+    // from before a fan-out read every pending row's index entry for each delivery (2.3 ms per
+    // row with 84,000 pending; a backlog drained at 860 deliveries/s).
     // Committed with a flush, one per batch (see `claim`): a success recorded, however quickly
     // the next message of its key follows, is never sent again after it.
     let updated: i64 = sqlx::query_scalar(
@@ -743,7 +748,7 @@ pub async fn record_delivered(pool: &PgPool, done: &[Delivered]) -> sqlx::Result
                from (select * from unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[])
                          as u(org_id, id, attempts, code) offset 0) u
                where w.org_id = u.org_id and w.id = u.id and w.attempts = u.attempts
-                 and w.status = 'pending'
+                 and coalesce(w.status, '') = 'pending'
                returning 1),
            e as (
                update webhooks h set failing_since = null
@@ -826,7 +831,8 @@ pub async fn record(
                    update webhook_deliveries
                    set status = 'succeeded', last_status_code = $4, last_error = null,
                        next_attempt_at = null, delivered_at = now()
-                   where org_id = $1 and id = $2 and attempts = $3 and status = 'pending'
+                   where org_id = $1 and id = $2 and attempts = $3
+                     and coalesce(status, '') = 'pending'
                    returning 1),
                w as (
                    update webhooks set failing_since = null
@@ -848,7 +854,8 @@ pub async fn record(
         r#"update webhook_deliveries
            set status = $4, last_status_code = $5, last_error = $6, next_attempt_at = $7,
                delivered_at = case when $4 = 'succeeded' then now() end
-           where org_id = $1 and id = $2 and attempts = $3 and status = 'pending'"#,
+           where org_id = $1 and id = $2 and attempts = $3
+             and coalesce(status, '') = 'pending'"#,
     )
     .bind(c.org_id)
     .bind(c.id)
