@@ -392,7 +392,10 @@ fn in_force(
         .map(|(_, w)| w)
 }
 
-/// Adds the deltas to the stored rows (read, merged, written back under the ingest lock).
+/// Adds the deltas to the stored rows: read, merged in Rust, written back under the ingest lock.
+/// A stored row is updated by its `ctid` as read (no second index probe, no tuple lock: nothing
+/// else writes these rows while the lock is held, and an update in this transaction is the
+/// only thing that could move them); a new row is inserted.
 async fn write(
     conn: &mut PgConnection,
     org: OrgId,
@@ -405,12 +408,13 @@ async fn write(
     let grains: Vec<i32> = deltas.keys().map(|k| k.1).collect();
     let buckets: Vec<DateTime<Utc>> = deltas.keys().map(|k| k.2).collect();
     let keys: Vec<&str> = deltas.keys().map(|k| k.3.as_str()).collect();
+    // `q.i`: the delta's index in `deltas` (`with ordinality` counts from 1).
     let stored = sqlx::query(&format!(
-        r#"select {COLUMNS}
+        r#"select q.i, r.ctid::text as tid, {COLUMNS}
            from unnest($2::text[], $3::int4[], $4::timestamptz[], $5::text[])
-                as q(dim, grain, bucket, key)
+                with ordinality as q(dim, grain, bucket, key, i)
            cross join lateral (
-               select * from handoff_lifecycle_rollups r
+               select ctid, * from handoff_lifecycle_rollups r
                where r.org_id = $1 and r.dim = q.dim and r.grain = q.grain
                  and r.bucket = q.bucket and r.key = q.key
                offset 0
@@ -423,21 +427,64 @@ async fn write(
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
-    let mut merged: BTreeMap<(String, i32, DateTime<Utc>, String), Tally> = BTreeMap::new();
+    let mut deltas: Vec<(RowKey, Tally)> = deltas.into_iter().collect();
+    let mut tids: Vec<Option<String>> = vec![None; deltas.len()];
     for row in &stored {
-        let (dim, grain, bucket, key, t) = tally_row(row)?;
-        merged.insert((dim, grain, bucket, key), t);
+        let i: i64 = row.try_get("i")?;
+        let Some(at) = usize::try_from(i - 1).ok().filter(|i| *i < deltas.len()) else {
+            continue;
+        };
+        let (_, _, _, _, mut t) = tally_row(row)?;
+        t.merge(&deltas[at].1);
+        deltas[at].1 = t;
+        tids[at] = Some(row.try_get("tid")?);
     }
-    for ((dim, grain, bucket, key), d) in deltas {
-        merged
-            .entry((dim.to_owned(), grain, bucket, key))
-            .or_default()
-            .merge(&d);
+    let (mut updates, mut update_tids, mut inserts) =
+        (Columns::default(), Vec::new(), Columns::default());
+    for (((dim, grain, bucket, key), t), tid) in deltas.iter().zip(tids) {
+        match tid {
+            Some(tid) => {
+                updates.push(dim, *grain, *bucket, key, t);
+                update_tids.push(tid);
+            }
+            None => inserts.push(dim, *grain, *bucket, key, t),
+        }
     }
-    let mut cols = Columns::default();
-    for ((dim, grain, bucket, key), t) in &merged {
-        cols.push(dim, *grain, *bucket, key, t);
+    if !update_tids.is_empty() {
+        let c = &updates;
+        sqlx::query(
+            r#"update handoff_lifecycle_rollups r
+               set initiated = q.initiated, completed = q.completed, failed = q.failed,
+                   abandoned = q.abandoned, open = q.open, retried = q.retried,
+                   outside_working_hours = q.outside, wait_count = q.wait_count,
+                   wait_sum_ms = q.wait_sum_ms, wait_max_ms = q.wait_max_ms, wait_hist = q.hist
+               from unnest($2::text[]::tid[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
+                           $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
+                           $12::int8[], $13::bytea[])
+                    as q(tid, initiated, completed, failed, abandoned, open, retried, outside,
+                         wait_count, wait_sum_ms, wait_max_ms, hist)
+               where r.ctid = q.tid and r.org_id = $1"#,
+        )
+        .bind(org.get())
+        .bind(&update_tids)
+        .bind(&c.initiated)
+        .bind(&c.completed)
+        .bind(&c.failed)
+        .bind(&c.abandoned)
+        .bind(&c.open)
+        .bind(&c.retried)
+        .bind(&c.outside)
+        .bind(&c.wait_count)
+        .bind(&c.wait_sum_ms)
+        .bind(&c.wait_max_ms)
+        .bind(&c.hist)
+        .execute(&mut *conn)
+        .await?;
     }
+    if inserts.dim.is_empty() {
+        return Ok(());
+    }
+    let cols = &inserts;
     sqlx::query(
         r#"insert into handoff_lifecycle_rollups
                (org_id, dim, grain, bucket, key, initiated, completed, failed, abandoned, open,
@@ -449,13 +496,7 @@ async fn write(
                        $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
                        $13::int8[], $14::int8[], $15::int8[], $16::bytea[])
                 as q(dim, grain, bucket, key, initiated, completed, failed, abandoned, open,
-                     retried, outside, wait_count, wait_sum_ms, wait_max_ms, hist)
-           on conflict (org_id, dim, grain, bucket, key) do update
-           set initiated = excluded.initiated, completed = excluded.completed,
-               failed = excluded.failed, abandoned = excluded.abandoned, open = excluded.open,
-               retried = excluded.retried, outside_working_hours = excluded.outside_working_hours,
-               wait_count = excluded.wait_count, wait_sum_ms = excluded.wait_sum_ms,
-               wait_max_ms = excluded.wait_max_ms, wait_hist = excluded.wait_hist"#,
+                     retried, outside, wait_count, wait_sum_ms, wait_max_ms, hist)"#,
     )
     .bind(org.get())
     .bind(&cols.dim)
