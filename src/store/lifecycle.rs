@@ -20,7 +20,7 @@ use sqlx::{PgConnection, PgExecutor, Row};
 
 use crate::auth::OrgId;
 use crate::domain::events::Reason;
-use crate::domain::lifecycle::{Dim, Facts, Tally, WaitHistogram, WorkingHours};
+use crate::domain::lifecycle::{Dim, Facts, Tally, WorkingHours};
 use crate::domain::projection::{Changes, HandoffRow};
 use crate::domain::timerange::TimeRange;
 
@@ -392,34 +392,44 @@ fn in_force(
         .map(|(_, w)| w)
 }
 
-/// Adds the deltas to the stored rows: read, merged in Rust, written back under the ingest lock.
-/// A stored row is updated by its `ctid` as read (no second index probe, no tuple lock: nothing
-/// else writes these rows while the lock is held, and an update in this transaction is the
-/// only thing that could move them); a new row is inserted.
+/// Adds the deltas to the stored rows, under the ingest lock (nothing else writes these rows
+/// meanwhile). Counts, sums and maxima are added in SQL (`r.initiated + q.initiated`, `greatest`
+/// for the maximum, which ignores a null as [`Tally::merge`] does). Only a histogram needs Rust:
+/// a row whose delta holds no wait keeps its stored histogram and is upserted without being read
+/// (a batch of initiations reads nothing); a row whose delta holds waits has its stored histogram
+/// read (with its `ctid`), merged ([`add_encoded`](crate::domain::lifecycle::WaitHistogram::add_encoded)) and written back by that
+/// `ctid` (no second index probe: only an update in this transaction could move the row), or is
+/// inserted when there is none.
 async fn write(
     conn: &mut PgConnection,
     org: OrgId,
     deltas: BTreeMap<RowKey, Tally>,
 ) -> sqlx::Result<()> {
-    if deltas.is_empty() {
+    let (mut waits, plain): (Vec<(RowKey, Tally)>, Vec<(RowKey, Tally)>) = deltas
+        .into_iter()
+        .partition(|(_, t)| !t.waits.is_empty());
+    if !plain.is_empty() {
+        upsert(&mut *conn, org, &plain).await?;
+    }
+    if waits.is_empty() {
         return Ok(());
     }
-    let dims: Vec<&str> = deltas.keys().map(|k| k.0).collect();
-    let grains: Vec<i32> = deltas.keys().map(|k| k.1).collect();
-    let buckets: Vec<DateTime<Utc>> = deltas.keys().map(|k| k.2).collect();
-    let keys: Vec<&str> = deltas.keys().map(|k| k.3.as_str()).collect();
-    // `q.i`: the delta's index in `deltas` (`with ordinality` counts from 1).
-    let stored = sqlx::query(&format!(
-        r#"select q.i, r.ctid::text as tid, {COLUMNS}
+    let dims: Vec<&str> = waits.iter().map(|(k, _)| k.0).collect();
+    let grains: Vec<i32> = waits.iter().map(|(k, _)| k.1).collect();
+    let buckets: Vec<DateTime<Utc>> = waits.iter().map(|(k, _)| k.2).collect();
+    let keys: Vec<&str> = waits.iter().map(|(k, _)| k.3.as_str()).collect();
+    // `q.i`: the delta's index in `waits` (`with ordinality` counts from 1).
+    let stored = sqlx::query(
+        r#"select q.i, r.ctid::text as tid, r.wait_hist
            from unnest($2::text[], $3::int4[], $4::timestamptz[], $5::text[])
                 with ordinality as q(dim, grain, bucket, key, i)
            cross join lateral (
-               select ctid, * from handoff_lifecycle_rollups r
+               select r.ctid, r.wait_hist from handoff_lifecycle_rollups r
                where r.org_id = $1 and r.dim = q.dim and r.grain = q.grain
                  and r.bucket = q.bucket and r.key = q.key
                offset 0
-           ) r"#
-    ))
+           ) r"#,
+    )
     .bind(org.get())
     .bind(&dims)
     .bind(&grains)
@@ -427,37 +437,38 @@ async fn write(
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
-    let mut deltas: Vec<(RowKey, Tally)> = deltas.into_iter().collect();
-    let mut tids: Vec<Option<String>> = vec![None; deltas.len()];
+    let mut tids: Vec<Option<String>> = vec![None; waits.len()];
     for row in &stored {
         let i: i64 = row.try_get("i")?;
-        let Some(at) = usize::try_from(i - 1).ok().filter(|i| *i < deltas.len()) else {
+        let Some(at) = usize::try_from(i - 1).ok().filter(|i| *i < waits.len()) else {
             continue;
         };
-        let (_, _, _, _, mut t) = tally_row(row)?;
-        t.merge(&deltas[at].1);
-        deltas[at].1 = t;
+        let hist: &[u8] = row.try_get("wait_hist")?;
+        waits[at].1.waits.add_encoded(hist, 1).map_err(bad_histogram)?;
         tids[at] = Some(row.try_get("tid")?);
     }
     let (mut updates, mut update_tids, mut inserts) =
-        (Columns::default(), Vec::new(), Columns::default());
-    for (((dim, grain, bucket, key), t), tid) in deltas.iter().zip(tids) {
+        (Columns::default(), Vec::new(), Vec::new());
+    for ((key, t), tid) in waits.iter().zip(tids) {
         match tid {
             Some(tid) => {
-                updates.push(dim, *grain, *bucket, key, t);
+                updates.push(key.0, key.1, key.2, &key.3, t);
                 update_tids.push(tid);
             }
-            None => inserts.push(dim, *grain, *bucket, key, t),
+            None => inserts.push((key.clone(), t.clone())),
         }
     }
     if !update_tids.is_empty() {
         let c = &updates;
         sqlx::query(
             r#"update handoff_lifecycle_rollups r
-               set initiated = q.initiated, completed = q.completed, failed = q.failed,
-                   abandoned = q.abandoned, open = q.open, retried = q.retried,
-                   outside_working_hours = q.outside, wait_count = q.wait_count,
-                   wait_sum_ms = q.wait_sum_ms, wait_max_ms = q.wait_max_ms, wait_hist = q.hist
+               set initiated = r.initiated + q.initiated, completed = r.completed + q.completed,
+                   failed = r.failed + q.failed, abandoned = r.abandoned + q.abandoned,
+                   open = r.open + q.open, retried = r.retried + q.retried,
+                   outside_working_hours = r.outside_working_hours + q.outside,
+                   wait_count = r.wait_count + q.wait_count,
+                   wait_sum_ms = r.wait_sum_ms + q.wait_sum_ms,
+                   wait_max_ms = greatest(r.wait_max_ms, q.wait_max_ms), wait_hist = q.hist
                from unnest($2::text[]::tid[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
                            $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
                            $12::int8[], $13::bytea[])
@@ -481,12 +492,22 @@ async fn write(
         .execute(&mut *conn)
         .await?;
     }
-    if inserts.dim.is_empty() {
-        return Ok(());
+    if !inserts.is_empty() {
+        upsert(&mut *conn, org, &inserts).await?;
     }
-    let cols = &inserts;
+    Ok(())
+}
+
+/// Adds rows' deltas whose histograms are either empty (the stored one is kept) or the row's
+/// whole histogram (a row [`write`] found no stored row for: under the ingest lock it cannot
+/// conflict; were it to, the not-null check fails the batch rather than lose the waits).
+async fn upsert(conn: &mut PgConnection, org: OrgId, rows: &[(RowKey, Tally)]) -> sqlx::Result<()> {
+    let mut cols = Columns::default();
+    for ((dim, grain, bucket, key), t) in rows {
+        cols.push(dim, *grain, *bucket, key, t);
+    }
     sqlx::query(
-        r#"insert into handoff_lifecycle_rollups
+        r#"insert into handoff_lifecycle_rollups as r
                (org_id, dim, grain, bucket, key, initiated, completed, failed, abandoned, open,
                 retried, outside_working_hours, wait_count, wait_sum_ms, wait_max_ms, wait_hist)
            select $1, q.dim, q.grain, q.bucket, q.key, q.initiated, q.completed, q.failed,
@@ -496,7 +517,17 @@ async fn write(
                        $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
                        $13::int8[], $14::int8[], $15::int8[], $16::bytea[])
                 as q(dim, grain, bucket, key, initiated, completed, failed, abandoned, open,
-                     retried, outside, wait_count, wait_sum_ms, wait_max_ms, hist)"#,
+                     retried, outside, wait_count, wait_sum_ms, wait_max_ms, hist)
+           on conflict (org_id, dim, grain, bucket, key) do update
+           set initiated = r.initiated + excluded.initiated,
+               completed = r.completed + excluded.completed,
+               failed = r.failed + excluded.failed, abandoned = r.abandoned + excluded.abandoned,
+               open = r.open + excluded.open, retried = r.retried + excluded.retried,
+               outside_working_hours = r.outside_working_hours + excluded.outside_working_hours,
+               wait_count = r.wait_count + excluded.wait_count,
+               wait_sum_ms = r.wait_sum_ms + excluded.wait_sum_ms,
+               wait_max_ms = greatest(r.wait_max_ms, excluded.wait_max_ms),
+               wait_hist = case when excluded.wait_hist = ''::bytea then r.wait_hist end"#,
     )
     .bind(org.get())
     .bind(&cols.dim)
@@ -559,35 +590,10 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// The columns of a rollup row, as [`tally_row`] reads them.
+/// The columns of a rollup row, as [`merge_row`] reads them.
 const COLUMNS: &str = "r.dim, r.grain, r.bucket, r.key, r.initiated, r.completed, r.failed, \
      r.abandoned, r.open, r.retried, r.outside_working_hours, r.wait_count, r.wait_sum_ms, \
      r.wait_max_ms, r.wait_hist";
-
-fn tally_row(
-    row: &sqlx::postgres::PgRow,
-) -> sqlx::Result<(String, i32, DateTime<Utc>, String, Tally)> {
-    let hist: &[u8] = row.try_get("wait_hist")?;
-    Ok((
-        row.try_get("dim")?,
-        row.try_get("grain")?,
-        row.try_get("bucket")?,
-        row.try_get("key")?,
-        Tally {
-            initiated: row.try_get("initiated")?,
-            completed: row.try_get("completed")?,
-            failed: row.try_get("failed")?,
-            abandoned: row.try_get("abandoned")?,
-            open: row.try_get("open")?,
-            retried: row.try_get("retried")?,
-            outside_working_hours: row.try_get("outside_working_hours")?,
-            wait_count: row.try_get("wait_count")?,
-            wait_sum_ms: row.try_get("wait_sum_ms")?,
-            wait_max_ms: row.try_get("wait_max_ms")?,
-            waits: WaitHistogram::decode(hist).map_err(bad_histogram)?,
-        },
-    ))
-}
 
 /// The error of a stored histogram that does not decode.
 fn bad_histogram(e: crate::domain::lifecycle::BadHistogram) -> sqlx::Error {
