@@ -6,10 +6,13 @@
 //! working-hours class (against the configuration revision in force at that instant) are fixed
 //! in `handoff_lifecycle`. Every batch then moves each changed handoff's counts, old state
 //! subtracted and new state added, in every grain of the block of its first initiation, under
-//! every `(dimension, key)` it belongs to ([`Facts::keys`]). Rows are read, merged in Rust (the
-//! wait histograms are stored in a compact `bytea`, [`WaitHistogram::encode`], and merged as dense
-//! vectors) and written back: safe because the organization's ingest lock is held. Reads merge the blocks covering a range (one row per block and key) and count
-//! the sub-15-minute edges from the projections. Time blocks come from [`blocks`], the one place
+//! every `(dimension, key)` it belongs to ([`Facts::keys`]). The counts, sums and maxima are
+//! added in SQL; the wait histograms, stored in a compact `bytea`
+//! ([`crate::domain::lifecycle::WaitHistogram::encode`]), are merged in Rust: only the rows whose
+//! delta holds waits are read (their histogram and `ctid`), merged and written back by `ctid`,
+//! which is safe because the organization's ingest lock is held (see `write`). Reads merge the
+//! blocks covering a range (one row per block and key) and count the sub-15-minute edges from
+//! the projections. Time blocks come from [`blocks`], the one place
 //! that knows the bucket algebra.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -405,9 +408,8 @@ async fn write(
     org: OrgId,
     deltas: BTreeMap<RowKey, Tally>,
 ) -> sqlx::Result<()> {
-    let (mut waits, plain): (Vec<(RowKey, Tally)>, Vec<(RowKey, Tally)>) = deltas
-        .into_iter()
-        .partition(|(_, t)| !t.waits.is_empty());
+    let (mut waits, plain): (Vec<(RowKey, Tally)>, Vec<(RowKey, Tally)>) =
+        deltas.into_iter().partition(|(_, t)| !t.waits.is_empty());
     if !plain.is_empty() {
         upsert(&mut *conn, org, &plain).await?;
     }
@@ -444,11 +446,14 @@ async fn write(
             continue;
         };
         let hist: &[u8] = row.try_get("wait_hist")?;
-        waits[at].1.waits.add_encoded(hist, 1).map_err(bad_histogram)?;
+        waits[at]
+            .1
+            .waits
+            .add_encoded(hist, 1)
+            .map_err(bad_histogram)?;
         tids[at] = Some(row.try_get("tid")?);
     }
-    let (mut updates, mut update_tids, mut inserts) =
-        (Columns::default(), Vec::new(), Vec::new());
+    let (mut updates, mut update_tids, mut inserts) = (Columns::default(), Vec::new(), Vec::new());
     for ((key, t), tid) in waits.iter().zip(tids) {
         match tid {
             Some(tid) => {
