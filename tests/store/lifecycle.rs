@@ -40,10 +40,12 @@ fn events() -> Vec<(usize, Value)> {
     let t0: DateTime<Utc> = "2026-08-03T10:00:00Z".parse().unwrap();
     let at = |d: Duration| (t0 + d).to_rfc3339();
     let mut out = Vec::new();
-    for i in 0..200_i64 {
-        // 150 handoffs at one instant (a bin of 150 waits: two bytes a count), the others
+    for i in 0..240_i64 {
+        // 190 handoffs at one instant, those completed all 61 days later (a bin of 152 waits,
+        // stored in two bytes a count once the later batches have added to it); the others
         // spread over 40 days.
-        let start = if i < 150 {
+        let same = i < 190;
+        let start = if same {
             Duration::zero()
         } else {
             Duration::minutes(i * 17 * 24)
@@ -115,7 +117,12 @@ fn events() -> Vec<(usize, Value)> {
                 event(
                     &format!("{h}-c"),
                     "handoff.completed",
-                    &at(start + Duration::milliseconds(40 + i)),
+                    &at(start
+                        + if same {
+                            Duration::days(61)
+                        } else {
+                            Duration::milliseconds(40 + i)
+                        }),
                     json!({"handoff_id": h}),
                 ),
             )),
@@ -125,7 +132,12 @@ fn events() -> Vec<(usize, Value)> {
                 event(
                     &format!("{h}-c"),
                     "handoff.completed",
-                    &at(start + Duration::minutes(7 + i * i)),
+                    &at(start
+                        + if same {
+                            Duration::days(61)
+                        } else {
+                            Duration::minutes(7 + i * i)
+                        }),
                     json!({"handoff_id": h}),
                 ),
             )),
