@@ -67,13 +67,28 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 
 /// `n` sessions each with a handoff, spread over the 90 days before 2026-11-28.
 fn sessions(tag: &str, from: usize, n: usize) -> Vec<Value> {
-    let base = chrono::DateTime::parse_from_rfc3339("2026-08-30T00:00:00Z").unwrap();
     (from..from + n)
-        .flat_map(|i| {
-            let t = base + chrono::Duration::seconds((i as i64 * 7_919) % (90 * 86_400));
-            started_and_handed_off(tag, i, &t.to_rfc3339())
-        })
+        .flat_map(|i| started_and_handed_off(tag, i, &initiated_at(i).to_rfc3339()))
         .collect()
+}
+
+/// When handoff `i` of [`sessions`] is initiated.
+fn initiated_at(i: usize) -> chrono::DateTime<chrono::Utc> {
+    let base: chrono::DateTime<chrono::Utc> = "2026-08-30T00:00:00Z".parse().unwrap();
+    base + chrono::Duration::seconds((i as i64 * 7_919) % (90 * 86_400))
+}
+
+/// The lifecycle blocks (15 minutes, hour, day, week: one rollup row each per dimension) that
+/// completing handoffs `from..from + n` of [`sessions`] moves.
+fn blocks_touched(from: usize, n: usize) -> [usize; 4] {
+    let mut out = [0; 4];
+    for (k, secs) in [900, 3_600, 86_400, 604_800].into_iter().enumerate() {
+        let blocks: std::collections::HashSet<i64> = (from..from + n)
+            .map(|i| initiated_at(i).timestamp().div_euclid(secs))
+            .collect();
+        out[k] = blocks.len();
+    }
+    out
 }
 
 const ANALYTICS: &str =
@@ -352,6 +367,11 @@ async fn main() {
         per_batch(0),
         per_batch(1),
         per_batch(2)
+    );
+    let [q, h, d, w] = blocks_touched(0, 1000);
+    println!(
+        "    the first batch's handoffs lie in {q} quarter-hours, {h} hours, {d} days and {w} weeks: {} rows in each of the 5 dimensions (every handoff has one key in each)",
+        q + h + d + w
     );
     let rows: Vec<(String, i32, i64)> = sqlx::query_as(
         r"select r.dim, r.grain, count(*) from handoff_lifecycle_rollups r

@@ -465,7 +465,7 @@ async fn write(
     }
     if !update_tids.is_empty() {
         let c = &updates;
-        sqlx::query(
+        let done = sqlx::query(
             r#"update handoff_lifecycle_rollups r
                set initiated = r.initiated + q.initiated, completed = r.completed + q.completed,
                    failed = r.failed + q.failed, abandoned = r.abandoned + q.abandoned,
@@ -496,6 +496,11 @@ async fn write(
         .bind(&c.hist)
         .execute(&mut *conn)
         .await?;
+        // Every row read is updated (nothing else can have moved one); were one missed, the batch
+        // fails rather than lose its delta.
+        if usize::try_from(done.rows_affected()).ok() != Some(update_tids.len()) {
+            return Err(sqlx::Error::RowNotFound);
+        }
     }
     if !inserts.is_empty() {
         upsert(&mut *conn, org, &inserts).await?;
