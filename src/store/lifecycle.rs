@@ -170,6 +170,9 @@ fn facts(h: &HandoffRow, f: &Fixed) -> Facts {
 /// `(dim, grain, bucket, key)`.
 type RowKey = (&'static str, i32, DateTime<Utc>, String);
 
+/// A rollup row's key and what a batch adds to it.
+type Delta = (RowKey, Tally);
+
 /// Updates the lifecycle rollups for one applied batch (called by `store::rollups::apply`).
 /// `configured` `Some(false)`: the organization has no configuration revision (read under the
 /// ingest lock), so no revision is looked up: working hours are off, as before any revision.
@@ -400,15 +403,16 @@ fn in_force(
 /// for the maximum, which ignores a null as [`Tally::merge`] does). Only a histogram needs Rust:
 /// a row whose delta holds no wait keeps its stored histogram and is upserted without being read
 /// (a batch of initiations reads nothing); a row whose delta holds waits has its stored histogram
-/// read (with its `ctid`), merged ([`add_encoded`](crate::domain::lifecycle::WaitHistogram::add_encoded)) and written back by that
-/// `ctid` (no second index probe: only an update in this transaction could move the row), or is
-/// inserted when there is none.
+/// read (with its `ctid`), merged
+/// ([`add_encoded`](crate::domain::lifecycle::WaitHistogram::add_encoded)) and written back by
+/// that `ctid` (no second index probe: only an update in this transaction could move the row),
+/// or is inserted when there is none.
 async fn write(
     conn: &mut PgConnection,
     org: OrgId,
     deltas: BTreeMap<RowKey, Tally>,
 ) -> sqlx::Result<()> {
-    let (mut waits, plain): (Vec<(RowKey, Tally)>, Vec<(RowKey, Tally)>) =
+    let (mut waits, plain): (Vec<Delta>, Vec<Delta>) =
         deltas.into_iter().partition(|(_, t)| !t.waits.is_empty());
     if !plain.is_empty() {
         upsert(&mut *conn, org, &plain).await?;
@@ -511,7 +515,7 @@ async fn write(
 /// Adds rows' deltas whose histograms are either empty (the stored one is kept) or the row's
 /// whole histogram (a row [`write`] found no stored row for: under the ingest lock it cannot
 /// conflict; were it to, the not-null check fails the batch rather than lose the waits).
-async fn upsert(conn: &mut PgConnection, org: OrgId, rows: &[(RowKey, Tally)]) -> sqlx::Result<()> {
+async fn upsert(conn: &mut PgConnection, org: OrgId, rows: &[Delta]) -> sqlx::Result<()> {
     let mut cols = Columns::default();
     for ((dim, grain, bucket, key), t) in rows {
         cols.push(dim, *grain, *bucket, key, t);
