@@ -67,13 +67,28 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 
 /// `n` sessions each with a handoff, spread over the 90 days before 2026-11-28.
 fn sessions(tag: &str, from: usize, n: usize) -> Vec<Value> {
-    let base = chrono::DateTime::parse_from_rfc3339("2026-08-30T00:00:00Z").unwrap();
     (from..from + n)
-        .flat_map(|i| {
-            let t = base + chrono::Duration::seconds((i as i64 * 7_919) % (90 * 86_400));
-            started_and_handed_off(tag, i, &t.to_rfc3339())
-        })
+        .flat_map(|i| started_and_handed_off(tag, i, &initiated_at(i).to_rfc3339()))
         .collect()
+}
+
+/// When handoff `i` of [`sessions`] is initiated.
+fn initiated_at(i: usize) -> chrono::DateTime<chrono::Utc> {
+    let base: chrono::DateTime<chrono::Utc> = "2026-08-30T00:00:00Z".parse().unwrap();
+    base + chrono::Duration::seconds((i as i64 * 7_919) % (90 * 86_400))
+}
+
+/// The lifecycle blocks (15 minutes, hour, day, week: one rollup row each per dimension) that
+/// completing handoffs `from..from + n` of [`sessions`] moves.
+fn blocks_touched(from: usize, n: usize) -> [usize; 4] {
+    let mut out = [0; 4];
+    for (k, secs) in [900, 3_600, 86_400, 604_800].into_iter().enumerate() {
+        let blocks: std::collections::HashSet<i64> = (from..from + n)
+            .map(|i| initiated_at(i).timestamp().div_euclid(secs))
+            .collect();
+        out[k] = blocks.len();
+    }
+    out
 }
 
 const ANALYTICS: &str =
@@ -217,6 +232,20 @@ async fn outage(
     );
 }
 
+/// `handoff_lifecycle_rollups`' rows inserted, updated and HOT-updated so far.
+async fn rollup_table_stats(pool: &sqlx::PgPool) -> [i64; 3] {
+    // Counters reach the view when a backend reports them (at the latest when it exits).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (i, u, h): (i64, i64, i64) = sqlx::query_as(
+        r"select n_tup_ins, n_tup_upd, n_tup_hot_upd from pg_stat_user_tables
+          where relname = 'handoff_lifecycle_rollups'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    [i, u, h]
+}
+
 fn rate(events: usize, elapsed: Duration) -> f64 {
     events as f64 / elapsed.as_secs_f64()
 }
@@ -295,6 +324,12 @@ async fn main() {
     server.stop();
     let server = common::Server::start_with(bench.dir.path(), &stale).await;
     common::create_statement_stats(&bench.pool).await;
+    let postmaster = common::postmaster_pid(&pgdata).unwrap();
+    let cpu_before = (
+        common::cpu_secs(server.pid()),
+        common::cluster_cpu_secs(postmaster),
+    );
+    let table_before = rollup_table_stats(&bench.pool).await;
     let timed = async |from: usize| {
         let t = Instant::now();
         for b in 0..20 {
@@ -317,8 +352,38 @@ async fn main() {
         rate(20_000, warm),
         warm.as_secs_f64() / first.as_secs_f64()
     );
+    println!(
+        "  CPU for those 40,000 completions: Baton {:.1} s, PostgreSQL {:.1} s",
+        common::cpu_secs(server.pid()) - cpu_before.0,
+        common::cluster_cpu_secs(postmaster) - cpu_before.1
+    );
     common::print_statement_stats(&mut bench.pool.acquire().await.unwrap()).await;
+    // After the server's backends exit, which flushes their table counters.
     server.stop();
+    let table_after = rollup_table_stats(&bench.pool).await;
+    let per_batch = |i: usize| (table_after[i] - table_before[i]) as f64 / 40.0;
+    println!(
+        "  lifecycle rollup rows per batch: {:.0} inserted, {:.0} updated ({:.0} HOT); the organization's rows by dimension and grain:",
+        per_batch(0),
+        per_batch(1),
+        per_batch(2)
+    );
+    let [q, h, d, w] = blocks_touched(0, 1000);
+    println!(
+        "    the first batch's handoffs lie in {q} quarter-hours, {h} hours, {d} days and {w} weeks: {} rows in each of the 5 dimensions (every handoff has one key in each)",
+        q + h + d + w
+    );
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        r"select r.dim, r.grain, count(*) from handoff_lifecycle_rollups r
+          join organizations o on o.id = r.org_id where o.slug = 'fresh'
+          group by 1, 2 order by 1, 2",
+    )
+    .fetch_all(&bench.pool)
+    .await
+    .unwrap();
+    for (dim, grain, n) in rows {
+        println!("    dim {dim:>12?} grain {grain:>6}: {n:>6} rows");
+    }
     sqlx::query("alter system reset autovacuum")
         .execute(&bench.pool)
         .await

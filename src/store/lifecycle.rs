@@ -6,10 +6,13 @@
 //! working-hours class (against the configuration revision in force at that instant) are fixed
 //! in `handoff_lifecycle`. Every batch then moves each changed handoff's counts, old state
 //! subtracted and new state added, in every grain of the block of its first initiation, under
-//! every `(dimension, key)` it belongs to ([`Facts::keys`]). Rows are read, merged in Rust (the
-//! wait histograms are stored in a compact `bytea`, [`WaitHistogram::encode`], and merged as dense
-//! vectors) and written back: safe because the organization's ingest lock is held. Reads merge the blocks covering a range (one row per block and key) and count
-//! the sub-15-minute edges from the projections. Time blocks come from [`blocks`], the one place
+//! every `(dimension, key)` it belongs to ([`Facts::keys`]). The counts, sums and maxima are
+//! added in SQL; the wait histograms, stored in a compact `bytea`
+//! ([`crate::domain::lifecycle::WaitHistogram::encode`]), are merged in Rust: only the rows whose
+//! delta holds waits are read (their histogram and `ctid`), merged and written back by `ctid`,
+//! which is safe because the organization's ingest lock is held (see `write`). Reads merge the
+//! blocks covering a range (one row per block and key) and count the sub-15-minute edges from
+//! the projections. Time blocks come from [`blocks`], the one place
 //! that knows the bucket algebra.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -20,7 +23,7 @@ use sqlx::{PgConnection, PgExecutor, Row};
 
 use crate::auth::OrgId;
 use crate::domain::events::Reason;
-use crate::domain::lifecycle::{Dim, Facts, Tally, WaitHistogram, WorkingHours};
+use crate::domain::lifecycle::{Dim, Facts, Tally, WorkingHours};
 use crate::domain::projection::{Changes, HandoffRow};
 use crate::domain::timerange::TimeRange;
 
@@ -166,6 +169,9 @@ fn facts(h: &HandoffRow, f: &Fixed) -> Facts {
 
 /// `(dim, grain, bucket, key)`.
 type RowKey = (&'static str, i32, DateTime<Utc>, String);
+
+/// A rollup row's key and what a batch adds to it.
+type Delta = (RowKey, Tally);
 
 /// Updates the lifecycle rollups for one applied batch (called by `store::rollups::apply`).
 /// `configured` `Some(false)`: the organization has no configuration revision (read under the
@@ -392,30 +398,44 @@ fn in_force(
         .map(|(_, w)| w)
 }
 
-/// Adds the deltas to the stored rows (read, merged, written back under the ingest lock).
+/// Adds the deltas to the stored rows, under the ingest lock (nothing else writes these rows
+/// meanwhile). Counts, sums and maxima are added in SQL (`r.initiated + q.initiated`, `greatest`
+/// for the maximum, which ignores a null as [`Tally::merge`] does). Only a histogram needs Rust:
+/// a row whose delta holds no wait keeps its stored histogram and is upserted without being read
+/// (a batch of initiations reads nothing); a row whose delta holds waits has its stored histogram
+/// read (with its `ctid`), merged
+/// ([`add_encoded`](crate::domain::lifecycle::WaitHistogram::add_encoded)) and written back by
+/// that `ctid` (no second index probe: only an update in this transaction could move the row),
+/// or is inserted when there is none.
 async fn write(
     conn: &mut PgConnection,
     org: OrgId,
     deltas: BTreeMap<RowKey, Tally>,
 ) -> sqlx::Result<()> {
-    if deltas.is_empty() {
+    let (mut waits, plain): (Vec<Delta>, Vec<Delta>) =
+        deltas.into_iter().partition(|(_, t)| !t.waits.is_empty());
+    if !plain.is_empty() {
+        upsert(&mut *conn, org, &plain).await?;
+    }
+    if waits.is_empty() {
         return Ok(());
     }
-    let dims: Vec<&str> = deltas.keys().map(|k| k.0).collect();
-    let grains: Vec<i32> = deltas.keys().map(|k| k.1).collect();
-    let buckets: Vec<DateTime<Utc>> = deltas.keys().map(|k| k.2).collect();
-    let keys: Vec<&str> = deltas.keys().map(|k| k.3.as_str()).collect();
-    let stored = sqlx::query(&format!(
-        r#"select {COLUMNS}
+    let dims: Vec<&str> = waits.iter().map(|(k, _)| k.0).collect();
+    let grains: Vec<i32> = waits.iter().map(|(k, _)| k.1).collect();
+    let buckets: Vec<DateTime<Utc>> = waits.iter().map(|(k, _)| k.2).collect();
+    let keys: Vec<&str> = waits.iter().map(|(k, _)| k.3.as_str()).collect();
+    // `q.i`: the delta's index in `waits` (`with ordinality` counts from 1).
+    let stored = sqlx::query(
+        r#"select q.i, r.ctid::text as tid, r.wait_hist
            from unnest($2::text[], $3::int4[], $4::timestamptz[], $5::text[])
-                as q(dim, grain, bucket, key)
+                with ordinality as q(dim, grain, bucket, key, i)
            cross join lateral (
-               select * from handoff_lifecycle_rollups r
+               select r.ctid, r.wait_hist from handoff_lifecycle_rollups r
                where r.org_id = $1 and r.dim = q.dim and r.grain = q.grain
                  and r.bucket = q.bucket and r.key = q.key
                offset 0
-           ) r"#
-    ))
+           ) r"#,
+    )
     .bind(org.get())
     .bind(&dims)
     .bind(&grains)
@@ -423,23 +443,85 @@ async fn write(
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
-    let mut merged: BTreeMap<(String, i32, DateTime<Utc>, String), Tally> = BTreeMap::new();
+    let mut tids: Vec<Option<String>> = vec![None; waits.len()];
     for row in &stored {
-        let (dim, grain, bucket, key, t) = tally_row(row)?;
-        merged.insert((dim, grain, bucket, key), t);
+        let i: i64 = row.try_get("i")?;
+        let Some(at) = usize::try_from(i - 1).ok().filter(|i| *i < waits.len()) else {
+            continue;
+        };
+        let hist: &[u8] = row.try_get("wait_hist")?;
+        waits[at]
+            .1
+            .waits
+            .add_encoded(hist, 1)
+            .map_err(bad_histogram)?;
+        tids[at] = Some(row.try_get("tid")?);
     }
-    for ((dim, grain, bucket, key), d) in deltas {
-        merged
-            .entry((dim.to_owned(), grain, bucket, key))
-            .or_default()
-            .merge(&d);
+    let (mut updates, mut update_tids, mut inserts) = (Columns::default(), Vec::new(), Vec::new());
+    for ((key, t), tid) in waits.iter().zip(tids) {
+        match tid {
+            Some(tid) => {
+                updates.push(key.0, key.1, key.2, &key.3, t);
+                update_tids.push(tid);
+            }
+            None => inserts.push((key.clone(), t.clone())),
+        }
     }
+    if !update_tids.is_empty() {
+        let c = &updates;
+        let done = sqlx::query(
+            r#"update handoff_lifecycle_rollups r
+               set initiated = r.initiated + q.initiated, completed = r.completed + q.completed,
+                   failed = r.failed + q.failed, abandoned = r.abandoned + q.abandoned,
+                   open = r.open + q.open, retried = r.retried + q.retried,
+                   outside_working_hours = r.outside_working_hours + q.outside,
+                   wait_count = r.wait_count + q.wait_count,
+                   wait_sum_ms = r.wait_sum_ms + q.wait_sum_ms,
+                   wait_max_ms = greatest(r.wait_max_ms, q.wait_max_ms), wait_hist = q.hist
+               from unnest($2::text[]::tid[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
+                           $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
+                           $12::int8[], $13::bytea[])
+                    as q(tid, initiated, completed, failed, abandoned, open, retried, outside,
+                         wait_count, wait_sum_ms, wait_max_ms, hist)
+               where r.ctid = q.tid and r.org_id = $1"#,
+        )
+        .bind(org.get())
+        .bind(&update_tids)
+        .bind(&c.initiated)
+        .bind(&c.completed)
+        .bind(&c.failed)
+        .bind(&c.abandoned)
+        .bind(&c.open)
+        .bind(&c.retried)
+        .bind(&c.outside)
+        .bind(&c.wait_count)
+        .bind(&c.wait_sum_ms)
+        .bind(&c.wait_max_ms)
+        .bind(&c.hist)
+        .execute(&mut *conn)
+        .await?;
+        // Every row read is updated (nothing else can have moved one); were one missed, the batch
+        // fails rather than lose its delta.
+        if usize::try_from(done.rows_affected()).ok() != Some(update_tids.len()) {
+            return Err(sqlx::Error::RowNotFound);
+        }
+    }
+    if !inserts.is_empty() {
+        upsert(&mut *conn, org, &inserts).await?;
+    }
+    Ok(())
+}
+
+/// Adds rows' deltas whose histograms are either empty (the stored one is kept) or the row's
+/// whole histogram (a row [`write`] found no stored row for: under the ingest lock it cannot
+/// conflict; were it to, the not-null check fails the batch rather than lose the waits).
+async fn upsert(conn: &mut PgConnection, org: OrgId, rows: &[Delta]) -> sqlx::Result<()> {
     let mut cols = Columns::default();
-    for ((dim, grain, bucket, key), t) in &merged {
+    for ((dim, grain, bucket, key), t) in rows {
         cols.push(dim, *grain, *bucket, key, t);
     }
     sqlx::query(
-        r#"insert into handoff_lifecycle_rollups
+        r#"insert into handoff_lifecycle_rollups as r
                (org_id, dim, grain, bucket, key, initiated, completed, failed, abandoned, open,
                 retried, outside_working_hours, wait_count, wait_sum_ms, wait_max_ms, wait_hist)
            select $1, q.dim, q.grain, q.bucket, q.key, q.initiated, q.completed, q.failed,
@@ -451,11 +533,15 @@ async fn write(
                 as q(dim, grain, bucket, key, initiated, completed, failed, abandoned, open,
                      retried, outside, wait_count, wait_sum_ms, wait_max_ms, hist)
            on conflict (org_id, dim, grain, bucket, key) do update
-           set initiated = excluded.initiated, completed = excluded.completed,
-               failed = excluded.failed, abandoned = excluded.abandoned, open = excluded.open,
-               retried = excluded.retried, outside_working_hours = excluded.outside_working_hours,
-               wait_count = excluded.wait_count, wait_sum_ms = excluded.wait_sum_ms,
-               wait_max_ms = excluded.wait_max_ms, wait_hist = excluded.wait_hist"#,
+           set initiated = r.initiated + excluded.initiated,
+               completed = r.completed + excluded.completed,
+               failed = r.failed + excluded.failed, abandoned = r.abandoned + excluded.abandoned,
+               open = r.open + excluded.open, retried = r.retried + excluded.retried,
+               outside_working_hours = r.outside_working_hours + excluded.outside_working_hours,
+               wait_count = r.wait_count + excluded.wait_count,
+               wait_sum_ms = r.wait_sum_ms + excluded.wait_sum_ms,
+               wait_max_ms = greatest(r.wait_max_ms, excluded.wait_max_ms),
+               wait_hist = case when excluded.wait_hist = ''::bytea then r.wait_hist end"#,
     )
     .bind(org.get())
     .bind(&cols.dim)
@@ -518,35 +604,10 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// The columns of a rollup row, as [`tally_row`] reads them.
+/// The columns of a rollup row, as [`merge_row`] reads them.
 const COLUMNS: &str = "r.dim, r.grain, r.bucket, r.key, r.initiated, r.completed, r.failed, \
      r.abandoned, r.open, r.retried, r.outside_working_hours, r.wait_count, r.wait_sum_ms, \
      r.wait_max_ms, r.wait_hist";
-
-fn tally_row(
-    row: &sqlx::postgres::PgRow,
-) -> sqlx::Result<(String, i32, DateTime<Utc>, String, Tally)> {
-    let hist: &[u8] = row.try_get("wait_hist")?;
-    Ok((
-        row.try_get("dim")?,
-        row.try_get("grain")?,
-        row.try_get("bucket")?,
-        row.try_get("key")?,
-        Tally {
-            initiated: row.try_get("initiated")?,
-            completed: row.try_get("completed")?,
-            failed: row.try_get("failed")?,
-            abandoned: row.try_get("abandoned")?,
-            open: row.try_get("open")?,
-            retried: row.try_get("retried")?,
-            outside_working_hours: row.try_get("outside_working_hours")?,
-            wait_count: row.try_get("wait_count")?,
-            wait_sum_ms: row.try_get("wait_sum_ms")?,
-            wait_max_ms: row.try_get("wait_max_ms")?,
-            waits: WaitHistogram::decode(hist).map_err(bad_histogram)?,
-        },
-    ))
-}
 
 /// The error of a stored histogram that does not decode.
 fn bad_histogram(e: crate::domain::lifecycle::BadHistogram) -> sqlx::Error {

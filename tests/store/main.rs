@@ -9,6 +9,7 @@ mod common;
 mod configuration;
 mod events;
 mod handoffs;
+mod lifecycle;
 mod migrations;
 mod rollups;
 mod tenants;
