@@ -162,7 +162,10 @@ pub async fn print_statement_stats(conn: &mut sqlx::PgConnection) {
         .fetch_one(&mut *conn)
         .await
         .unwrap();
-    println!("  WAL written since the cluster started: {} MB", wal.unwrap_or(0) / 1_000_000);
+    println!(
+        "  WAL written since the cluster started: {} MB",
+        wal.unwrap_or(0) / 1_000_000
+    );
 }
 
 /// Like [`start_cluster`], with `settings` (lines of `postgresql.conf`) appended and the
