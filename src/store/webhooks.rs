@@ -178,7 +178,7 @@ pub async fn update(
 pub async fn delete(pool: &PgPool, org: OrgId, id: Uuid) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
     // After any fan-out under way, so none adds deliveries of this webhook behind the delete.
-    sqlx::query("select pg_advisory_xact_lock(hashtext('baton.webhook_fan_out'))")
+    sqlx::query(&format!("select pg_advisory_xact_lock({FAN_OUT_LOCK})"))
         .execute(&mut *tx)
         .await?;
     let deleted = sqlx::query("delete from webhooks where org_id = $1 and id = $2")
@@ -404,6 +404,9 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// The advisory lock that lets one fan-out run at a time, across every server.
+const FAN_OUT_LOCK: &str = "hashtext('baton.webhook_fan_out')";
+
 /// Most outbox rows (ingest batches) one fan-out moves: ~10,000 deliveries of full batches, so
 /// that a claim behind a backlog does not wait long.
 pub const FAN_OUT_BATCHES: i64 = 16;
@@ -432,12 +435,12 @@ async fn fan_out_through(
     through: i64,
 ) -> sqlx::Result<u64> {
     let locked: bool = if wait {
-        sqlx::query("select pg_advisory_xact_lock(hashtext('baton.webhook_fan_out'))")
+        sqlx::query(&format!("select pg_advisory_xact_lock({FAN_OUT_LOCK})"))
             .execute(&mut *conn)
             .await?;
         true
     } else {
-        sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtext('baton.webhook_fan_out'))")
+        sqlx::query_scalar(&format!("select pg_try_advisory_xact_lock({FAN_OUT_LOCK})"))
             .fetch_one(&mut *conn)
             .await?
     };
