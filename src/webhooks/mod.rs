@@ -6,7 +6,7 @@
 //!   acknowledged event will be delivered, a refused batch delivers nothing. The payload is
 //!   rendered then, so every attempt sends the same bytes under the same `webhook-id`. The
 //!   workers fan the row out into one delivery row each (one fan-out at a time across servers,
-//!   oldest batch first, the row deleted in the same statement: once, in order).
+//!   oldest batch first, the row deleted in the same transaction: once, in order).
 //! - **Delivery.** Every server runs a [`worker::Deliverer`] (unless its concurrency is 0);
 //!   workers coordinate only through PostgreSQL (`for update skip locked` plus a lease on
 //!   `next_attempt_at`), so N servers make each attempt once, and a server killed mid-attempt
