@@ -468,8 +468,7 @@ async fn write(
         }
     }
     if !update_tids.is_empty() {
-        let c = &updates;
-        let done = sqlx::query(
+        let query = sqlx::query(
             r#"update handoff_lifecycle_rollups r
                set initiated = r.initiated + q.initiated, completed = r.completed + q.completed,
                    failed = r.failed + q.failed, abandoned = r.abandoned + q.abandoned,
@@ -486,20 +485,8 @@ async fn write(
                where r.ctid = q.tid and r.org_id = $1"#,
         )
         .bind(org.get())
-        .bind(&update_tids)
-        .bind(&c.initiated)
-        .bind(&c.completed)
-        .bind(&c.failed)
-        .bind(&c.abandoned)
-        .bind(&c.open)
-        .bind(&c.retried)
-        .bind(&c.outside)
-        .bind(&c.wait_count)
-        .bind(&c.wait_sum_ms)
-        .bind(&c.wait_max_ms)
-        .bind(&c.hist)
-        .execute(&mut *conn)
-        .await?;
+        .bind(&update_tids);
+        let done = updates.bind_figures(query).execute(&mut *conn).await?;
         // Every row read is updated (nothing else can have moved one); were one missed, the batch
         // fails rather than lose its delta.
         if usize::try_from(done.rows_affected()).ok() != Some(update_tids.len()) {
@@ -520,7 +507,7 @@ async fn upsert(conn: &mut PgConnection, org: OrgId, rows: &[Delta]) -> sqlx::Re
     for ((dim, grain, bucket, key), t) in rows {
         cols.push(dim, *grain, *bucket, key, t);
     }
-    sqlx::query(
+    let query = sqlx::query(
         r#"insert into handoff_lifecycle_rollups as r
                (org_id, dim, grain, bucket, key, initiated, completed, failed, abandoned, open,
                 retried, outside_working_hours, wait_count, wait_sum_ms, wait_max_ms, wait_hist)
@@ -547,20 +534,8 @@ async fn upsert(conn: &mut PgConnection, org: OrgId, rows: &[Delta]) -> sqlx::Re
     .bind(&cols.dim)
     .bind(&cols.grain)
     .bind(&cols.bucket)
-    .bind(&cols.key)
-    .bind(&cols.initiated)
-    .bind(&cols.completed)
-    .bind(&cols.failed)
-    .bind(&cols.abandoned)
-    .bind(&cols.open)
-    .bind(&cols.retried)
-    .bind(&cols.outside)
-    .bind(&cols.wait_count)
-    .bind(&cols.wait_sum_ms)
-    .bind(&cols.wait_max_ms)
-    .bind(&cols.hist)
-    .execute(&mut *conn)
-    .await?;
+    .bind(&cols.key);
+    cols.bind_figures(query).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -585,6 +560,25 @@ struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
+    /// Binds the figures (`initiated` … `hist`, in the order of [`Columns`]) as the next
+    /// parameters of `q`.
+    fn bind_figures<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.initiated)
+            .bind(&self.completed)
+            .bind(&self.failed)
+            .bind(&self.abandoned)
+            .bind(&self.open)
+            .bind(&self.retried)
+            .bind(&self.outside)
+            .bind(&self.wait_count)
+            .bind(&self.wait_sum_ms)
+            .bind(&self.wait_max_ms)
+            .bind(&self.hist)
+    }
+
     fn push(&mut self, dim: &'a str, grain: i32, bucket: DateTime<Utc>, key: &'a str, t: &Tally) {
         self.dim.push(dim);
         self.grain.push(grain);
