@@ -92,6 +92,15 @@ impl Receiver {
             .filter(|r| (200..300).contains(&r.answered))
             .collect()
     }
+
+    /// Distinct messages (`webhook-id`s) answered 2xx at least once.
+    fn distinct_delivered(&self) -> usize {
+        self.delivered()
+            .into_iter()
+            .map(|r| r.id)
+            .collect::<HashSet<_>>()
+            .len()
+    }
 }
 
 async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
@@ -304,16 +313,7 @@ async fn messages_survive_failures_signed_in_order_with_stable_ids() {
     h.app.post_events_ok(&token, &events[..13]).await;
     h.app.post_events_ok(&token, &events[13..]).await;
     // 6 handoffs × 3 messages + 6 session.ended + 1 call: 25 messages.
-    eventually(30, || {
-        receiver
-            .delivered()
-            .iter()
-            .map(|r| r.id.clone())
-            .collect::<HashSet<_>>()
-            .len()
-            == 25
-    })
-    .await;
+    eventually(30, || receiver.distinct_delivered() == 25).await;
     let log = receiver.log();
     assert!(log.iter().filter(|r| r.answered == 500).count() == 25);
     for r in &log {
@@ -524,16 +524,7 @@ async fn successes_recorded_together_keep_each_delivery_own_code_and_attempts() 
         events.extend(lifecycle("v", i));
     }
     h.app.post_events_ok(&token, &events).await;
-    eventually(60, || {
-        receiver
-            .delivered()
-            .iter()
-            .map(|r| r.id.clone())
-            .collect::<HashSet<_>>()
-            .len()
-            == 160
-    })
-    .await;
+    eventually(60, || receiver.distinct_delivered() == 160).await;
     let pool = h.app.pool.clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while deliveries_in_db(&pool, "succeeded").await < 160 {
@@ -605,16 +596,7 @@ async fn pending_messages_are_delivered_after_a_restart() {
     assert_eq!(deliveries_in_db(&h.app.pool, "pending").await, 12);
     receiver.set(Mode::Ok);
     h.restart_worker();
-    eventually(30, || {
-        receiver
-            .delivered()
-            .iter()
-            .map(|r| r.id.clone())
-            .collect::<HashSet<_>>()
-            .len()
-            == 12
-    })
-    .await;
+    eventually(30, || receiver.distinct_delivered() == 12).await;
     assert!(receiver.log().iter().all(|r| verify(&secret, r)));
 }
 
