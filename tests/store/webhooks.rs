@@ -44,6 +44,13 @@ fn completed(id: &str, handoff: &str, minute: u32) -> Value {
     )
 }
 
+/// [`webhooks::fan_out`] of up to [`FAN_OUT_BATCHES`] rows: the deliveries it created.
+async fn fan_out(conn: &mut sqlx::PgConnection, wait: bool) -> u64 {
+    webhooks::fan_out(conn, FAN_OUT_BATCHES, wait)
+        .await
+        .unwrap()
+}
+
 /// The deliveries, in delivery order: (endpoint, message id, type, key, state in the body).
 async fn deliveries(pool: &PgPool) -> Vec<(uuid::Uuid, String, String, String, String)> {
     let rows: Vec<(uuid::Uuid, String, String, String, String)> = sqlx::query_as(
@@ -91,12 +98,7 @@ async fn a_batch_is_one_outbox_row_fanned_out_once_in_order() {
     .await
     .unwrap();
 
-    let session = event(
-        "e0",
-        "session.started",
-        "2026-11-02T09:00:00Z",
-        json!({"session_id": "s1", "channel": "web"}),
-    );
+    let session = started();
     store(
         &db.pool,
         org,
@@ -129,29 +131,14 @@ async fn a_batch_is_one_outbox_row_fanned_out_once_in_order() {
         .await
         .unwrap();
     let mut conn = db.pool.acquire().await.unwrap();
-    assert_eq!(
-        webhooks::fan_out(&mut conn, FAN_OUT_BATCHES, false)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(fan_out(&mut conn, false).await, 0);
     held.rollback().await.unwrap();
     assert_eq!(count(&db.pool, "webhook_outbox").await, 2);
 
     // Batch 1: two messages to `all`; batch 2: one message to both endpoints.
-    assert_eq!(
-        webhooks::fan_out(&mut conn, FAN_OUT_BATCHES, false)
-            .await
-            .unwrap(),
-        4
-    );
+    assert_eq!(fan_out(&mut conn, false).await, 4);
     assert_eq!(count(&db.pool, "webhook_outbox").await, 0);
-    assert_eq!(
-        webhooks::fan_out(&mut conn, FAN_OUT_BATCHES, false)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(fan_out(&mut conn, false).await, 0);
     let got = deliveries(&db.pool).await;
     let summary: Vec<(uuid::Uuid, &str, &str, &str)> = got
         .iter()
@@ -230,21 +217,11 @@ async fn a_fan_out_rolled_back_leaves_the_batch_in_the_outbox() {
         .await
         .unwrap();
     let mut tx = db.pool.begin().await.unwrap();
-    assert_eq!(
-        webhooks::fan_out(&mut tx, FAN_OUT_BATCHES, true)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(fan_out(&mut tx, true).await, 1);
     tx.rollback().await.unwrap();
     assert_eq!(count(&db.pool, "webhook_outbox").await, 1);
     assert_eq!(count(&db.pool, "webhook_deliveries").await, 0);
     let mut conn = db.pool.acquire().await.unwrap();
-    assert_eq!(
-        webhooks::fan_out(&mut conn, FAN_OUT_BATCHES, false)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(fan_out(&mut conn, false).await, 1);
     assert_eq!(count(&db.pool, "webhook_deliveries").await, 1);
 }
