@@ -178,7 +178,9 @@ pub async fn update(
 pub async fn delete(pool: &PgPool, org: OrgId, id: Uuid) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
     // After any fan-out under way, so none adds deliveries of this webhook behind the delete.
-    lock_fan_out(&mut tx).await?;
+    sqlx::query(&format!("select pg_advisory_xact_lock({FAN_OUT_LOCK})"))
+        .execute(&mut *tx)
+        .await?;
     let deleted = sqlx::query("delete from webhooks where org_id = $1 and id = $2")
         .bind(org.get())
         .bind(id)
@@ -422,42 +424,37 @@ pub const FAN_OUT_BATCHES: i64 = 16;
 /// for all, subscripting the stored body array per delivery, read and decompressed the whole
 /// array each time, and sorted megabytes of bodies on disk).
 pub async fn fan_out(conn: &mut PgConnection, batches: i64, wait: bool) -> sqlx::Result<u64> {
-    if wait {
-        lock_fan_out(&mut *conn).await?;
-        return Ok(move_batches(conn, batches, i64::MAX, "true").await?.1);
-    }
-    // The lock is tried by the statement that takes the rows (an init plan, evaluated once), so
-    // a worker's claim pays one round trip for the fan-out, not two; with the lock held
-    // elsewhere the statement takes nothing.
-    let gate = format!("(select pg_try_advisory_xact_lock({FAN_OUT_LOCK}))");
-    Ok(move_batches(conn, batches, i64::MAX, &gate).await?.1)
+    fan_out_through(conn, batches, wait, i64::MAX).await
 }
 
-/// Waits for the fan-out lock (held until the transaction ends).
-async fn lock_fan_out(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query(&format!("select pg_advisory_xact_lock({FAN_OUT_LOCK})"))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Moves up to `batches` outbox rows with `seq` up to `through`, if the SQL condition `gate` (the
-/// fan-out lock) holds; returns the rows moved and the deliveries created.
-async fn move_batches(
+/// [`fan_out`] of the rows up to `seq` `through` only.
+async fn fan_out_through(
     conn: &mut PgConnection,
     batches: i64,
+    wait: bool,
     through: i64,
-    gate: &str,
-) -> sqlx::Result<(usize, u64)> {
+) -> sqlx::Result<u64> {
+    let locked: bool = if wait {
+        sqlx::query(&format!("select pg_advisory_xact_lock({FAN_OUT_LOCK})"))
+            .execute(&mut *conn)
+            .await?;
+        true
+    } else {
+        sqlx::query_scalar(&format!("select pg_try_advisory_xact_lock({FAN_OUT_LOCK})"))
+            .fetch_one(&mut *conn)
+            .await?
+    };
+    if !locked {
+        return Ok(0);
+    }
     // The rows come out whole (each array read and decompressed once), then each batch's
     // deliveries go in with one statement, as ingest used to insert them.
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(
         r#"delete from webhook_outbox
            where seq in (select seq from webhook_outbox where seq <= $2 order by seq limit $1)
-             and {gate}
            returning seq, org_id, created_at, delivery_ids, webhook_ids, message_ids,
-                     event_types, ordering_keys, payload_index, payloads"#
-    ))
+                     event_types, ordering_keys, payload_index, payloads"#,
+    )
     .bind(batches)
     .bind(through)
     .fetch_all(&mut *conn)
@@ -495,7 +492,7 @@ async fn move_batches(
         .await?
         .rows_affected();
     }
-    Ok((batches.len(), moved))
+    Ok(moved)
 }
 
 /// Fans out, on `conn` (in its transaction), every outbox row committed before the call,
@@ -508,13 +505,16 @@ pub async fn fan_out_all(conn: &mut PgConnection) -> sqlx::Result<u64> {
     else {
         return Ok(0);
     };
-    lock_fan_out(&mut *conn).await?;
     let mut total = 0;
     loop {
-        let (rows, moved) = move_batches(&mut *conn, FAN_OUT_BATCHES, last, "true").await?;
+        let moved = fan_out_through(&mut *conn, FAN_OUT_BATCHES, true, last).await?;
         total += moved;
-        // Fewer rows than asked for: none committed up to `last` is left.
-        if i64::try_from(rows).unwrap_or(i64::MAX) < FAN_OUT_BATCHES {
+        let left: bool =
+            sqlx::query_scalar("select exists (select 1 from webhook_outbox where seq <= $1)")
+                .bind(last)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !left {
             return Ok(total);
         }
     }
