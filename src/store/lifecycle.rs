@@ -27,6 +27,8 @@ use crate::domain::lifecycle::{Dim, Facts, Tally, WorkingHours};
 use crate::domain::projection::{Changes, HandoffRow};
 use crate::domain::timerange::TimeRange;
 
+pub mod pending;
+
 /// The time blocks of the rollups: the grains and covers shared with the analytics rollups.
 pub mod blocks {
     use chrono::{DateTime, Duration, Utc};
@@ -263,6 +265,9 @@ pub async fn apply(
         }
     }
     deltas.retain(|_, t| !t.is_zero());
+    if deltas.len() > pending::defer_rows() {
+        return pending::defer(conn, org, &deltas).await;
+    }
     write(conn, org, deltas).await
 }
 
@@ -649,12 +654,53 @@ pub struct Figures {
 }
 
 /// Reads the figures of `range`, grouped by `group_by` when given.
+///
+/// Deltas still pending (see [`pending`]) are counted: each rollup statement also tells whether
+/// the organization has pending rows (normally not: one probe of an empty index, no extra round
+/// trip); if one does, the read is made again in one `REPEATABLE READ` snapshot, the pending
+/// deltas of that snapshot merged into the answer (a fold commits its rollup updates and the
+/// deletion of what it folded at once, so in one snapshot each delta is either in the rollups or
+/// pending, never both, never neither).
 pub async fn read(
     conn: &mut PgConnection,
     org: OrgId,
     range: &TimeRange,
     group_by: Option<Dim>,
 ) -> sqlx::Result<Figures> {
+    let (figures, pending_seen) = read_with(&mut *conn, org, range, group_by, None).await?;
+    if !pending_seen {
+        return Ok(figures);
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    let deltas = pending::load(&mut tx, org).await?;
+    let (figures, _) = read_with(&mut tx, org, range, group_by, Some(&deltas)).await?;
+    tx.commit().await?;
+    Ok(figures)
+}
+
+/// The pending deltas of `dim` in the block run `seg`.
+fn pending_in<'a>(
+    deltas: &'a pending::Deltas,
+    dim: Dim,
+    seg: &'a blocks::Segment,
+) -> impl Iterator<Item = (&'a RowKey, &'a Tally)> + 'a {
+    deltas.iter().filter(move |((d, grain, bucket, _), _)| {
+        *d == dim.as_str() && *grain == seg.0 && *bucket >= seg.1 && *bucket < seg.2
+    })
+}
+
+/// [`read`] with the pending deltas `pending` merged in (`None`: not read); also returns whether
+/// a rollup statement saw pending rows.
+async fn read_with(
+    conn: &mut PgConnection,
+    org: OrgId,
+    range: &TimeRange,
+    group_by: Option<Dim>,
+    pending: Option<&pending::Deltas>,
+) -> sqlx::Result<(Figures, bool)> {
     let days_list = range.local_days();
     let mut days: Vec<(NaiveDate, Tally)> =
         days_list.iter().map(|d| (*d, Tally::default())).collect();
@@ -664,6 +710,7 @@ pub async fn read(
         Some(raw) => raw.clone(),
         None => vec![(range.start, range.end)],
     };
+    let mut pending_seen = false;
     // The range's own total, when the days cannot give it (see `blocks::Reads::subtracts`).
     let mut range_total: Option<Tally> = None;
     if reads.raw.is_some() {
@@ -682,15 +729,19 @@ pub async fn read(
         }
         let segs = &uniq;
         let rows = sqlx::query(&format!(
-            r#"select s.day, {COLUMNS}
-               from unnest($2::int4[], $3::timestamptz[], $4::timestamptz[])
-                    with ordinality as s(grain, f, t, day)
-               cross join lateral (
-                   select * from handoff_lifecycle_rollups r
-                   where r.org_id = $1 and r.dim = '' and r.grain = s.grain
-                     and r.bucket >= s.f and r.bucket < s.t
-                   offset 0
-               ) r"#
+            r#"select p.pending, x.*
+               from ({PENDING}) p
+               left join lateral (
+                   select s.day, {COLUMNS}
+                   from unnest($2::int4[], $3::timestamptz[], $4::timestamptz[])
+                        with ordinality as s(grain, f, t, day)
+                   cross join lateral (
+                       select * from handoff_lifecycle_rollups r
+                       where r.org_id = $1 and r.dim = '' and r.grain = s.grain
+                         and r.bucket >= s.f and r.bucket < s.t
+                       offset 0
+                   ) r
+               ) x on true"#
         ))
         .bind(org.get())
         .bind(segs.iter().map(|s| s.0).collect::<Vec<_>>())
@@ -699,8 +750,11 @@ pub async fn read(
         .fetch_all(&mut *conn)
         .await?;
         for row in &rows {
-            // `with ordinality` counts from 1.
-            let seg: i64 = row.try_get("day")?;
+            pending_seen |= row.try_get::<bool, _>("pending")?;
+            // `with ordinality` counts from 1; none: no rollup row (the one row of the probe).
+            let Some(seg) = row.try_get::<Option<i64>, _>("day")? else {
+                continue;
+            };
             let Some(used) = usize::try_from(seg - 1).ok().and_then(|i| uses.get(i)) else {
                 continue;
             };
@@ -711,17 +765,46 @@ pub async fn read(
                 }
             }
         }
+        if let Some(deltas) = pending {
+            for (seg, used) in segs.iter().zip(&uses) {
+                for (_, t) in pending_in(deltas, Dim::All, seg) {
+                    for (day, sign) in used {
+                        if let Some((_, d)) = days.get_mut(*day) {
+                            d.merge_signed(t, *sign);
+                        }
+                    }
+                }
+            }
+        }
         if reads.subtracts {
             let mut t = Tally::default();
-            for row in &read_range(&mut *conn, org, Dim::All, &reads.range).await? {
+            let (rows, seen) = read_range(&mut *conn, org, Dim::All, &reads.range).await?;
+            pending_seen |= seen;
+            for row in &rows {
                 merge_row(row, &mut t, 1)?;
+            }
+            if let Some(deltas) = pending {
+                for seg in &reads.range {
+                    for (_, d) in pending_in(deltas, Dim::All, seg) {
+                        t.merge(d);
+                    }
+                }
             }
             range_total = Some(t);
         }
         if let Some(dim) = group_by {
-            for row in &read_range(&mut *conn, org, dim, &reads.range).await? {
+            let (rows, seen) = read_range(&mut *conn, org, dim, &reads.range).await?;
+            pending_seen |= seen;
+            for row in &rows {
                 let key: String = row.try_get("key")?;
                 merge_row(row, groups.entry(key).or_default(), 1)?;
+            }
+            if let Some(deltas) = pending {
+                for seg in &reads.range {
+                    for ((_, _, _, key), d) in pending_in(deltas, dim, seg) {
+                        groups.entry(key.clone()).or_default().merge(d);
+                    }
+                }
             }
         }
     }
@@ -751,29 +834,42 @@ pub async fn read(
         }
         total
     });
-    Ok(Figures {
-        total,
-        days,
-        groups,
-    })
+    Ok((
+        Figures {
+            total,
+            days,
+            groups,
+        },
+        pending_seen,
+    ))
 }
 
-/// The rollup rows of `dim` in the block runs `segs`.
+/// The one-row probe of whether the organization (`$1`) has pending deltas, joined to every
+/// rollup read.
+const PENDING: &str = "select exists (select 1 from handoff_lifecycle_pending w \
+     where w.org_id = $1) as pending";
+
+/// The rollup rows of `dim` in the block runs `segs`, and whether the organization has pending
+/// deltas (in the same snapshot).
 async fn read_range(
     conn: &mut PgConnection,
     org: OrgId,
     dim: Dim,
     segs: &[blocks::Segment],
-) -> sqlx::Result<Vec<sqlx::postgres::PgRow>> {
-    sqlx::query(&format!(
-        r#"select {COLUMNS}
-                   from unnest($3::int4[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
-                   cross join lateral (
-                       select * from handoff_lifecycle_rollups r
-                       where r.org_id = $1 and r.dim = $2 and r.grain = s.grain
-                         and r.bucket >= s.f and r.bucket < s.t
-                       offset 0
-                   ) r"#
+) -> sqlx::Result<(Vec<sqlx::postgres::PgRow>, bool)> {
+    let mut rows = sqlx::query(&format!(
+        r#"select p.pending, x.*
+           from ({PENDING}) p
+           left join lateral (
+               select {COLUMNS}
+               from unnest($3::int4[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
+               cross join lateral (
+                   select * from handoff_lifecycle_rollups r
+                   where r.org_id = $1 and r.dim = $2 and r.grain = s.grain
+                     and r.bucket >= s.f and r.bucket < s.t
+                   offset 0
+               ) r
+           ) x on true"#
     ))
     .bind(org.get())
     .bind(dim.as_str())
@@ -781,7 +877,14 @@ async fn read_range(
     .bind(segs.iter().map(|s| s.1).collect::<Vec<_>>())
     .bind(segs.iter().map(|s| s.2).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
-    .await
+    .await?;
+    let mut seen = false;
+    for row in &rows {
+        seen |= row.try_get::<bool, _>("pending")?;
+    }
+    // The probe's row when no rollup row matched.
+    rows.retain(|r| matches!(r.try_get::<Option<&str>, _>("dim"), Ok(Some(_))));
+    Ok((rows, seen))
 }
 
 /// The facts of the handoffs first initiated in `[from, to)`, from the projections.
