@@ -357,6 +357,33 @@ async fn main() {
         common::cpu_secs(server.pid()) - cpu_before.0,
         common::cluster_cpu_secs(postmaster) - cpu_before.1
     );
+    // Batches that moved many lifecycle rollup rows deferred them: how long the server's
+    // folder takes to apply them (store::lifecycle::pending).
+    let cpu_step = (
+        common::cpu_secs(server.pid()),
+        common::cluster_cpu_secs(postmaster),
+    );
+    let t = Instant::now();
+    let pending_at_end: i64 = sqlx::query_scalar("select count(*) from handoff_lifecycle_pending")
+        .fetch_one(&bench.pool)
+        .await
+        .unwrap();
+    loop {
+        let n: i64 = sqlx::query_scalar("select count(*) from handoff_lifecycle_pending")
+            .fetch_one(&bench.pool)
+            .await
+            .unwrap();
+        if n == 0 || t.elapsed() > Duration::from_secs(120) {
+            println!(
+                "  lifecycle folder: {pending_at_end} pending rows at the end of the step, {n} left after {:.2} s (CPU meanwhile: Baton {:.1} s, PostgreSQL {:.1} s)",
+                t.elapsed().as_secs_f64(),
+                common::cpu_secs(server.pid()) - cpu_step.0,
+                common::cluster_cpu_secs(postmaster) - cpu_step.1
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     common::print_statement_stats(&mut bench.pool.acquire().await.unwrap()).await;
     // After the server's backends exit, which flushes their table counters.
     server.stop();
