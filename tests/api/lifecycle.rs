@@ -687,4 +687,30 @@ async fn deferred_deltas_are_read_before_they_are_folded() {
             "{query}: {a}"
         );
     }
+    // `baton rebuild` replays with the threshold in force (here every step deferred) and folds
+    // what it deferred in its own transaction: nothing is left pending, the rows are the direct
+    // ones.
+    pending::set_defer_rows(0);
+    baton::admin::rebuild(&app.pool, Some("deferred"))
+        .await
+        .unwrap();
+    pending::set_defer_rows(pending::DEFER_ROWS);
+    assert_eq!(count(*deferred, "handoff_lifecycle_pending").await, 0);
+    let rollups = |org: uuid::Uuid| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "select coalesce(string_agg(x::text, ';' order by x::text), '')
+                 from (select to_jsonb(r) - 'org_id' as x from handoff_lifecycle_rollups r
+                       where org_id = $1) s",
+            )
+            .bind(org)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let rows = rollups(*direct).await;
+    assert!(rows.len() > 1_000);
+    assert_eq!(rollups(*deferred).await, rows);
 }
