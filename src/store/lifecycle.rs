@@ -660,7 +660,7 @@ pub struct Figures {
 /// trip); if one does, the read is made again in one `REPEATABLE READ` snapshot, the pending
 /// deltas of that snapshot merged into the answer (a fold commits its rollup updates and the
 /// deletion of what it folded at once, so in one snapshot each delta is either in the rollups or
-/// pending, never both, never neither).
+/// pending, never both, never neither). `conn` must not be in a transaction.
 pub async fn read(
     conn: &mut PgConnection,
     org: OrgId,
