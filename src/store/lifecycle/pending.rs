@@ -62,7 +62,11 @@ pub(super) async fn defer(
     org: OrgId,
     deltas: &Deltas,
 ) -> sqlx::Result<()> {
-    sqlx::query("insert into handoff_lifecycle_pending (org_id, deltas) values ($1, $2)")
+    // Stamped when written (late in the batch), not when the batch began: the folder waits for
+    // an organization's newest row to be `quiet` old, and a slow batch must not look quiet.
+    sqlx::query(
+        "insert into handoff_lifecycle_pending (org_id, deltas, created_at) values ($1, $2, clock_timestamp())",
+    )
         .bind(org.get())
         .bind(encode(deltas))
         .execute(&mut *conn)
