@@ -255,16 +255,20 @@ pub async fn apply(
         }
         add(&after, 1);
     }
-    let mut deltas: BTreeMap<RowKey, Tally> = BTreeMap::new();
+    // Gathered in a hash map, then sorted once: a batch of completions spread over weeks has
+    // ~20,000 block entries for ~10,000 rows, and inserting each into an ordered map compared
+    // its key's strings ~40 times (measured: most of the batch's CPU in Baton).
+    let mut gathered: HashMap<RowKey, Tally> = HashMap::with_capacity(quarters.len() * 2);
     for ((dim, quarter, key), t) in quarters {
         for (grain, bucket) in blocks::of(quarter) {
-            deltas
+            gathered
                 .entry((dim, grain, bucket, key.clone()))
                 .or_default()
                 .merge(&t);
         }
     }
-    deltas.retain(|_, t| !t.is_zero());
+    let deltas: BTreeMap<RowKey, Tally> =
+        gathered.into_iter().filter(|(_, t)| !t.is_zero()).collect();
     if deltas.len() > pending::defer_rows() {
         return pending::defer(conn, org, &deltas).await;
     }

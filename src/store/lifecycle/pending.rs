@@ -89,14 +89,37 @@ pub async fn load(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Deltas> {
     Ok(all)
 }
 
+/// Adds `deltas` to `all`, keeping every key of either. Both are in key order, so they are
+/// merged as two sorted runs and the map is built from the merged run in one pass (looking each
+/// key up would compare its strings dozens of times).
 fn merge_into(all: &mut Deltas, deltas: Deltas) {
     if all.is_empty() {
         *all = deltas;
         return;
     }
-    for (k, t) in deltas {
-        all.entry(k).or_default().merge(&t);
+    let mut merged: Vec<(RowKey, Tally)> = Vec::with_capacity(all.len() + deltas.len());
+    let mut a = std::mem::take(all).into_iter().peekable();
+    let mut b = deltas.into_iter().peekable();
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (Some((ka, _)), Some((kb, _))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => a.next(),
+                std::cmp::Ordering::Greater => b.next(),
+                std::cmp::Ordering::Equal => {
+                    let (k, mut t) = a.next().unwrap_or_else(|| unreachable!("peeked"));
+                    let (_, u) = b.next().unwrap_or_else(|| unreachable!("peeked"));
+                    t.merge(&u);
+                    Some((k, t))
+                }
+            },
+        };
+        merged.extend(next);
     }
+    // Sorted and distinct: `collect` builds the map without searching it.
+    *all = merged.into_iter().collect();
 }
 
 /// Folds at most `limit` of `org`'s pending rows (oldest first) into the rollups, in the
@@ -191,7 +214,7 @@ fn unzigzag(v: u64) -> i64 {
 
 /// The deltas in their stored form.
 pub fn encode(deltas: &Deltas) -> Vec<u8> {
-    let mut keys: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut keys: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut order: Vec<&str> = Vec::new();
     for k in deltas.keys() {
         keys.entry(k.3.as_str()).or_insert_with(|| {
@@ -308,7 +331,8 @@ fn decode_deltas(bytes: &[u8]) -> Result<Deltas, BadDeltas> {
         keys.push(k.to_owned());
     }
     let n = r.len()?;
-    let mut out = Deltas::new();
+    // Written in key order: collected into the map at the end, in one pass.
+    let mut out: Vec<(RowKey, Tally)> = Vec::with_capacity(n);
     let mut prev = 0_i64;
     for _ in 0..n {
         let dim = Dim::ALL
@@ -344,7 +368,7 @@ fn decode_deltas(bytes: &[u8]) -> Result<Deltas, BadDeltas> {
             count,
             sum,
         ] = v;
-        out.insert(
+        out.push((
             (dim, grain, bucket, key),
             Tally {
                 initiated,
@@ -359,12 +383,12 @@ fn decode_deltas(bytes: &[u8]) -> Result<Deltas, BadDeltas> {
                 wait_max_ms: max,
                 waits,
             },
-        );
+        ));
     }
     if !r.0.is_empty() {
         return Err(BadDeltas("trailing bytes"));
     }
-    Ok(out)
+    Ok(out.into_iter().collect())
 }
 
 #[cfg(test)]
