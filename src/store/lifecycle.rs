@@ -10,9 +10,11 @@
 //! added in SQL; the wait histograms, stored in a compact `bytea`
 //! ([`crate::domain::lifecycle::WaitHistogram::encode`]), are merged in Rust: only the rows whose
 //! delta holds waits are read (their histogram and `ctid`), merged and written back by `ctid`,
-//! which is safe because the organization's ingest lock is held (see `write`). Reads merge the
-//! blocks covering a range (one row per block and key) and count the sub-15-minute edges from
-//! the projections. Time blocks come from [`blocks`], the one place
+//! which is safe because the organization's ingest lock is held (see `write`). A batch whose
+//! deltas would move more than [`pending::DEFER_ROWS`] rows stores them as one pending row
+//! instead, folded later by a background task under the same lock ([`pending`]). Reads merge the
+//! blocks covering a range (one row per block and key), plus the deltas still pending, and count
+//! the sub-15-minute edges from the projections. Time blocks come from [`blocks`], the one place
 //! that knows the bucket algebra.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

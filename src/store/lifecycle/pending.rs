@@ -3,9 +3,9 @@
 //!
 //! Policy: a batch whose deltas would move more than [`defer_rows`] rollup rows (completions of
 //! handoffs initiated over weeks, all in one batch: each moves its handoff in its own blocks) does
-//! not update them: [`defer`] stores the deltas, already computed, as one compact row in the
+//! not update them: `defer` stores the deltas, already computed, as one compact row in the
 //! batch's own transaction (acknowledged ⇔ stored). [`fold`] later applies pending rows through
-//! the ordinary rollup write ([`super::write`]) and deletes them in the same transaction, under
+//! the ordinary rollup write (`lifecycle::write`) and deletes them in the same transaction, under
 //! the organization's ingest lock, the lock that write's safety rests on (no other writer of the
 //! organization's rollup rows meanwhile): each pending row is applied exactly once, and a fold
 //! that fails or dies leaves its rows pending. The background task that calls it is
