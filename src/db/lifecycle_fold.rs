@@ -106,16 +106,20 @@ pub async fn run_once(
 }
 
 async fn run(pool: PgPool, options: FoldOptions, mut stopped: watch::Receiver<bool>) {
+    let mut pause = options.every;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(options.every) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stopped.wait_for(|s| *s) => return,
         }
+        pause = options.every;
         match run_once(&pool, options, &stopped).await {
             Ok(0) => {}
             Ok(folded) => tracing::debug!(folded, "lifecycle: pending rollup deltas folded"),
             Err(e) => {
-                tracing::warn!(error = %e, "lifecycle: folding pending rollup deltas failed; retrying at the next pass")
+                // The database may be down: one warning per `overdue`, not per look.
+                pause = options.overdue.max(options.every);
+                tracing::warn!(error = %e, "lifecycle: folding pending rollup deltas failed; retrying later")
             }
         }
         if *stopped.borrow() {
