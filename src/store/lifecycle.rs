@@ -687,15 +687,20 @@ pub async fn read(
     Ok(figures)
 }
 
-/// The pending deltas of `dim` in the block run `seg`.
+/// The pending deltas of `dim` in the block run `seg` (a range of the map: its keys are ordered
+/// by dimension, grain, bucket, then key).
 fn pending_in<'a>(
     deltas: &'a pending::Deltas,
     dim: Dim,
     seg: &'a blocks::Segment,
 ) -> impl Iterator<Item = (&'a RowKey, &'a Tally)> + 'a {
-    deltas.iter().filter(move |((d, grain, bucket, _), _)| {
-        *d == dim.as_str() && *grain == seg.0 && *bucket >= seg.1 && *bucket < seg.2
-    })
+    let (grain, from, to) = *seg;
+    let range = (from < to).then(|| {
+        deltas.range(
+            (dim.as_str(), grain, from, String::new())..(dim.as_str(), grain, to, String::new()),
+        )
+    });
+    range.into_iter().flatten()
 }
 
 /// [`read`] with the pending deltas `pending` merged in (`None`: not read); also returns whether
