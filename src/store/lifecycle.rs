@@ -663,7 +663,8 @@ pub struct Figures {
 ///
 /// Deltas still pending (see [`pending`]) are counted: each rollup statement also tells whether
 /// the organization has pending rows (normally not: one probe of an empty index, no extra round
-/// trip); if one does, the read is made again in one `REPEATABLE READ` snapshot, the pending
+/// trip; a statement that finds no rollup row counts as having seen some); if one does, the
+/// read is made again in one `REPEATABLE READ` snapshot, the pending
 /// deltas of that snapshot merged into the answer (a fold commits its rollup updates and the
 /// deletion of what it folded at once, so in one snapshot each delta is either in the rollups or
 /// pending, never both, never neither). `conn` must not be in a transaction.
@@ -740,19 +741,15 @@ async fn read_with(
         }
         let segs = &uniq;
         let rows = sqlx::query(&format!(
-            r#"select p.pending, x.*
-               from ({PENDING}) p
-               left join lateral (
-                   select s.day, {COLUMNS}
-                   from unnest($2::int4[], $3::timestamptz[], $4::timestamptz[])
-                        with ordinality as s(grain, f, t, day)
-                   cross join lateral (
-                       select * from handoff_lifecycle_rollups r
-                       where r.org_id = $1 and r.dim = '' and r.grain = s.grain
-                         and r.bucket >= s.f and r.bucket < s.t
-                       offset 0
-                   ) r
-               ) x on true"#
+            r#"select s.day, {COLUMNS}, ({PENDING}) as pending
+               from unnest($2::int4[], $3::timestamptz[], $4::timestamptz[])
+                    with ordinality as s(grain, f, t, day)
+               cross join lateral (
+                   select * from handoff_lifecycle_rollups r
+                   where r.org_id = $1 and r.dim = '' and r.grain = s.grain
+                     and r.bucket >= s.f and r.bucket < s.t
+                   offset 0
+               ) r"#
         ))
         .bind(org.get())
         .bind(segs.iter().map(|s| s.0).collect::<Vec<_>>())
@@ -760,12 +757,14 @@ async fn read_with(
         .bind(segs.iter().map(|s| s.2).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await?;
+        // No row to carry the probe: read again in one snapshot with what is pending (a probe
+        // of its own would see another snapshot, where a fold may have moved deltas this read
+        // did not see in the rollups).
+        pending_seen |= rows.is_empty();
         for row in &rows {
             pending_seen |= row.try_get::<bool, _>("pending")?;
-            // `with ordinality` counts from 1; none: no rollup row (the one row of the probe).
-            let Some(seg) = row.try_get::<Option<i64>, _>("day")? else {
-                continue;
-            };
+            // `with ordinality` counts from 1.
+            let seg: i64 = row.try_get("day")?;
             let Some(used) = usize::try_from(seg - 1).ok().and_then(|i| uses.get(i)) else {
                 continue;
             };
@@ -855,10 +854,12 @@ async fn read_with(
     ))
 }
 
-/// The one-row probe of whether the organization (`$1`) has pending deltas, joined to every
-/// rollup read.
+/// Whether the organization (`$1`) has pending deltas: a column of every rollup read (an
+/// uncorrelated subquery, evaluated once per statement, in the statement's snapshot; the read's
+/// own plan is unchanged). A read that returns no row carries no answer, and is treated as
+/// having seen pending deltas.
 const PENDING: &str = "select exists (select 1 from handoff_lifecycle_pending w \
-     where w.org_id = $1) as pending";
+     where w.org_id = $1)";
 
 /// The rollup rows of `dim` in the block runs `segs`, and whether the organization has pending
 /// deltas (in the same snapshot).
@@ -868,19 +869,15 @@ async fn read_range(
     dim: Dim,
     segs: &[blocks::Segment],
 ) -> sqlx::Result<(Vec<sqlx::postgres::PgRow>, bool)> {
-    let mut rows = sqlx::query(&format!(
-        r#"select p.pending, x.*
-           from ({PENDING}) p
-           left join lateral (
-               select {COLUMNS}
-               from unnest($3::int4[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
-               cross join lateral (
-                   select * from handoff_lifecycle_rollups r
-                   where r.org_id = $1 and r.dim = $2 and r.grain = s.grain
-                     and r.bucket >= s.f and r.bucket < s.t
-                   offset 0
-               ) r
-           ) x on true"#
+    let rows = sqlx::query(&format!(
+        r#"select {COLUMNS}, ({PENDING}) as pending
+           from unnest($3::int4[], $4::timestamptz[], $5::timestamptz[]) as s(grain, f, t)
+           cross join lateral (
+               select * from handoff_lifecycle_rollups r
+               where r.org_id = $1 and r.dim = $2 and r.grain = s.grain
+                 and r.bucket >= s.f and r.bucket < s.t
+               offset 0
+           ) r"#
     ))
     .bind(org.get())
     .bind(dim.as_str())
@@ -893,8 +890,8 @@ async fn read_range(
     for row in &rows {
         seen |= row.try_get::<bool, _>("pending")?;
     }
-    // The probe's row when no rollup row matched.
-    rows.retain(|r| matches!(r.try_get::<Option<&str>, _>("dim"), Ok(Some(_))));
+    // No row to carry the probe: the caller reads again in one snapshot (see `read_with`).
+    seen |= rows.is_empty();
     Ok((rows, seen))
 }
 
