@@ -11,8 +11,9 @@
 //! ([`crate::domain::lifecycle::WaitHistogram::encode`]), are merged in Rust: only the rows whose
 //! delta holds waits are read (their histogram and `ctid`), merged and written back by `ctid`,
 //! which is safe because the organization's ingest lock is held (see `write`). A batch whose
-//! deltas would move more than [`pending::DEFER_ROWS`] rows stores them as one pending row
-//! instead, folded later by a background task under the same lock ([`pending`]). Reads merge the
+//! handoffs lie in more than [`pending::DEFER_BLOCKS`] blocks stores what it changed as one
+//! pending row instead, its deltas computed and folded later by a background task under the same
+//! lock ([`pending`]). Reads merge the
 //! blocks covering a range (one row per block and key), plus the deltas still pending, and count
 //! the sub-15-minute edges from the projections. Time blocks come from [`blocks`], the one place
 //! that knows the bucket algebra.
@@ -149,7 +150,7 @@ pub mod blocks {
     }
 }
 
-/// A handoff's fixed lifecycle attributes.
+/// A handoff's fixed lifecycle attributes (set at its first initiation, never changed).
 #[derive(Debug, Clone)]
 struct Fixed {
     channel: String,
@@ -171,15 +172,33 @@ fn facts(h: &HandoffRow, f: &Fixed) -> Facts {
     }
 }
 
+/// Whether two versions of a handoff count the same (the fields [`Facts`] takes from the
+/// handoff; the others are [`Fixed`]).
+fn counts_the_same(a: &HandoffRow, b: &HandoffRow) -> bool {
+    a.initiated_at == b.initiated_at
+        && a.state == b.state
+        && a.attempts == b.attempts
+        && a.reasons == b.reasons
+        && a.destination == b.destination
+        && a.completed_at == b.completed_at
+}
+
 /// `(dim, grain, bucket, key)`.
 type RowKey = (&'static str, i32, DateTime<Utc>, String);
 
 /// A rollup row's key and what a batch adds to it.
 type Delta = (RowKey, Tally);
 
+/// A handoff a batch changed in what it counts: as it was (`None`: first initiated in the batch)
+/// and as the batch left it.
+pub(crate) type Moved<'a> = (Option<&'a HandoffRow>, &'a HandoffRow);
+
 /// Updates the lifecycle rollups for one applied batch (called by `store::rollups::apply`).
 /// `configured` `Some(false)`: the organization has no configuration revision (read under the
 /// ingest lock), so no revision is looked up: working hours are off, as before any revision.
+///
+/// A batch whose handoffs lie in more than [`pending::defer_blocks`] blocks stores its changes
+/// instead ([`pending`]): their deltas are computed and written later, by the folder.
 pub async fn apply(
     conn: &mut PgConnection,
     org: OrgId,
@@ -198,38 +217,88 @@ pub async fn apply(
     if !fresh.is_empty() {
         fix_fresh(&mut *conn, org, changes, &fresh, configured, &mut fixed).await?;
     }
-    let stored: Vec<&str> = changes
+    let moved: Vec<Moved<'_>> = changes
         .handoffs
         .iter()
-        .filter(|h| changes.handoffs_before.contains_key(&h.handoff_id))
-        .map(|h| h.handoff_id.as_str())
+        .map(|h| (changes.handoffs_before.get(&h.handoff_id), h))
+        .filter(|(before, after)| before.is_none_or(|b| !counts_the_same(b, after)))
         .collect();
-    if !stored.is_empty() {
-        let rows = sqlx::query(
-            r#"select l.handoff_id, l.channel, l.agent_id, l.outside_working_hours
-               from unnest($2::text[]) as q(handoff_id)
-               cross join lateral (
-                   select * from handoff_lifecycle l
-                   where l.org_id = $1 and l.handoff_id = q.handoff_id
-                   offset 0
-               ) l"#,
-        )
-        .bind(org.get())
-        .bind(&stored)
-        .fetch_all(&mut *conn)
-        .await?;
-        for r in rows {
-            fixed.insert(
-                r.try_get("handoff_id")?,
-                Fixed {
-                    channel: r.try_get("channel")?,
-                    agent_id: r.try_get("agent_id")?,
-                    outside: r.try_get("outside_working_hours")?,
-                },
-            );
-        }
+    if moved.is_empty() {
+        return Ok(());
     }
+    if blocks_moved(&moved) > pending::defer_blocks() {
+        return pending::defer(conn, org, &moved).await;
+    }
+    let stored: Vec<&str> = moved
+        .iter()
+        .filter(|(before, _)| before.is_some())
+        .map(|(_, h)| h.handoff_id.as_str())
+        .collect();
+    fixed.extend(fixed_of(&mut *conn, org, &stored).await?);
+    let deltas = deltas_of(moved.iter().filter_map(|(before, after)| {
+        let fx = fixed.get(&after.handoff_id)?;
+        Some((before.map(|b| facts(b, fx)), facts(after, fx)))
+    }));
+    write(conn, org, deltas).await
+}
 
+/// The distinct blocks (of every grain) the handoffs of `moved` count in. What a batch's deltas
+/// move is about this times the keys of a handoff (five or so); it costs a set of integers, not
+/// the deltas.
+fn blocks_moved(moved: &[Moved<'_>]) -> usize {
+    let mut quarters: HashSet<DateTime<Utc>> = HashSet::new();
+    for (before, after) in moved {
+        quarters.extend(before.map(|b| blocks::quarter_of(b.initiated_at)));
+        quarters.insert(blocks::quarter_of(after.initiated_at));
+    }
+    let mut all: HashSet<(i32, DateTime<Utc>)> = HashSet::with_capacity(quarters.len() * 2);
+    for q in quarters {
+        all.extend(blocks::of(q));
+    }
+    all.len()
+}
+
+/// The fixed attributes of stored handoffs (those without a lifecycle row are left out: they
+/// count nowhere).
+async fn fixed_of(
+    conn: &mut PgConnection,
+    org: OrgId,
+    ids: &[&str],
+) -> sqlx::Result<HashMap<String, Fixed>> {
+    let mut fixed = HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(fixed);
+    }
+    let rows = sqlx::query(
+        r#"select l.handoff_id, l.channel, l.agent_id, l.outside_working_hours
+           from unnest($2::text[]) as q(handoff_id)
+           cross join lateral (
+               select * from handoff_lifecycle l
+               where l.org_id = $1 and l.handoff_id = q.handoff_id
+               offset 0
+           ) l"#,
+    )
+    .bind(org.get())
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in rows {
+        fixed.insert(
+            r.try_get("handoff_id")?,
+            Fixed {
+                channel: r.try_get("channel")?,
+                agent_id: r.try_get("agent_id")?,
+                outside: r.try_get("outside_working_hours")?,
+            },
+        );
+    }
+    Ok(fixed)
+}
+
+/// The deltas of handoff changes, each `(before, after)` (`before` `None`: first initiated in the
+/// batch), in key order, rows whose delta is zero left out. One definition for the direct path
+/// and the folder, so a batch's deltas are the same whichever applies them.
+fn deltas_of(changes: impl IntoIterator<Item = (Option<Facts>, Facts)>) -> pending::Deltas {
     // Each handoff moves its keys in the 15-minute block of its first initiation; the coarser
     // blocks then take the sum of the 15-minute blocks they hold (blocks nest), so a handoff costs
     // one map entry per key rather than one per key and grain.
@@ -243,13 +312,8 @@ pub async fn apply(
                 .add_handoff(f, sign);
         }
     };
-    for h in &changes.handoffs {
-        let Some(fx) = fixed.get(&h.handoff_id) else {
-            continue;
-        };
-        let after = facts(h, fx);
-        if let Some(before) = changes.handoffs_before.get(&h.handoff_id) {
-            let before = facts(before, fx);
+    for (before, after) in changes {
+        if let Some(before) = before {
             if before == after {
                 continue;
             }
@@ -269,12 +333,7 @@ pub async fn apply(
                 .merge(&t);
         }
     }
-    let deltas: BTreeMap<RowKey, Tally> =
-        gathered.into_iter().filter(|(_, t)| !t.is_zero()).collect();
-    if deltas.len() > pending::defer_rows() {
-        return pending::defer(conn, org, &deltas).await;
-    }
-    write(conn, org, deltas).await
+    gathered.into_iter().filter(|(_, t)| !t.is_zero()).collect()
 }
 
 /// Fixes the lifecycle attributes of handoffs first initiated in this batch and stores them.

@@ -259,7 +259,7 @@ async fn deferred_deltas_fold_into_the_rows_direct_writes_leave() {
         ),
     ]);
     for (org, threshold) in [(direct_id, usize::MAX), (deferred_id, 0)] {
-        pending::set_defer_rows(threshold);
+        pending::set_defer_blocks(threshold);
         for step in 0..4 {
             let part: Vec<Value> = events
                 .iter()
@@ -271,7 +271,7 @@ async fn deferred_deltas_fold_into_the_rows_direct_writes_leave() {
             }
         }
     }
-    pending::set_defer_rows(pending::DEFER_ROWS);
+    pending::set_defer_blocks(pending::DEFER_BLOCKS);
     let expected = rows(&db.pool, direct.id).await;
     assert_eq!(pending(&db.pool, direct.id).await, 0);
     let waiting = pending(&db.pool, deferred.id).await;

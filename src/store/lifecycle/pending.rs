@@ -1,11 +1,14 @@
-//! Deferred lifecycle rollup deltas (`handoff_lifecycle_pending`, migration
-//! `20261129190001_lifecycle_pending.sql`).
+//! Deferred lifecycle rollups (`handoff_lifecycle_pending`, migration
+//! `20261129190003_lifecycle_pending.sql`).
 //!
-//! Policy: a batch whose deltas would move more than [`defer_rows`] rollup rows (completions of
-//! handoffs initiated over weeks, all in one batch: each moves its handoff in its own blocks) does
-//! not update them: `defer` stores the deltas, already computed, as one compact row in the
-//! batch's own transaction (acknowledged ⇔ stored). [`fold`] later applies pending rows through
-//! the ordinary rollup write (`lifecycle::write`) and deletes them in the same transaction, under
+//! Policy: a batch whose handoffs lie in more than [`defer_blocks`] blocks (completions of
+//! handoffs initiated over weeks, all in one batch: each moves its handoff in its own blocks, so
+//! ~10,000 rollup rows a batch) neither computes nor writes its deltas: `defer` stores what the
+//! batch changed, each handoff's counted fields as they were and as the batch left them, as one
+//! compact row in the batch's own transaction (acknowledged ⇔ stored). [`fold`] later computes
+//! the deltas of pending rows with the direct path's own function (`lifecycle::deltas_of`), the
+//! handoffs' fixed attributes looked up then (they never change), applies them through the
+//! ordinary rollup write (`lifecycle::write`) and deletes the rows in the same transaction, under
 //! the organization's ingest lock, the lock that write's safety rests on (no other writer of the
 //! organization's rollup rows meanwhile): each pending row is applied exactly once, and a fold
 //! that fails or dies leaves its rows pending. The background task that calls it is
@@ -14,77 +17,144 @@
 //! Deltas are additive, so the order of application does not matter: counts, sums and
 //! histogram bins add; the maximum wait takes the greater (`greatest`, null skipped), and a
 //! delta that subtracts a handoff carries no maximum (a maximum cannot be subtracted: the stored
-//! one stays, directly or deferred alike). Several pending rows are merged into one write
+//! one stays, directly or deferred alike). Each pending row's deltas are computed on their own,
+//! as its batch would have written them, then several rows are merged into one write
 //! ([`Tally::merge`]), keeping every row key any of them had (even where they cancel out), so
 //! that the rows folded are byte for byte those the direct writes would have left (a row a first
 //! batch inserts and a second brings back to zero stays, as a zero row).
 //!
-//! Reads (`super::read`) see pending deltas without waiting: each rollup statement also tells
+//! Reads (`super::read`) see pending changes without waiting: each rollup statement also tells
 //! whether the organization has pending rows; if one does, the read is made again in one
-//! `REPEATABLE READ` snapshot with the pending deltas ([`load`]) merged into the answer, so a
-//! fold committing meanwhile can neither hide a delta nor count it twice.
+//! `REPEATABLE READ` snapshot with the deltas of the pending rows ([`load`]) merged into the
+//! answer, so a fold committing meanwhile can neither hide a delta nor count it twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use super::{RowKey, write};
+use super::{Fixed, Moved, RowKey, deltas_of, fixed_of, write};
 use crate::auth::OrgId;
-use crate::domain::lifecycle::{Dim, Tally, WaitHistogram};
+use crate::domain::events::Reason;
+use crate::domain::lifecycle::{Facts, Tally};
+use crate::domain::projection::HandoffRow;
 
-/// Rollup rows a batch may move directly; beyond, its deltas are deferred. The live pattern
-/// moves tens of rows a batch, a bulk load of history ~1,000 (`cargo bench --bench ingest`,
-/// `live` and `backfill`); completing 1,000 handoffs initiated over 90 days ~10,400 (`cargo bench
-/// --bench faults`). See BENCHMARKS.md.
-pub const DEFER_ROWS: usize = 4_000;
+/// Blocks (of all grains) a batch's handoffs may lie in for its deltas to be written directly;
+/// beyond, its changes are deferred. A handoff counts under about five keys, so this is about
+/// 4,000 rollup rows. The live pattern of `cargo bench --bench ingest` lies in a few blocks a
+/// batch and its backfill of history in ~90 (68 quarter-hours, their hours, a day or two, a
+/// week); completing 1,000 handoffs initiated over 90 days lies in ~2,080 (`cargo bench --bench
+/// faults`). See BENCHMARKS.md.
+pub const DEFER_BLOCKS: usize = 800;
 
-static THRESHOLD: AtomicUsize = AtomicUsize::new(DEFER_ROWS);
+static THRESHOLD: AtomicUsize = AtomicUsize::new(DEFER_BLOCKS);
 
-/// The threshold in force ([`DEFER_ROWS`] unless [`set_defer_rows`] changed it).
-pub fn defer_rows() -> usize {
+/// The threshold in force ([`DEFER_BLOCKS`] unless [`set_defer_blocks`] changed it).
+pub fn defer_blocks() -> usize {
     THRESHOLD.load(Ordering::Relaxed)
 }
 
-/// Changes the threshold for this process (tests and benchmarks: 0 defers every batch that moves
-/// a row, `usize::MAX` none).
-pub fn set_defer_rows(rows: usize) {
-    THRESHOLD.store(rows, Ordering::Relaxed);
+/// Changes the threshold for this process (tests and benchmarks: 0 defers every batch that
+/// changes what a handoff counts, `usize::MAX` none).
+pub fn set_defer_blocks(blocks: usize) {
+    THRESHOLD.store(blocks, Ordering::Relaxed);
 }
 
 /// Deltas by rollup row.
 pub type Deltas = BTreeMap<RowKey, Tally>;
 
-/// Stores a batch's deltas as one pending row (in the batch's transaction).
+/// Stores a batch's handoff changes as one pending row (in the batch's transaction).
 pub(super) async fn defer(
     conn: &mut PgConnection,
     org: OrgId,
-    deltas: &Deltas,
+    moved: &[Moved<'_>],
 ) -> sqlx::Result<()> {
     // Stamped when written (late in the batch), not when the batch began: the folder waits for
     // an organization's newest row to be `quiet` old, and a slow batch must not look quiet.
     sqlx::query(
-        "insert into handoff_lifecycle_pending (org_id, deltas, created_at) values ($1, $2, clock_timestamp())",
+        "insert into handoff_lifecycle_pending (org_id, changes, created_at) values ($1, $2, clock_timestamp())",
     )
-        .bind(org.get())
-        .bind(encode(deltas))
-        .execute(&mut *conn)
-        .await?;
+    .bind(org.get())
+    .bind(encode(moved))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
-/// Every pending delta of `org`, merged (for a read; in the caller's snapshot).
+/// The deltas of every pending row of `org`, merged (for a read; in the caller's snapshot).
 pub async fn load(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Deltas> {
     let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-        "select deltas from handoff_lifecycle_pending where org_id = $1 order by id",
+        "select changes from handoff_lifecycle_pending where org_id = $1 order by id",
     )
     .bind(org.get())
     .fetch_all(&mut *conn)
     .await?;
+    deltas_of_rows(conn, org, &rows).await
+}
+
+/// A handoff's counted fields as stored in a pending row (its [`Fixed`] ones are looked up).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fields {
+    initiated_at: DateTime<Utc>,
+    state: String,
+    attempts: i32,
+    reasons: Vec<Reason>,
+    destination: Option<String>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl Fields {
+    fn facts(self, f: &Fixed) -> Facts {
+        Facts {
+            initiated_at: self.initiated_at,
+            state: self.state,
+            attempts: self.attempts,
+            reasons: self.reasons,
+            destination: self.destination,
+            channel: f.channel.clone(),
+            agent_id: f.agent_id.clone(),
+            outside_working_hours: f.outside,
+            completed_at: self.completed_at,
+        }
+    }
+}
+
+/// One handoff's change in a pending row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    handoff_id: String,
+    before: Option<Fields>,
+    after: Fields,
+}
+
+/// The deltas of stored pending rows, merged: each row's deltas computed on their own, as its
+/// batch would have written them (see the module docs), the handoffs' fixed attributes looked up
+/// once for all rows.
+async fn deltas_of_rows(
+    conn: &mut PgConnection,
+    org: OrgId,
+    rows: &[Vec<u8>],
+) -> sqlx::Result<Deltas> {
+    let decoded = rows
+        .iter()
+        .map(|bytes| decode(bytes))
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    let ids: Vec<&str> = decoded
+        .iter()
+        .flatten()
+        .map(|c| c.handoff_id.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let fixed = fixed_of(&mut *conn, org, &ids).await?;
     let mut all = Deltas::new();
-    for bytes in &rows {
-        merge_into(&mut all, decode(bytes)?);
+    for changes in decoded {
+        let deltas = deltas_of(changes.into_iter().filter_map(|c| {
+            let fx = fixed.get(&c.handoff_id)?;
+            Some((c.before.map(|b| b.facts(fx)), c.after.facts(fx)))
+        }));
+        merge_into(&mut all, deltas);
     }
     Ok(all)
 }
@@ -126,7 +196,7 @@ fn merge_into(all: &mut Deltas, deltas: Deltas) {
 /// caller's transaction, which must hold the organization's ingest lock. Returns how many.
 pub async fn fold_locked(conn: &mut PgConnection, org: OrgId, limit: i64) -> sqlx::Result<u64> {
     let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-        "select id, deltas from handoff_lifecycle_pending where org_id = $1 order by id limit $2",
+        "select id, changes from handoff_lifecycle_pending where org_id = $1 order by id limit $2",
     )
     .bind(org.get())
     .bind(limit)
@@ -135,12 +205,8 @@ pub async fn fold_locked(conn: &mut PgConnection, org: OrgId, limit: i64) -> sql
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut all = Deltas::new();
-    let mut ids = Vec::with_capacity(rows.len());
-    for (id, bytes) in &rows {
-        merge_into(&mut all, decode(bytes)?);
-        ids.push(*id);
-    }
+    let (ids, bytes): (Vec<i64>, Vec<Vec<u8>>) = rows.into_iter().unzip();
+    let all = deltas_of_rows(&mut *conn, org, &bytes).await?;
     write(&mut *conn, org, all).await?;
     let deleted =
         sqlx::query("delete from handoff_lifecycle_pending where org_id = $1 and id = any($2)")
@@ -186,15 +252,15 @@ pub async fn due(
     Ok(ids.into_iter().map(OrgId::for_admin).collect())
 }
 
-// The stored form, version 1: the byte 1; the keys (varint count, then each a varint length and
-// its UTF-8 bytes), in order of first use; the deltas (varint count, then each): the dimension's
-// index in `Dim::ALL` (one byte), the grain in seconds (varint), the bucket's Unix seconds minus
-// the previous delta's (zigzag varint; deltas come in key order, so mostly small), the key's
-// index (varint), the nine counts `initiated … wait_sum_ms` (zigzag varints), the maximum wait
-// (varint 0 for none, else zigzag + 1), and the histogram (varint length, then
-// `WaitHistogram::encode`).
+// The stored form, version 2: the byte 2, a varint count of changes, then each change: the
+// handoff id (varint length, UTF-8 bytes), a byte 1 if the handoff was stored before the batch
+// (then its fields as they were) or 0, and its fields as the batch left them. Fields: the first
+// initiation (zigzag varint Unix seconds, varint nanoseconds), the state (varint length, bytes),
+// the attempts (zigzag varint), the reasons (varint count, each its index in `Reason::ALL`, one
+// byte), the destination (varint 0 for none, else its length + 1, then its bytes) and the
+// completion (varint 0 for none, else 1, then as the first initiation).
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -212,79 +278,85 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// The deltas in their stored form.
-pub fn encode(deltas: &Deltas) -> Vec<u8> {
-    let mut keys: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let mut order: Vec<&str> = Vec::new();
-    for k in deltas.keys() {
-        keys.entry(k.3.as_str()).or_insert_with(|| {
-            order.push(k.3.as_str());
-            order.len() - 1
-        });
-    }
-    let mut out = Vec::with_capacity(16 + deltas.len() * 20);
-    out.push(VERSION);
-    put_varint(&mut out, order.len() as u64);
-    for k in &order {
-        put_varint(&mut out, k.len() as u64);
-        out.extend_from_slice(k.as_bytes());
-    }
-    put_varint(&mut out, deltas.len() as u64);
-    let mut prev = 0_i64;
-    for ((dim, grain, bucket, key), t) in deltas {
-        let d = Dim::ALL
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_time(out: &mut Vec<u8>, t: DateTime<Utc>) {
+    put_varint(out, zigzag(t.timestamp()));
+    put_varint(out, u64::from(t.timestamp_subsec_nanos()));
+}
+
+fn put_fields(out: &mut Vec<u8>, h: &HandoffRow) {
+    put_time(out, h.initiated_at);
+    put_str(out, &h.state);
+    put_varint(out, zigzag(i64::from(h.attempts)));
+    put_varint(out, h.reasons.len() as u64);
+    for r in &h.reasons {
+        let i = Reason::ALL
             .iter()
-            .position(|x| x.as_str() == *dim)
-            .unwrap_or_else(|| unreachable!("a rollup dimension is one of Dim::ALL: {dim}"));
-        out.push(d as u8);
-        put_varint(&mut out, u64::from(grain.unsigned_abs()));
-        let at = bucket.timestamp();
-        put_varint(&mut out, zigzag(at - prev));
-        prev = at;
-        put_varint(&mut out, keys[key.as_str()] as u64);
-        for v in [
-            t.initiated,
-            t.completed,
-            t.failed,
-            t.abandoned,
-            t.open,
-            t.retried,
-            t.outside_working_hours,
-            t.wait_count,
-            t.wait_sum_ms,
-        ] {
-            put_varint(&mut out, zigzag(v));
+            .position(|x| x == r)
+            .unwrap_or_else(|| unreachable!("a reason is one of Reason::ALL: {r:?}"));
+        out.push(i as u8);
+    }
+    match &h.destination {
+        None => put_varint(out, 0),
+        Some(d) => {
+            put_varint(out, d.len() as u64 + 1);
+            out.extend_from_slice(d.as_bytes());
         }
-        put_varint(&mut out, t.wait_max_ms.map_or(0, |m| zigzag(m) + 1));
-        let hist = t.waits.encode();
-        put_varint(&mut out, hist.len() as u64);
-        out.extend_from_slice(&hist);
+    }
+    match h.completed_at {
+        None => put_varint(out, 0),
+        Some(t) => {
+            put_varint(out, 1);
+            put_time(out, t);
+        }
+    }
+}
+
+/// A batch's handoff changes in their stored form.
+pub fn encode(moved: &[Moved<'_>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + moved.len() * 96);
+    out.push(VERSION);
+    put_varint(&mut out, moved.len() as u64);
+    for (before, after) in moved {
+        put_str(&mut out, &after.handoff_id);
+        match before {
+            None => out.push(0),
+            Some(b) => {
+                out.push(1);
+                put_fields(&mut out, b);
+            }
+        }
+        put_fields(&mut out, after);
     }
     out
 }
 
-/// Bytes that are not a stored form of deltas.
+/// Bytes that are not a stored form of changes.
 #[derive(Debug)]
-pub struct BadDeltas(&'static str);
+pub struct BadChanges(&'static str);
 
-impl std::fmt::Display for BadDeltas {
+impl std::fmt::Display for BadChanges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "not stored lifecycle deltas: {}", self.0)
+        write!(f, "not stored lifecycle changes: {}", self.0)
     }
 }
 
-impl std::error::Error for BadDeltas {}
+impl std::error::Error for BadChanges {}
 
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Result<u8, BadDeltas> {
-        let (&b, rest) = self.0.split_first().ok_or(BadDeltas("truncated"))?;
+    fn byte(&mut self) -> Result<u8, BadChanges> {
+        let (&b, rest) = self.0.split_first().ok_or(BadChanges("truncated"))?;
         self.0 = rest;
         Ok(b)
     }
 
-    fn varint(&mut self) -> Result<u64, BadDeltas> {
+    fn varint(&mut self) -> Result<u64, BadChanges> {
         let mut v = 0_u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -293,139 +365,179 @@ impl<'a> Reader<'a> {
                 return Ok(v);
             }
         }
-        Err(BadDeltas("varint too long"))
+        Err(BadChanges("varint too long"))
     }
 
-    fn len(&mut self) -> Result<usize, BadDeltas> {
+    fn len(&mut self) -> Result<usize, BadChanges> {
         usize::try_from(self.varint()?)
             .ok()
             .filter(|n| *n <= self.0.len())
-            .ok_or(BadDeltas("length beyond the bytes"))
+            .ok_or(BadChanges("length beyond the bytes"))
     }
 
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], BadDeltas> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], BadChanges> {
         if n > self.0.len() {
-            return Err(BadDeltas("truncated"));
+            return Err(BadChanges("truncated"));
         }
         let (a, b) = self.0.split_at(n);
         self.0 = b;
         Ok(a)
     }
+
+    fn string(&mut self, n: usize) -> Result<String, BadChanges> {
+        let b = self.bytes(n)?;
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| BadChanges("not UTF-8"))
+    }
+
+    fn time(&mut self) -> Result<DateTime<Utc>, BadChanges> {
+        let secs = unzigzag(self.varint()?);
+        let nanos = u32::try_from(self.varint()?).map_err(|_| BadChanges("time"))?;
+        DateTime::from_timestamp(secs, nanos).ok_or(BadChanges("time"))
+    }
+
+    fn fields(&mut self) -> Result<Fields, BadChanges> {
+        let initiated_at = self.time()?;
+        let n = self.len()?;
+        let state = self.string(n)?;
+        let attempts =
+            i32::try_from(unzigzag(self.varint()?)).map_err(|_| BadChanges("attempts"))?;
+        let n = self.len()?;
+        let mut reasons = Vec::with_capacity(n);
+        for _ in 0..n {
+            let r = *Reason::ALL
+                .get(usize::from(self.byte()?))
+                .ok_or(BadChanges("reason"))?;
+            reasons.push(r);
+        }
+        let destination = match self.varint()? {
+            0 => None,
+            n => {
+                let n = usize::try_from(n - 1).map_err(|_| BadChanges("destination"))?;
+                Some(self.string(n)?)
+            }
+        };
+        let completed_at = match self.varint()? {
+            0 => None,
+            1 => Some(self.time()?),
+            _ => return Err(BadChanges("completion")),
+        };
+        Ok(Fields {
+            initiated_at,
+            state,
+            attempts,
+            reasons,
+            destination,
+            completed_at,
+        })
+    }
 }
 
-/// Deltas from their stored form ([`encode`]).
-pub fn decode(bytes: &[u8]) -> sqlx::Result<Deltas> {
-    decode_deltas(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+/// Changes from their stored form ([`encode`]).
+pub fn decode(bytes: &[u8]) -> sqlx::Result<Vec<Change>> {
+    decode_changes(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-fn decode_deltas(bytes: &[u8]) -> Result<Deltas, BadDeltas> {
+fn decode_changes(bytes: &[u8]) -> Result<Vec<Change>, BadChanges> {
     let mut r = Reader(bytes);
     if r.byte()? != VERSION {
-        return Err(BadDeltas("unknown version"));
-    }
-    let n_keys = r.len()?;
-    let mut keys = Vec::with_capacity(n_keys);
-    for _ in 0..n_keys {
-        let n = r.len()?;
-        let k = std::str::from_utf8(r.bytes(n)?).map_err(|_| BadDeltas("key not UTF-8"))?;
-        keys.push(k.to_owned());
+        return Err(BadChanges("unknown version"));
     }
     let n = r.len()?;
-    // Written in key order: collected into the map at the end, in one pass.
-    let mut out: Vec<(RowKey, Tally)> = Vec::with_capacity(n);
-    let mut prev = 0_i64;
+    let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let dim = Dim::ALL
-            .get(usize::from(r.byte()?))
-            .ok_or(BadDeltas("dimension"))?
-            .as_str();
-        let grain = i32::try_from(r.varint()?).map_err(|_| BadDeltas("grain"))?;
-        prev += unzigzag(r.varint()?);
-        let bucket: DateTime<Utc> = DateTime::from_timestamp(prev, 0).ok_or(BadDeltas("bucket"))?;
-        let key = keys
-            .get(usize::try_from(r.varint()?).map_err(|_| BadDeltas("key"))?)
-            .ok_or(BadDeltas("key"))?
-            .clone();
-        let mut v = [0_i64; 9];
-        for x in &mut v {
-            *x = unzigzag(r.varint()?);
-        }
-        let max = match r.varint()? {
+        let len = r.len()?;
+        let handoff_id = r.string(len)?;
+        let before = match r.byte()? {
             0 => None,
-            m => Some(unzigzag(m - 1)),
+            1 => Some(r.fields()?),
+            _ => return Err(BadChanges("before")),
         };
-        let hist_len = r.len()?;
-        let waits =
-            WaitHistogram::decode(r.bytes(hist_len)?).map_err(|_| BadDeltas("histogram"))?;
-        let [
-            initiated,
-            completed,
-            failed,
-            abandoned,
-            open,
-            retried,
-            outside,
-            count,
-            sum,
-        ] = v;
-        out.push((
-            (dim, grain, bucket, key),
-            Tally {
-                initiated,
-                completed,
-                failed,
-                abandoned,
-                open,
-                retried,
-                outside_working_hours: outside,
-                wait_count: count,
-                wait_sum_ms: sum,
-                wait_max_ms: max,
-                waits,
-            },
-        ));
+        let after = r.fields()?;
+        out.push(Change {
+            handoff_id,
+            before,
+            after,
+        });
     }
     if !r.0.is_empty() {
-        return Err(BadDeltas("trailing bytes"));
+        return Err(BadChanges("trailing bytes"));
     }
-    Ok(out.into_iter().collect())
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
+
+    fn row(id: &str, state: &str, reasons: Vec<Reason>, destination: Option<&str>) -> HandoffRow {
+        let t0: DateTime<Utc> = "1969-12-31T23:59:59.123456789Z".parse().unwrap();
+        HandoffRow {
+            handoff_id: id.to_owned(),
+            session_id: "s".to_owned(),
+            shared_id: None,
+            state: state.to_owned(),
+            attempts: 2,
+            transitions: 5,
+            reasons,
+            sentiment: None,
+            destination: destination.map(str::to_owned),
+            summary: None,
+            explanation: None,
+            data: Map::new(),
+            operator_id: None,
+            error: None,
+            initiated_at: t0,
+            last_initiated_at: t0,
+            completed_at: None,
+            failed_at: None,
+            updated_at: t0,
+        }
+    }
+
+    fn fields(h: &HandoffRow) -> Fields {
+        Fields {
+            initiated_at: h.initiated_at,
+            state: h.state.clone(),
+            attempts: h.attempts,
+            reasons: h.reasons.clone(),
+            destination: h.destination.clone(),
+            completed_at: h.completed_at,
+        }
+    }
 
     #[test]
-    fn deltas_round_trip() {
-        let mut d = Deltas::new();
-        let t0: DateTime<Utc> = "2026-08-03T10:15:00Z".parse().unwrap();
-        for (i, dim) in Dim::ALL.iter().enumerate() {
-            for g in [900, 3600, 86400, 604800] {
-                let mut t = Tally {
-                    initiated: i as i64 - 2,
-                    completed: -1,
-                    wait_count: 3,
-                    wait_sum_ms: 1 << 40,
-                    wait_max_ms: (i % 2 == 0).then_some(123_456_789),
-                    ..Tally::default()
-                };
-                t.waits.add(1_500, 300);
-                t.waits.add(1_700, -2);
-                d.insert(
-                    (
-                        dim.as_str(),
-                        g,
-                        t0 - chrono::Duration::seconds(g.into()),
-                        format!("k{i}"),
-                    ),
-                    t.clone(),
-                );
-                d.insert((dim.as_str(), g, t0, String::new()), Tally::default());
-            }
-        }
-        let bytes = encode(&d);
-        assert_eq!(decode(&bytes).unwrap(), d);
+    fn changes_round_trip() {
+        let before = row("h-é", "handoff_initiated", vec![Reason::ALL[0]], None);
+        let mut after = row(
+            "h-é",
+            "handoff_completed",
+            Reason::ALL.to_vec(),
+            Some("desk ✓"),
+        );
+        after.completed_at = Some("9999-12-31T23:59:59.999999Z".parse().unwrap());
+        let fresh = row("", "custom", Vec::new(), Some(""));
+        let moved: Vec<Moved<'_>> = vec![(Some(&before), &after), (None, &fresh)];
+        let bytes = encode(&moved);
+        assert_eq!(
+            decode(&bytes).unwrap(),
+            vec![
+                Change {
+                    handoff_id: "h-é".to_owned(),
+                    before: Some(fields(&before)),
+                    after: fields(&after),
+                },
+                Change {
+                    handoff_id: String::new(),
+                    before: None,
+                    after: fields(&fresh),
+                },
+            ]
+        );
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
-        assert!(decode(&[2]).is_err());
+        assert!(decode(&[1]).is_err());
+        assert!(decode(&[VERSION, 1, 0xff]).is_err());
     }
 }
