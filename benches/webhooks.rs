@@ -20,7 +20,8 @@
 //!
 //! Run: `cargo bench --bench webhooks` (env: BENCH_ROUNDS, default 3; BENCH_BATCHES per round
 //! and kind, default 40; BENCH_CLIENTS, default 2; BENCH_LATENCY_BATCHES, default 400;
-//! BENCH_HOLD; BENCH_PG_STATS: print PostgreSQL's time per statement after the ingest phase).
+//! BENCH_HOLD; BENCH_PG_STATS: print PostgreSQL's time per statement after the ingest phase and
+//! after the drain; BENCH_PG_SETTINGS: more `postgresql.conf` lines, `;`-separated).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -193,7 +194,12 @@ async fn run() {
         .prefix("baton-bench-")
         .tempdir()
         .unwrap();
-    let cluster = common::start_cluster(dir.path());
+    // BENCH_PG_SETTINGS: more `postgresql.conf` lines, `;`-separated (e.g. auto_explain's, with
+    // a `log_directory` outside the data dir, to keep the plans of slow statements).
+    let cluster = match std::env::var("BENCH_PG_SETTINGS") {
+        Ok(extra) => common::start_cluster_with(dir.path(), &extra.replace(';', "\n")),
+        Err(_) => common::start_cluster(dir.path()),
+    };
     let postmaster: u32 = std::fs::read_to_string(cluster.pgdata().join("postmaster.pid"))
         .unwrap()
         .lines()
@@ -321,6 +327,13 @@ async fn run() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
+        if common::statement_stats() {
+            // The drain's own statements, apart from the ingest's.
+            sqlx::query("select pg_stat_statements_reset()")
+                .execute(&db.pool)
+                .await
+                .unwrap();
+        }
         drain_started = Instant::now();
         server =
             common::Server::start_with(dir.path(), &[("BATON_WEBHOOKS_ALLOW_PRIVATE", "1")]).await;
@@ -349,6 +362,7 @@ async fn run() {
             us(end.1 - drain_cpu.1),
             us(end.2 - drain_cpu.2)
         );
+        common::print_statement_stats(&mut db.pool.acquire().await.unwrap()).await;
     } else {
         let span = (last - first_sub_ack.unwrap()).as_secs_f64();
         println!(
