@@ -1,16 +1,26 @@
-//! The outbox: the deliveries of a batch, written in the batch's own transaction.
+//! The outbox: the messages of a batch, written in the batch's own transaction, rendered when
+//! the workers fan them out.
 //!
 //! Driven by what the batch stored, not by a list of event kinds: every new event whose wire
 //! `type` is a webhook event type becomes one message, keyed (for ordering) by the object its body
-//! names (`handoff_id`, else `session_id`, else `call_id`), with `data` read back from the
-//! projections the batch has just written, in the same transaction. So a new `handoff.*` event
-//! type flows through as soon as it is listed in [`super::EVENT_TYPES`].
+//! names (`handoff_id`, else `session_id`, else `call_id`). So a new `handoff.*` event type flows
+//! through as soon as it is listed in [`super::EVENT_TYPES`].
 //!
-//! Cost: nothing when the organization subscribes to nothing (ingest knows it from its first
-//! round trip); otherwise two statements to read the handoffs, one for sessions, the insert of
-//! one outbox row for the whole batch, and after the commit one notification ([`wake`]). The
-//! workers turn that row into one delivery row per message and endpoint later
-//! ([`crate::store::webhooks::fan_out`]), outside the ingest transaction.
+//! What a message carries: the record as its batch left it (`GET /v1/handoffs/{id}`'s record for
+//! `handoff.*`, the session for `session.ended`, the event's call for `call.completed`). The batch
+//! stores only what each message is ([`prepare`], [`enqueue`]); the fan-out renders the current
+//! record ([`records`], from `store::webhooks::fan_out`), which is the record as the batch left it
+//! unless a later batch changed it. A later batch that is about to change such a record first
+//! renders it as it is into `webhook_snapshots` ([`keep_snapshots`]), and the fan-out prefers the
+//! snapshot. It knows which records to keep without a lookup per message: each handoff names the
+//! outbox row of its latest message (`handoffs.webhook_seq`, written with the row), and a row is
+//! still waiting when its `seq` is not below the smallest `seq` of the organization's rows in the
+//! outbox (read with the ingest lock; rows leave the outbox oldest first).
+//!
+//! Cost: nothing when the organization subscribes to nothing and has nothing waiting (ingest
+//! knows it from its first round trip); otherwise one `nextval` and the insert of one outbox row
+//! per batch, and after the commit one notification ([`wake`]). Snapshots are rendered only for
+//! records changed while a message about them waits: not when the workers keep up.
 
 use std::collections::{HashMap, HashSet};
 
