@@ -255,7 +255,9 @@ async fn apply_stored_known(
     if new.is_empty() {
         return Ok(Plan::default());
     }
-    let (loaded, stored) = load(&mut *conn, org, batch, new).await?;
+    let (loaded, mut stored) = load(&mut *conn, org, batch, new).await?;
+    stored.subscribed = known.webhooks;
+    stored.waiting_from = known.outbox_from;
     let mut projector = Projector::new(loaded);
     for &i in new {
         projector
@@ -265,18 +267,8 @@ async fn apply_stored_known(
     let mut changes = projector.finish();
     // Before the rows are written: records that waiting webhook messages show are kept as they
     // are, and the batch's own messages are planned (see `webhooks::outbox`).
-    let plan = if known.webhooks || known.outbox_from.is_some() {
-        crate::webhooks::outbox::prepare(
-            &mut *conn,
-            org,
-            batch,
-            new,
-            known.webhooks,
-            known.outbox_from,
-            &stored,
-            &changes,
-        )
-        .await?
+    let plan = if stored.subscribed || stored.waiting_from.is_some() {
+        crate::webhooks::outbox::prepare(&mut *conn, org, batch, new, &stored, &changes).await?
     } else {
         Plan::default()
     };

@@ -63,11 +63,15 @@ impl Enqueued {
     pub const NOTHING: Enqueued = Enqueued(false);
 }
 
-/// What ingest read of the stored rows a batch touches, for the outbox: the latest outbox row
-/// with a message about each stored handoff (`handoffs.webhook_seq`), and each stored agent's
-/// name.
+/// What ingest read, for the outbox: with the lock, whether the organization subscribes and
+/// where its waiting outbox rows start; with the stored rows the batch touches, the latest outbox
+/// row with a message about each handoff (`handoffs.webhook_seq`) and each agent's name.
 #[derive(Debug, Default)]
 pub struct Stored {
+    /// The organization has an enabled subscription.
+    pub subscribed: bool,
+    /// The smallest `seq` of its rows waiting in the outbox.
+    pub waiting_from: Option<i64>,
     /// `handoff_id → webhook_seq`, for the handoffs that have one.
     pub handoff_seqs: HashMap<String, i64>,
     /// `agent_id → name`.
@@ -111,23 +115,18 @@ impl Plan {
 /// Plans the outbox row of the events `new` of `batch` (applied in memory as `changes`, not yet
 /// written), and first keeps the records that messages still waiting in the outbox show, where
 /// this batch is about to change them ([`keep_snapshots`]).
-///
-/// `subscribed`: the organization has an enabled subscription; `waiting_from`: the smallest
-/// `seq` of its rows in the outbox (both read with the ingest lock).
 pub async fn prepare(
     conn: &mut PgConnection,
     org: OrgId,
     batch: &[NewEvent],
     new: &[usize],
-    subscribed: bool,
-    waiting_from: Option<i64>,
     stored: &Stored,
     changes: &Changes,
 ) -> sqlx::Result<Plan> {
-    if let Some(from) = waiting_from {
+    if let Some(from) = stored.waiting_from {
         keep_snapshots(&mut *conn, org, from, stored, changes).await?;
     }
-    if !subscribed || new.is_empty() {
+    if !stored.subscribed || new.is_empty() {
         return Ok(Plan::default());
     }
     let subscriptions = store::subscriptions(&mut *conn, org).await?;
