@@ -660,28 +660,24 @@ async fn render(conn: &mut PgConnection, batches: &mut [OutboxRow]) -> sqlx::Res
             crate::webhooks::outbox::records(&mut *conn, OrgId::of_stored_row(org), &keys).await?;
         current.extend(records.into_iter().map(|(k, v)| ((org, k), v)));
     }
-    let seqs: Vec<i64> = batches.iter().map(|b| b.seq).collect();
+    // The snapshots of these rows come out with any left for rows moved before (a batch can keep
+    // a snapshot for a row that a fan-out is moving at that moment): both are snapshots whose
+    // row is gone (this transaction deleted these). A snapshot is written only for a row its
+    // writer saw committed, so a row not yet committed (a lower `seq` can commit after a higher
+    // one) has none to lose.
+    let max_seq = batches.iter().map(|b| b.seq).max().unwrap_or(0);
     let kept: HashMap<(i64, String), String> = sqlx::query_as::<_, (i64, String, String)>(
-        "select outbox_seq, subject, data from webhook_snapshots where outbox_seq = any($1)",
+        r#"delete from webhook_snapshots s
+           where s.outbox_seq <= $1
+             and not exists (select 1 from webhook_outbox o where o.seq = s.outbox_seq)
+           returning s.outbox_seq, s.subject, s.data"#,
     )
-    .bind(&seqs)
+    .bind(max_seq)
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .map(|(seq, subject, data)| ((seq, subject), data))
     .collect();
-    // Those of these rows, and any left for rows moved before (a batch can keep a snapshot for
-    // a row that a fan-out is moving at that moment). A snapshot is written only for a row its
-    // writer saw committed, so a snapshot without its row is one whose row was moved; a row not
-    // yet committed (a lower `seq` can commit after a higher one) has none to lose.
-    sqlx::query(
-        r#"delete from webhook_snapshots s
-           where s.outbox_seq <= $1
-             and not exists (select 1 from webhook_outbox o where o.seq = s.outbox_seq)"#,
-    )
-    .bind(seqs.iter().max().copied().unwrap_or(0))
-    .execute(&mut *conn)
-    .await?;
     for b in batches.iter_mut() {
         let rendered: Vec<(usize, Option<String>)> = b
             .unrendered()
