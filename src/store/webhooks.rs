@@ -364,8 +364,6 @@ pub struct NewDeliveries {
     pub seq: i64,
     /// Endpoint of each delivery.
     pub webhook_ids: Vec<Uuid>,
-    /// `webhook-id` of each delivery.
-    pub message_ids: Vec<String>,
     /// Event type of each delivery.
     pub event_types: Vec<&'static str>,
     /// Ordering key of each delivery (the message's subject: `handoff:<id>`, `session:<id>`,
@@ -463,20 +461,16 @@ pub async fn enqueue(
     if rows.webhook_ids.is_empty() {
         return Ok(());
     }
-    let mut v7 = crate::webhooks::outbox::V7Ids::new();
-    let ids: Vec<Uuid> = rows.webhook_ids.iter().map(|_| v7.next()).collect();
+    // The delivery ids and `webhook-id`s are made by the fan-out (once: it moves a row once).
     sqlx::query(
-        r#"insert into webhook_outbox (seq, org_id, delivery_ids, webhook_ids, message_ids,
-                                       event_types, ordering_keys, payload_index, payloads,
-                                       message_times)
+        r#"insert into webhook_outbox (seq, org_id, webhook_ids, event_types, ordering_keys,
+                                       payload_index, payloads, message_times)
            overriding system value
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
+           values ($1, $2, $3, $4, $5, $6, $7, $8)"#,
     )
     .bind(rows.seq)
     .bind(org.get())
-    .bind(&ids)
     .bind(&rows.webhook_ids)
-    .bind(&rows.message_ids)
     .bind(&rows.event_types)
     .bind(&rows.ordering_keys)
     .bind(&rows.payload_index)
@@ -551,6 +545,10 @@ async fn fan_out_through(
     }
     batches.sort_by_key(|b| b.seq);
     render(&mut *conn, &mut batches).await?;
+    let mut v7 = crate::webhooks::outbox::V7Ids::new();
+    for b in &mut batches {
+        b.make_ids(&mut v7);
+    }
     let mut moved = 0;
     for b in &batches {
         moved += sqlx::query(
@@ -588,9 +586,11 @@ struct OutboxRow {
     seq: i64,
     org_id: Uuid,
     created_at: DateTime<Utc>,
-    delivery_ids: Vec<Uuid>,
+    /// Made at ingest in rows written before the fan-out made them.
+    delivery_ids: Option<Vec<Uuid>>,
     webhook_ids: Vec<Uuid>,
-    message_ids: Vec<String>,
+    /// The same.
+    message_ids: Option<Vec<String>>,
     event_types: Vec<String>,
     ordering_keys: Vec<String>,
     payload_index: Vec<i32>,
@@ -615,6 +615,31 @@ impl OutboxRow {
             payloads: r.try_get("payloads")?,
             message_times: r.try_get("message_times")?,
         })
+    }
+
+    /// A delivery id for each delivery and a `webhook-id` for each message (shared by its
+    /// endpoints), where ingest did not make them.
+    fn make_ids(&mut self, v7: &mut crate::webhooks::outbox::V7Ids) {
+        if self.delivery_ids.is_none() {
+            self.delivery_ids = Some(self.webhook_ids.iter().map(|_| v7.next()).collect());
+        }
+        if self.message_ids.is_none() {
+            let per_message: Vec<String> = (0..self.payloads.len())
+                .map(|_| format!("msg_{}", v7.next().simple()))
+                .collect();
+            self.message_ids = Some(
+                self.payload_index
+                    .iter()
+                    .map(|&pi| {
+                        usize::try_from(pi)
+                            .ok()
+                            .and_then(|p| per_message.get(p.checked_sub(1)?))
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            );
+        }
     }
 
     /// Each message without a body: `(index, subject, event type)`.

@@ -260,14 +260,11 @@ pub async fn enqueue(
         seq,
         ..NewDeliveries::default()
     };
-    let mut ids = V7Ids::new();
     for (n, m) in plan.messages.into_iter().enumerate() {
         let index = i32::try_from(n + 1).unwrap_or(i32::MAX);
-        let message_id = format!("msg_{}", ids.next().simple());
         for (webhook, types) in &plan.subscriptions {
             if types.iter().any(|x| x == m.event_type) {
                 rows.webhook_ids.push(*webhook);
-                rows.message_ids.push(message_id.clone());
                 rows.event_types.push(m.event_type);
                 rows.ordering_keys.push(m.key.clone());
                 rows.payload_index.push(index);
