@@ -864,14 +864,9 @@ pub async fn claim(
     // the key is claimed only once its predecessor's outcome is durable, and that flush carries
     // every claim committed before it), as does ingest (acknowledged ⇒ stored). Waiting for the
     // flush of every claim bounded a backlog's drain by the disk's flush latency.
-    //
-    // Nor a sequential scan: the deliveries are looked up by key and updated by `ctid` (see
-    // `record_delivered`), and a queue table's statistics (taken while it was nearly empty, early
-    // in a backlog's drain) can make a scan of the whole table look cheaper than a few probes.
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "select set_config('jit', 'off', true), set_config('synchronous_commit', 'off', true),
-                set_config('enable_seqscan', 'off', true)",
+        "select set_config('jit', 'off', true), set_config('synchronous_commit', 'off', true)",
     )
     .execute(&mut *tx)
     .await?;
@@ -897,19 +892,15 @@ pub async fn claim(
     }
     let (orgs, ids): (Vec<Uuid>, Vec<Uuid>) = candidates.into_iter().unzip();
     let rows = sqlx::query(
-        r#"with due as materialized (
-               select l.tid from unnest($1::uuid[], $2::uuid[]) as q(org_id, id)
-               cross join lateral (
-                   select l.ctid as tid from webhook_deliveries l
-                   where l.org_id = q.org_id and l.id = q.id
-                     and coalesce(l.status, '') = 'pending' and l.next_attempt_at <= now()
-                   offset 0
-                   for update skip locked) l)
-           update webhook_deliveries d
+        r#"update webhook_deliveries d
            set attempts = d.attempts + 1, last_attempt_at = now(),
                next_attempt_at = now() + $3 * interval '1 millisecond'
-           from due, webhooks w
-           where d.ctid = due.tid
+           from (select l.org_id, l.id from webhook_deliveries l
+                 where (l.org_id, l.id) in (select * from unnest($1::uuid[], $2::uuid[]))
+                   and coalesce(l.status, '') = 'pending' and l.next_attempt_at <= now()
+                 for update skip locked) due,
+                webhooks w
+           where d.org_id = due.org_id and d.id = due.id
              and w.org_id = d.org_id and w.id = d.webhook_id
            returning d.org_id, d.id, d.webhook_id, d.message_id, d.payload, d.attempts,
                      d.created_at, w.url, w.secret,
@@ -974,11 +965,7 @@ pub async fn record_delivered(pool: &PgPool, done: &[Delivered]) -> sqlx::Result
     endpoints.dedup();
     let (ep_orgs, ep_ids): (Vec<Uuid>, Vec<Uuid>) = endpoints.into_iter().unzip();
     // A data-modifying `with` runs whether or not the query reads it. Rows are found by primary
-    // key probes driven by the list (`lateral … offset 0`), locked, and updated by the `ctid`
-    // found (a TID scan): no join order is left to the statistics. (Written as a join of the
-    // list with the table, statistics taken while the table was nearly empty, early in a
-    // backlog's drain, made the planner read the whole table per statement: 10 ms each, a
-    // drain at 580 deliveries/s.) The status
+    // key probes (`offset 0` keeps the plan a nested loop whatever the statistics). The status
     // test is written `coalesce(status, '') = 'pending'` here and in every statement that finds
     // deliveries by key (`status` is never null): written plainly, it lets the planner add the
     // partial indexes of pending rows to the key lookup (a `BitmapAnd`), which with statistics
@@ -986,27 +973,15 @@ pub async fn record_delivered(pool: &PgPool, done: &[Delivered]) -> sqlx::Result
     // row with 84,000 pending; a backlog drained at 860 deliveries/s).
     // Committed with a flush, one per batch (see `claim`): a success recorded, however quickly
     // the next message of its key follows, is never sent again after it.
-    let mut tx = pool.begin().await?;
-    sqlx::query("select set_config('enable_seqscan', 'off', true)")
-        .execute(&mut *tx)
-        .await?;
     let updated: i64 = sqlx::query_scalar(
-        r#"with u as materialized (
-               select l.tid, q.code
-               from unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[])
-                    as q(org_id, id, attempts, code)
-               cross join lateral (
-                   select l.ctid as tid from webhook_deliveries l
-                   where l.org_id = q.org_id and l.id = q.id and l.attempts = q.attempts
-                     and coalesce(l.status, '') = 'pending'
-                   offset 0
-                   for update) l),
-           d as (
+        r#"with d as (
                update webhook_deliveries w
                set status = 'succeeded', last_status_code = u.code, last_error = null,
                    next_attempt_at = null, delivered_at = now()
-               from u
-               where w.ctid = u.tid
+               from (select * from unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[])
+                         as u(org_id, id, attempts, code) offset 0) u
+               where w.org_id = u.org_id and w.id = u.id and w.attempts = u.attempts
+                 and coalesce(w.status, '') = 'pending'
                returning 1),
            e as (
                update webhooks h set failing_since = null
@@ -1021,9 +996,8 @@ pub async fn record_delivered(pool: &PgPool, done: &[Delivered]) -> sqlx::Result
     .bind(&codes)
     .bind(&ep_orgs)
     .bind(&ep_ids)
-    .fetch_one(&mut *tx)
+    .fetch_one(pool)
     .await?;
-    tx.commit().await?;
     Ok(u64::try_from(updated).unwrap_or(0))
 }
 
