@@ -230,18 +230,14 @@ async fn keep_snapshots(
     wanted.dedup();
     let keys: Vec<&str> = wanted.iter().map(|(_, k)| k.as_str()).collect();
     let records = records(&mut *conn, org, &keys).await?;
-    let (seqs, subjects, data): (Vec<i64>, Vec<&str>, Vec<&str>) = wanted
-        .iter()
-        .filter_map(|(seq, key)| Some((*seq, key.as_str(), records.get(key)?.as_str())))
-        .fold(
-            (vec![], vec![], vec![]),
-            |(mut a, mut b, mut c), (x, y, z)| {
-                a.push(x);
-                b.push(y);
-                c.push(z);
-                (a, b, c)
-            },
-        );
+    let (mut seqs, mut subjects, mut data) = (Vec::new(), Vec::new(), Vec::new());
+    for (seq, key) in &wanted {
+        if let Some(record) = records.get(key) {
+            seqs.push(*seq);
+            subjects.push(key.as_str());
+            data.push(record.as_str());
+        }
+    }
     store::keep_snapshots(conn, org, &seqs, &subjects, &data).await
 }
 
