@@ -51,6 +51,25 @@ async fn fan_out(conn: &mut sqlx::PgConnection, wait: bool) -> u64 {
         .unwrap()
 }
 
+/// Every webhook event type.
+fn every_type() -> Vec<String> {
+    baton::webhooks::EVENT_TYPES
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect()
+}
+
+/// One endpoint subscribed to `types`, then a batch that starts `s1` and initiates `h1`.
+async fn one_handoff_subscribed(db: &TestDb, org: baton::auth::OrgId, types: &[&str]) {
+    let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
+    webhooks::create(&db.pool, org, "http://a.test/", &types, None, "whsec_a")
+        .await
+        .unwrap();
+    store(&db.pool, org, &[started(), initiated("e1", "h1", 1)])
+        .await
+        .unwrap();
+}
+
 /// The deliveries, in delivery order: (endpoint, message id, type, key, state in the body).
 async fn deliveries(pool: &PgPool) -> Vec<(uuid::Uuid, String, String, String, String)> {
     let rows: Vec<(uuid::Uuid, String, String, String, String)> = sqlx::query_as(
@@ -80,10 +99,7 @@ async fn a_batch_is_one_outbox_row_fanned_out_once_in_order() {
     let db = TestDb::new().await;
     let (_, org) = db.org("acme", None, None).await;
     let (_, quiet) = db.org("quiet", None, None).await;
-    let every: Vec<String> = baton::webhooks::EVENT_TYPES
-        .iter()
-        .map(|t| (*t).to_owned())
-        .collect();
+    let every = every_type();
     let all = webhooks::create(&db.pool, org, "http://a.test/", &every, None, "whsec_a")
         .await
         .unwrap();
@@ -209,13 +225,7 @@ async fn deliveries_to_a_deleted_endpoint_are_not_fanned_out() {
 async fn a_fan_out_rolled_back_leaves_the_batch_in_the_outbox() {
     let db = TestDb::new().await;
     let (_, org) = db.org("acme", None, None).await;
-    let types = vec!["handoff.initiated".to_owned()];
-    webhooks::create(&db.pool, org, "http://a.test/", &types, None, "whsec_a")
-        .await
-        .unwrap();
-    store(&db.pool, org, &[started(), initiated("e1", "h1", 1)])
-        .await
-        .unwrap();
+    one_handoff_subscribed(&db, org, &["handoff.initiated"]).await;
     let mut tx = db.pool.begin().await.unwrap();
     assert_eq!(fan_out(&mut tx, true).await, 1);
     tx.rollback().await.unwrap();
@@ -256,10 +266,7 @@ fn agent(id: &str, name: &str) -> Value {
 async fn messages_rendered_at_fan_out_show_records_as_their_batches_left_them() {
     let db = TestDb::new().await;
     let (_, org) = db.org("acme", None, None).await;
-    let every: Vec<String> = baton::webhooks::EVENT_TYPES
-        .iter()
-        .map(|t| (*t).to_owned())
-        .collect();
+    let every = every_type();
     webhooks::create(&db.pool, org, "http://a.test/", &every, None, "whsec_a")
         .await
         .unwrap();
@@ -380,16 +387,7 @@ async fn messages_rendered_at_fan_out_show_records_as_their_batches_left_them() 
 async fn a_batch_after_the_fan_out_keeps_no_snapshot() {
     let db = TestDb::new().await;
     let (_, org) = db.org("acme", None, None).await;
-    let types = vec![
-        "handoff.initiated".to_owned(),
-        "handoff.completed".to_owned(),
-    ];
-    webhooks::create(&db.pool, org, "http://a.test/", &types, None, "whsec_a")
-        .await
-        .unwrap();
-    store(&db.pool, org, &[started(), initiated("e1", "h1", 1)])
-        .await
-        .unwrap();
+    one_handoff_subscribed(&db, org, &["handoff.initiated", "handoff.completed"]).await;
     let mut conn = db.pool.acquire().await.unwrap();
     assert_eq!(fan_out(&mut conn, false).await, 1);
     // The handoff's message was fanned out: changing the handoff keeps nothing.
