@@ -18,7 +18,11 @@
 //! BENCH_PG_SETTINGS, extra `postgresql.conf` lines separated by `;`;
 //! BENCH_EXPLAIN=1, log the plans of slow statements; BENCH_HOLD=1, after loading, print a psql
 //! command and the tokens and wait an hour instead of measuring; BENCH_LIFECYCLE_ONLY=1, time
-//! only `GET /v1/handoff-lifecycle`, skipping the `/handoff-analytics` cases and the naive SQL).
+//! only `GET /v1/handoff-lifecycle`, skipping the `/handoff-analytics` cases and the naive SQL;
+//! BENCH_SKIP_LIFECYCLE=1, load and time no lifecycle rows (a cluster of the size it had before
+//! issue 16); BENCH_EXPLAIN_AFTER=1, after the timing print the rollup keys' sizes, heights and
+//! visibility and the read's planning counts, and log the plan of every case's read, the cluster
+//! log copied to the file BENCH_EXPLAIN_AFTER_LOG names).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -301,7 +305,11 @@ async fn load(conn: &mut PgConnection, tenants: &[(Uuid, usize)]) {
         ));
     }
     exec(conn, "rollups, stored", &copy).await;
-    load_lifecycle(conn).await;
+    // BENCH_SKIP_LIFECYCLE=1: the lifecycle tables stay empty (and their timing is skipped):
+    // the `/handoff-analytics` read on a cluster as large as before issue 16.
+    if !skip_lifecycle() {
+        load_lifecycle(conn).await;
+    }
     let mut build = String::new();
     for (table, name, def) in &keys {
         build.push_str(&format!(
@@ -702,6 +710,9 @@ async fn run() {
     // The lifecycle report of the same tenants and range.
     let mut lifecycle = Vec::new();
     for (tenant, idx, n) in [("10k", 0usize, small), ("big", 1usize, big)] {
+        if skip_lifecycle() {
+            break;
+        }
         let token = &tokens[idx];
         let body: Value = client
             .get(format!("{base}/v1/handoff-lifecycle?{range}"))
@@ -751,6 +762,9 @@ async fn run() {
         }
     }
     let (h50, h99) = measure(&client, &format!("{base}/healthz"), &tokens[0], requests).await;
+    if std::env::var("BENCH_EXPLAIN_AFTER").is_ok() {
+        explain_after(&mut conn, dir.path(), &client, &tokens, &cases).await;
+    }
     println!(
         "load average (/proc/loadavg) before timing: {load_before}; after: {}",
         loadavg()
@@ -849,4 +863,99 @@ fn walk(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
         }
     }
     None
+}
+
+/// BENCH_EXPLAIN_AFTER=1: after the timed part (so the timing runs without instrumentation),
+/// prints the sizes, B-tree heights and visibility of the tables the read uses and the read's
+/// planning counts (`pg_stat_statements`; with `pg_stat_statements.track_planning = on` in
+/// BENCH_PG_SETTINGS, the planning time too), then logs the plan (analyze, buffers) of 8
+/// requests of every case through a second server (its new sessions load auto_explain) and
+/// copies the cluster's log to the file BENCH_EXPLAIN_AFTER_LOG names.
+async fn explain_after(
+    conn: &mut PgConnection,
+    dir: &std::path::Path,
+    client: &reqwest::Client,
+    tokens: &[String],
+    cases: &[(&str, String)],
+) {
+    for sql in [
+        "create extension if not exists pageinspect",
+        "create extension if not exists pg_visibility",
+    ] {
+        conn.execute(sql).await.unwrap();
+    }
+    let diag = [
+        r"select format('%s rel %s MB idx %s MB', relname, pg_relation_size(oid) / 1000000,
+                 pg_indexes_size(oid) / 1000000) from pg_class
+          where relname in ('handoff_rollup_breakdown', 'handoff_rollup_totals', 'session_rollups',
+                            'handoffs', 'handoff_session_reasons', 'handoff_references', 'sessions')
+          order by 1",
+        r"select format('%s %s MB pages %s', c.relname, pg_relation_size(c.oid) / 1000000, c.relpages)
+          from pg_class c where c.relkind = 'i' and c.relname like any (array['handoff_rollup%', 'session_rollups%'])
+          order by 1",
+        r"select format('%s level %s fastlevel %s', i, (bt_metap(i)).level, (bt_metap(i)).fastlevel)
+          from unnest(array['handoff_rollup_breakdown_pkey', 'handoff_rollup_totals_pkey', 'session_rollups_pkey']) i",
+        r"select format('%s all_visible %s of %s', t, (pg_visibility_map_summary(t::regclass)).all_visible,
+                 pg_relation_size(t::regclass) / 8192)
+          from unnest(array['handoff_rollup_breakdown', 'handoff_rollup_totals', 'session_rollups']) t",
+        r"select format('big breakdown rows %s, scope-empty %s, avg key width %s, scope-instr avg width %s',
+                 count(*), count(*) filter (where scope = ''),
+                 avg(pg_column_size(row(org_id, scope, grain, bucket, kind, key, count))) filter (where scope = '')::numeric(6,1),
+                 avg(pg_column_size(row(org_id, scope, grain, bucket, kind, key, count))) filter (where scope <> '')::numeric(6,1))
+          from handoff_rollup_breakdown where org_id = (select id from organizations where slug = 'big')",
+        r"select format('calls %s plans %s mean_plan %s mean_exec %s rows %s blks_hit %s blks_read %s: %s', calls, plans,
+                 mean_plan_time::numeric(8,3), mean_exec_time::numeric(8,3), rows, shared_blks_hit, shared_blks_read, left(regexp_replace(query, '\s+', ' ', 'g'), 60))
+          from pg_stat_statements order by total_exec_time desc limit 4",
+    ];
+    for q in diag {
+        match sqlx::query_scalar::<_, String>(q)
+            .fetch_all(&mut *conn)
+            .await
+        {
+            Ok(rows) => {
+                for r in rows {
+                    println!("DIAG {r}");
+                }
+            }
+            Err(e) => println!("DIAG error {e}"),
+        }
+    }
+    for sql in [
+        "load 'auto_explain'",
+        "alter system set session_preload_libraries = 'auto_explain'",
+        "alter system set auto_explain.log_min_duration = 0",
+        "alter system set auto_explain.log_analyze = on",
+        "alter system set auto_explain.log_buffers = on",
+        "select pg_reload_conf()",
+    ] {
+        conn.execute(sql).await.unwrap();
+    }
+    let server = common::Server::start(dir).await;
+    for token in tokens.iter().take(2) {
+        for (_, query) in cases {
+            for _ in 0..8 {
+                client
+                    .get(format!("{}/handoff-analytics?{query}", server.base))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    drop(server);
+    if let (Some(log), Ok(to)) = (
+        walk(dir, "postgres.log"),
+        std::env::var("BENCH_EXPLAIN_AFTER_LOG"),
+    ) {
+        std::fs::copy(log, to).unwrap();
+    }
+}
+
+/// BENCH_SKIP_LIFECYCLE=1: no lifecycle rows loaded nor timed.
+fn skip_lifecycle() -> bool {
+    std::env::var("BENCH_SKIP_LIFECYCLE").is_ok_and(|v| v == "1")
 }

@@ -20,7 +20,10 @@
 //!
 //! Run: `cargo bench --bench webhooks` (env: BENCH_ROUNDS, default 3; BENCH_BATCHES per round
 //! and kind, default 40; BENCH_CLIENTS, default 2; BENCH_LATENCY_BATCHES, default 400;
-//! BENCH_HOLD; BENCH_PG_STATS: print PostgreSQL's time per statement after the ingest phase).
+//! BENCH_HOLD; BENCH_PG_STATS: print PostgreSQL's time per statement after the ingest phase and
+//! after the drain; BENCH_PG_SETTINGS: more `postgresql.conf` lines, `;`-separated; BENCH_SPLIT=1:
+//! each session's handoff completes and the session ends one batch after it started, so every
+//! handoff changes while its first message may still wait in the outbox).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
@@ -40,37 +43,66 @@ const BATCH: usize = 1_000;
 fn batch(tag: &str, b: usize) -> Vec<Value> {
     let mut events = Vec::with_capacity(BATCH);
     let mut n = 0;
-    let base = chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z").unwrap();
     while events.len() < BATCH {
-        let s = format!("{tag}-{b}-{n}");
-        let at = |min: i64| {
-            (base
-                + chrono::Duration::milliseconds((b * 1000 + n) as i64 * 200)
-                + chrono::Duration::minutes(min))
-            .to_rfc3339()
-        };
-        let voice = n % 4 == 0;
-        events.push(json!({"id": format!("{s}-start"), "type": "session.started", "occurred_at": at(0),
-            "session_id": s, "channel": if voice { "phone_voice" } else { "web" }, "agent_id": format!("agent-{}", n % 5)}));
-        if n % 3 == 0 {
-            events.push(json!({"id": format!("{s}-h"), "type": "handoff.initiated", "occurred_at": at(1),
-                "handoff_id": format!("{s}-h"), "session_id": s,
-                "reasons": ["user_requested_human_assistance", "insufficient_knowledge"],
-                "sentiment": "negative", "references": [{"type": "instruction", "id": format!("i{}", n % 7)}],
-                "destination": "support_queue", "data": {"customer_id": n}}));
-            events.push(json!({"id": format!("{s}-hc"), "type": if n % 9 == 0 { "handoff.failed" } else { "handoff.completed" },
-                "occurred_at": at(2), "handoff_id": format!("{s}-h")}));
-        }
-        events.push(json!({"id": format!("{s}-end"), "type": "session.ended", "occurred_at": at(3), "session_id": s, "sentiment": "neutral"}));
-        if voice {
-            events.push(json!({"id": format!("{s}-call"), "type": "call.completed", "occurred_at": at(3),
-                "call_id": format!("{s}-call"), "agent_id": format!("agent-{}", n % 5), "started_at": at(0),
-                "duration_seconds": 180.5, "outcome": "resolved"}));
-        }
+        let (first, second) = session(tag, b, n);
+        events.extend(first);
+        events.extend(second);
         n += 1;
     }
     events.truncate(BATCH);
     events
+}
+
+/// Sessions per batch of [`split_batch`] (2.92 events each on average: ~1,000 a batch).
+const SPLIT_SESSIONS: usize = 342;
+
+/// A batch of BENCH_SPLIT=1: the first half of each of its sessions (started, handed off) and the
+/// second half of the previous batch's (handoff completed or failed, session ended, call), so
+/// that every handoff changes one batch after its `handoff.initiated` message.
+fn split_batch(tag: &str, b: usize) -> Vec<Value> {
+    let mut events = Vec::with_capacity(BATCH + 20);
+    for n in 0..SPLIT_SESSIONS {
+        if b > 0 {
+            events.extend(session(tag, b - 1, n).1);
+        }
+        events.extend(session(tag, b, n).0);
+    }
+    events
+}
+
+/// Session `n` of batch `b`: its first events (started, handed off) and its last ones (handoff
+/// completed or failed, ended, call).
+fn session(tag: &str, b: usize, n: usize) -> (Vec<Value>, Vec<Value>) {
+    let base = chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z").unwrap();
+    let s = format!("{tag}-{b}-{n}");
+    let at = |min: i64| {
+        (base
+            + chrono::Duration::milliseconds((b * 1000 + n) as i64 * 200)
+            + chrono::Duration::minutes(min))
+        .to_rfc3339()
+    };
+    let voice = n.is_multiple_of(4);
+    let mut first = vec![
+        json!({"id": format!("{s}-start"), "type": "session.started", "occurred_at": at(0),
+        "session_id": s, "channel": if voice { "phone_voice" } else { "web" }, "agent_id": format!("agent-{}", n % 5)}),
+    ];
+    let mut second = Vec::new();
+    if n.is_multiple_of(3) {
+        first.push(json!({"id": format!("{s}-h"), "type": "handoff.initiated", "occurred_at": at(1),
+            "handoff_id": format!("{s}-h"), "session_id": s,
+            "reasons": ["user_requested_human_assistance", "insufficient_knowledge"],
+            "sentiment": "negative", "references": [{"type": "instruction", "id": format!("i{}", n % 7)}],
+            "destination": "support_queue", "data": {"customer_id": n}}));
+        second.push(json!({"id": format!("{s}-hc"), "type": if n.is_multiple_of(9) { "handoff.failed" } else { "handoff.completed" },
+            "occurred_at": at(2), "handoff_id": format!("{s}-h")}));
+    }
+    second.push(json!({"id": format!("{s}-end"), "type": "session.ended", "occurred_at": at(3), "session_id": s, "sentiment": "neutral"}));
+    if voice {
+        second.push(json!({"id": format!("{s}-call"), "type": "call.completed", "occurred_at": at(3),
+            "call_id": format!("{s}-call"), "agent_id": format!("agent-{}", n % 5), "started_at": at(0),
+            "duration_seconds": 180.5, "outcome": "resolved"}));
+    }
+    (first, second)
 }
 
 /// Receipt times by `webhook-id`, and the `data.handoff_id` of each message.
@@ -180,6 +212,7 @@ async fn run() {
     let clients = common::env_usize("BENCH_CLIENTS", 2).max(1);
     let latency_batches = common::env_usize("BENCH_LATENCY_BATCHES", 400);
     let hold = std::env::var("BENCH_HOLD").is_ok_and(|v| !v.is_empty() && v != "0");
+    let split = std::env::var("BENCH_SPLIT").is_ok_and(|v| !v.is_empty() && v != "0");
 
     let log = Log::default();
     let app = axum::Router::new()
@@ -193,7 +226,12 @@ async fn run() {
         .prefix("baton-bench-")
         .tempdir()
         .unwrap();
-    let cluster = common::start_cluster(dir.path());
+    // BENCH_PG_SETTINGS: more `postgresql.conf` lines, `;`-separated (e.g. auto_explain's, with
+    // a `log_directory` outside the data dir, to keep the plans of slow statements).
+    let cluster = match std::env::var("BENCH_PG_SETTINGS") {
+        Ok(extra) => common::start_cluster_with(dir.path(), &extra.replace(';', "\n")),
+        Err(_) => common::start_cluster(dir.path()),
+    };
     let postmaster: u32 = std::fs::read_to_string(cluster.pgdata().join("postmaster.pid"))
         .unwrap()
         .lines()
@@ -267,7 +305,15 @@ async fn run() {
             let jobs: Vec<(String, Vec<String>)> = (0..clients)
                 .map(|c| {
                     let bodies = (0..per_round.div_ceil(clients))
-                        .map(|b| json!({"events": batch(&format!("{kind}{c}r{r}"), b)}).to_string())
+                        .map(|b| {
+                            let tag = format!("{kind}{c}r{r}");
+                            let events = if split {
+                                split_batch(&tag, b)
+                            } else {
+                                batch(&tag, b)
+                            };
+                            json!({"events": events}).to_string()
+                        })
                         .collect();
                     (tokens[k][c].clone(), bodies)
                 })
@@ -321,6 +367,13 @@ async fn run() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
+        if common::statement_stats() {
+            // The drain's own statements, apart from the ingest's.
+            sqlx::query("select pg_stat_statements_reset()")
+                .execute(&db.pool)
+                .await
+                .unwrap();
+        }
         drain_started = Instant::now();
         server =
             common::Server::start_with(dir.path(), &[("BATON_WEBHOOKS_ALLOW_PRIVATE", "1")]).await;
@@ -349,6 +402,7 @@ async fn run() {
             us(end.1 - drain_cpu.1),
             us(end.2 - drain_cpu.2)
         );
+        common::print_statement_stats(&mut db.pool.acquire().await.unwrap()).await;
     } else {
         let span = (last - first_sub_ack.unwrap()).as_secs_f64();
         println!(

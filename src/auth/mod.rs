@@ -93,6 +93,11 @@ impl OrgId {
     pub(crate) fn for_admin(id: Uuid) -> OrgId {
         OrgId(id)
     }
+
+    /// The organization a stored row belongs to (a webhook outbox row the workers fan out).
+    pub(crate) fn of_stored_row(id: Uuid) -> OrgId {
+        OrgId(id)
+    }
 }
 
 impl fmt::Display for OrgId {

@@ -57,12 +57,14 @@ pub struct HandoffLifecycleQuery {
     /// any other is a 404); an organization token may omit it or name itself.
     #[param(value_type = Option<openapi::UuidOrEmpty>, inline)]
     pub organization_id: Option<String>,
-    /// Also answer `groups`, one per `reason`, `channel`, `destination` or `agent`.
-    #[param(value_type = Option<GroupByParam>, inline)]
+    /// Also answer `groups`, one per `reason` (a handoff with two reasons is in two groups),
+    /// `channel` (its session's), `destination` (`null`: none given) or `agent` (its session's;
+    /// `null`: none).
+    #[param(value_type = Option<openapi::GroupByOrEmpty>, inline)]
     pub group_by: Option<String>,
     /// `previous_period`: also answer `previous`, the same figures for the period of the same
     /// length that ends where this one starts.
-    #[param(value_type = Option<CompareParam>, inline)]
+    #[param(value_type = Option<openapi::CompareOrEmpty>, inline)]
     pub compare: Option<String>,
 }
 
@@ -82,28 +84,6 @@ impl ScopeQuery for HandoffLifecycleQuery {
             end: non_empty(&self.end_date),
         }
     }
-}
-
-/// `group_by` values.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupByParam {
-    /// Each of the handoff's reasons (a handoff with two reasons is in two groups).
-    Reason,
-    /// Its session's channel.
-    Channel,
-    /// Its destination (`null`: none given).
-    Destination,
-    /// Its session's agent (`null`: none).
-    Agent,
-}
-
-/// `compare` values.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CompareParam {
-    /// The period of the same length just before.
-    PreviousPeriod,
 }
 
 /// What became of the handoffs first initiated in the range (a cohort): `initiated = completed

@@ -136,6 +136,22 @@ param_schema!(
         .item(empty())
 );
 
+param_schema!(
+    /// Schema of the lifecycle report's `group_by`, or empty (same as absent): the dimensions
+    /// other than `all`.
+    GroupByOrEmpty => OneOfBuilder::new()
+        .item(string().enum_values(Some(
+            crate::domain::lifecycle::Dim::ALL.iter().skip(1).map(|d| d.as_str())
+        )))
+        .item(empty())
+);
+param_schema!(
+    /// Schema of the lifecycle report's `compare`, or empty (same as absent).
+    CompareOrEmpty => OneOfBuilder::new()
+        .item(string().enum_values(Some(["previous_period"])))
+        .item(empty())
+);
+
 /// The schema of every IANA zone name the server knows (those of `chrono-tz`), in order.
 fn time_zone_schema() -> Schema {
     let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();

@@ -25,6 +25,7 @@ use crate::domain::events::{AgentStatus, Channel, Event, EventKind, Reason};
 use crate::domain::projection::{
     AgentRow, Changes, Conflict, HandoffRow, Loaded, Projector, SessionRow,
 };
+use crate::webhooks::outbox::{Plan, Stored};
 
 /// What a stored batch amounted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,20 +128,17 @@ pub async fn ingest(
         Err(e) => return Err(e.into()),
     };
     let batch = stripped.as_deref().unwrap_or(batch);
-    match apply_stored_known(&mut tx, org, batch, &new, &known).await {
-        Ok(()) => {}
+    let plan = match apply_stored_known(&mut tx, org, batch, &new, &known).await {
+        Ok(plan) => plan,
         Err(Applying::Refused(e)) => return Err(e),
         Err(Applying::Written(e)) => {
             tx.rollback().await?;
             return Err(refused_insert(pool, org, batch, &new, e).await);
         }
-    }
+    };
     // The webhook outbox, in the same transaction: acknowledged ⇔ will be delivered. An
     // organization without an enabled subscription (read under the lock) has nothing to enqueue.
-    let enqueued = match known.webhooks {
-        true => crate::webhooks::outbox::enqueue(&mut tx, org, batch, &new).await?,
-        false => crate::webhooks::outbox::Enqueued::NOTHING,
-    };
+    let enqueued = crate::webhooks::outbox::enqueue(&mut tx, org, batch, plan).await?;
     tx.commit().await?;
     crate::webhooks::outbox::wake(pool, enqueued).await;
     Ok(Ingested {
@@ -240,7 +238,9 @@ pub(crate) async fn apply_stored(
     batch: &[NewEvent],
     new: &[usize],
 ) -> Result<(), Applying> {
-    apply_stored_known(conn, org, batch, new, &Known::default()).await
+    apply_stored_known(conn, org, batch, new, &Known::default())
+        .await
+        .map(|_| ())
 }
 
 /// [`apply_stored`] with what is already known of the organization (ingest reads it with the
@@ -251,11 +251,13 @@ async fn apply_stored_known(
     batch: &[NewEvent],
     new: &[usize],
     known: &Known,
-) -> Result<(), Applying> {
+) -> Result<Plan, Applying> {
     if new.is_empty() {
-        return Ok(());
+        return Ok(Plan::default());
     }
-    let loaded = load(&mut *conn, org, batch, new).await?;
+    let (loaded, mut stored) = load(&mut *conn, org, batch, new).await?;
+    stored.subscribed = known.webhooks;
+    stored.waiting_from = known.outbox_from;
     let mut projector = Projector::new(loaded);
     for &i in new {
         projector
@@ -263,11 +265,18 @@ async fn apply_stored_known(
             .map_err(|c| Applying::Refused(IngestError::State(c)))?;
     }
     let mut changes = projector.finish();
-    write(&mut *conn, org, &mut changes)
+    // Before the rows are written: records that waiting webhook messages show are kept as they
+    // are, and the batch's own messages are planned (see `webhooks::outbox`).
+    let plan = if stored.subscribed || stored.waiting_from.is_some() {
+        crate::webhooks::outbox::prepare(&mut *conn, org, batch, new, &stored, &changes).await?
+    } else {
+        Plan::default()
+    };
+    write(&mut *conn, org, &mut changes, &plan)
         .await
         .map_err(Applying::Written)?;
     super::rollups::apply(conn, org, &changes, known.configured).await?;
-    Ok(())
+    Ok(plan)
 }
 
 /// What ingest reads of an organization with its lock ([`begin_ingest`]).
@@ -281,16 +290,20 @@ pub(crate) struct Known {
     pub webhooks: bool,
     /// Whether it stored a handoff configuration revision (`None`: not read).
     pub configured: Option<bool>,
+    /// The smallest `seq` of its rows waiting in the webhook outbox (`None`: none, or not read).
+    pub outbox_from: Option<i64>,
 }
 
 impl Default for Known {
-    /// Nothing read: every check is made where it is needed.
+    /// Nothing read (`baton rebuild`): every check is made where it is needed, and nothing
+    /// about webhooks is done (a rebuild fans the outbox out first and enqueues nothing).
     fn default() -> Known {
         Known {
             erasures: true,
             horizon: None,
-            webhooks: true,
+            webhooks: false,
             configured: None,
+            outbox_from: None,
         }
     }
 }
@@ -303,14 +316,15 @@ async fn begin_ingest(
     org: OrgId,
 ) -> sqlx::Result<(sqlx::Transaction<'static, sqlx::Postgres>, Known)> {
     let mut tx = pool.begin().await?;
-    let (erasures, horizon, webhooks, configured): (bool, Option<DateTime<Utc>>, bool, bool) =
-        sqlx::query_as(
-            "select erasures, pruned_before, webhooks, configured from baton_ingest_begin($1, $2)",
-        )
-        .bind(lock_key(org))
-        .bind(org.get())
-        .fetch_one(&mut *tx)
-        .await?;
+    type Begun = (bool, Option<DateTime<Utc>>, bool, bool, Option<i64>);
+    let (erasures, horizon, webhooks, configured, outbox_from): Begun = sqlx::query_as(
+        "select erasures, pruned_before, webhooks, configured, outbox_from
+             from baton_ingest_begin($1, $2)",
+    )
+    .bind(lock_key(org))
+    .bind(org.get())
+    .fetch_one(&mut *tx)
+    .await?;
     Ok((
         tx,
         Known {
@@ -318,6 +332,7 @@ async fn begin_ingest(
             horizon,
             webhooks,
             configured: Some(configured),
+            outbox_from,
         },
     ))
 }
@@ -452,7 +467,7 @@ async fn load(
     org: OrgId,
     batch: &[NewEvent],
     new: &[usize],
-) -> sqlx::Result<Loaded> {
+) -> sqlx::Result<(Loaded, Stored)> {
     // Sessions started in this batch and calls are new by rule: they are not looked up (a
     // stored one makes the insert fail on its primary key, reported as a conflict by
     // `refused_insert`), which spares a lookup per event on the hot path.
@@ -499,6 +514,7 @@ async fn load(
     }
     session_ids.retain(|id| !started.contains(id));
     let mut loaded = Loaded::default();
+    let mut stored = Stored::default();
     if !session_ids.is_empty() {
         let ids: Vec<&str> = session_ids.into_iter().collect();
         let rows = sqlx::query(
@@ -532,7 +548,7 @@ async fn load(
             r#"select h.handoff_id, h.session_id, h.shared_id, h.state, h.attempts,
                       h.transitions, h.reasons, h.sentiment, h.destination, h.summary, h.data,
                       h.explanation, h.operator_id, h.error, h.initiated_at, h.last_initiated_at,
-                      h.completed_at, h.failed_at, h.updated_at
+                      h.completed_at, h.failed_at, h.updated_at, h.webhook_seq
                from unnest($2::text[]) as q(handoff_id)
                cross join lateral (
                    select * from handoffs h
@@ -574,6 +590,9 @@ async fn load(
                 failed_at: row.try_get("failed_at")?,
                 updated_at: row.try_get("updated_at")?,
             };
+            if let Some(seq) = row.try_get::<Option<i64>, _>("webhook_seq")? {
+                stored.handoff_seqs.insert(h.handoff_id.clone(), seq);
+            }
             loaded.handoffs.insert(h.handoff_id.clone(), h);
         }
     }
@@ -616,10 +635,13 @@ async fn load(
                 status: parse_stored(status, AgentStatus::parse)?,
                 deleted_at,
             };
+            stored
+                .agent_names
+                .insert(a.agent_id.clone(), a.name.clone());
             loaded.agents.insert(a.agent_id.clone(), a);
         }
     }
-    Ok(loaded)
+    Ok((loaded, stored))
 }
 
 fn parse_stored<T>(text: String, parse: fn(&str) -> Option<T>) -> sqlx::Result<T> {
@@ -631,16 +653,18 @@ fn parse_stored<T>(text: String, parse: fn(&str) -> Option<T>) -> sqlx::Result<T
 const HANDOFF_ROWS: &str = r#"unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
            $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::text[], $14::text[],
            $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
-           $19::timestamptz[], $20::text[])
+           $19::timestamptz[], $20::text[], $21::int8[])
        as h(handoff_id, session_id, shared_id, state, attempts, transitions, reasons, sentiment,
             destination, summary, data, operator_id, error, initiated_at, last_initiated_at,
-            completed_at, failed_at, updated_at, explanation)"#;
+            completed_at, failed_at, updated_at, explanation, webhook_seq)"#;
 
-/// Binds `$1` (the organization) and the columns of [`HANDOFF_ROWS`].
+/// Binds `$1` (the organization) and the columns of [`HANDOFF_ROWS`]; `webhook_seq` from the
+/// batch's webhook plan.
 fn bind_handoffs<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     org: OrgId,
     h: &[&HandoffRow],
+    plan: &Plan,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     let reasons: Vec<String> = h
         .iter()
@@ -674,11 +698,21 @@ fn bind_handoffs<'q>(
         .bind(h.iter().map(|r| r.failed_at).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.updated_at).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.explanation.clone()).collect::<Vec<_>>())
+        .bind(
+            h.iter()
+                .map(|r| plan.marker(&r.handoff_id))
+                .collect::<Vec<_>>(),
+        )
 }
 
 /// Writes the changed rows back, one statement per table. `changes.references` is narrowed to
 /// the pairs stored now (a retry may repeat a stored reference; rollups count each pair once).
-async fn write(conn: &mut PgConnection, org: OrgId, changes: &mut Changes) -> sqlx::Result<()> {
+async fn write(
+    conn: &mut PgConnection,
+    org: OrgId,
+    changes: &mut Changes,
+    plan: &Plan,
+) -> sqlx::Result<()> {
     // Rows that existed before the batch are updated, new ones inserted (a plain insert is
     // cheaper than an upsert, and under the ingest lock we know which is which).
     let (old, new): (Vec<&SessionRow>, Vec<&SessionRow>) = changes
@@ -724,16 +758,17 @@ async fn write(conn: &mut PgConnection, org: OrgId, changes: &mut Changes) -> sq
                 r#"insert into handoffs (org_id, handoff_id, session_id, shared_id, state, attempts,
                        transitions, reasons, sentiment, destination, summary, data, operator_id, error,
                        initiated_at, last_initiated_at, completed_at, failed_at, updated_at,
-                       explanation)
+                       explanation, webhook_seq)
                    select $1, h.handoff_id, h.session_id, h.shared_id, h.state, h.attempts,
                           h.transitions, string_to_array(h.reasons, ','), h.sentiment, h.destination,
                           h.summary, h.data, h.operator_id, h.error, h.initiated_at,
                           h.last_initiated_at, h.completed_at, h.failed_at, h.updated_at,
-                          h.explanation
+                          h.explanation, h.webhook_seq
                    from {HANDOFF_ROWS}"#
             )),
             org,
             &new,
+            plan,
         )
         .execute(&mut *conn)
         .await?;
@@ -748,12 +783,14 @@ async fn write(conn: &mut PgConnection, org: OrgId, changes: &mut Changes) -> sq
                        data = h.data, operator_id = h.operator_id, error = h.error,
                        last_initiated_at = h.last_initiated_at, completed_at = h.completed_at,
                        failed_at = h.failed_at, updated_at = h.updated_at,
-                       explanation = h.explanation
+                       explanation = h.explanation,
+                       webhook_seq = coalesce(h.webhook_seq, t.webhook_seq)
                    from {HANDOFF_ROWS}
                    where t.org_id = $1 and t.handoff_id = h.handoff_id"#
             )),
             org,
             &old,
+            plan,
         )
         .execute(&mut *conn)
         .await?;

@@ -207,6 +207,10 @@ pub async fn rebuild(pool: &PgPool, orgs: &[Uuid], all: bool) -> Result<Rebuilt,
         .bind(&keys)
         .execute(&mut *conn)
         .await?;
+    // Webhook messages still in the outbox are rendered from the projections as they are now
+    // (their records as their batches left them, see `webhooks::outbox`): the rebuilt handoffs
+    // no longer name their latest message, so a later batch could not keep those records.
+    super::webhooks::fan_out_all(&mut *conn).await?;
     for table in ORG_TABLES {
         sqlx::query(&format!("delete from {table} where org_id = any($1)"))
             .bind(&orgs)

@@ -5,6 +5,7 @@
 //! serve every organization and address a delivery by its full key. See [`crate::webhooks`] for the
 //! delivery rules these statements implement.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -356,21 +357,97 @@ pub async fn subscriptions(
         .await
 }
 
-/// Outbox rows to insert, column by column.
+/// An outbox row to insert, column by column.
 #[derive(Debug, Default)]
 pub struct NewDeliveries {
-    /// Endpoint of each row.
+    /// The row's `seq` ([`next_outbox_seq`]).
+    pub seq: i64,
+    /// Endpoint of each delivery.
     pub webhook_ids: Vec<Uuid>,
-    /// `webhook-id` of each row.
-    pub message_ids: Vec<String>,
-    /// Event type of each row.
+    /// Event type of each delivery.
     pub event_types: Vec<&'static str>,
-    /// Ordering key of each row.
+    /// Ordering key of each delivery (the message's subject: `handoff:<id>`, `session:<id>`,
+    /// `call:<id>`).
     pub ordering_keys: Vec<String>,
-    /// Index into `payloads` of each row.
+    /// Index (1-based) of each delivery's message in `payloads` and `message_times`.
     pub payload_index: Vec<i32>,
-    /// Rendered bodies (one per message, shared by its endpoints).
-    pub payloads: Vec<String>,
+    /// Each message's whole body when rendered at ingest; `None`: the fan-out renders it.
+    pub payloads: Vec<Option<String>>,
+    /// When each message's event occurred.
+    pub message_times: Vec<DateTime<Utc>>,
+}
+
+/// The `seq` of the next outbox row (taken before the row is written, so that the handoffs the
+/// batch writes can name it).
+pub async fn next_outbox_seq(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select nextval(pg_get_serial_sequence('webhook_outbox', 'seq'))")
+        .fetch_one(conn)
+        .await
+}
+
+/// The handoffs of `sessions` whose latest webhook message is in an outbox row still waiting
+/// (`seq >= from`): `(handoff_id, webhook_seq)`. One probe of the session index per session.
+pub async fn waiting_handoffs_of_sessions(
+    conn: &mut PgConnection,
+    org: OrgId,
+    sessions: &[&str],
+    from: i64,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        r#"select h.handoff_id, h.webhook_seq
+           from unnest($2::text[]) as q(session_id)
+           cross join lateral (select h.handoff_id, h.webhook_seq from handoffs h
+                               where h.org_id = $1 and h.session_id = q.session_id
+                                 and h.webhook_seq >= $3
+                               offset 0) h"#,
+    )
+    .bind(org.get())
+    .bind(sessions)
+    .bind(from)
+    .fetch_all(conn)
+    .await
+}
+
+/// Every `(outbox seq, subject)` of the organization's rows still in the outbox.
+pub async fn waiting_subjects(
+    conn: &mut PgConnection,
+    org: OrgId,
+) -> sqlx::Result<Vec<(i64, String)>> {
+    sqlx::query_as(
+        r#"select distinct o.seq, k.key
+           from webhook_outbox o cross join lateral unnest(o.ordering_keys) as k(key)
+           where o.org_id = $1"#,
+    )
+    .bind(org.get())
+    .fetch_all(conn)
+    .await
+}
+
+/// Stores records as they are for waiting messages (`webhook_snapshots`); a pair already kept
+/// stays as it was.
+pub async fn keep_snapshots(
+    conn: &mut PgConnection,
+    org: OrgId,
+    seqs: &[i64],
+    subjects: &[&str],
+    data: &[&str],
+) -> sqlx::Result<()> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        r#"insert into webhook_snapshots (outbox_seq, subject, org_id, data)
+           select s.seq, s.subject, $1, s.data
+           from unnest($2::int8[], $3::text[], $4::text[]) as s(seq, subject, data)
+           on conflict do nothing"#,
+    )
+    .bind(org.get())
+    .bind(seqs)
+    .bind(subjects)
+    .bind(data)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Writes the deliveries of one batch (in their order: it is the delivery order) as one outbox
@@ -384,21 +461,21 @@ pub async fn enqueue(
     if rows.webhook_ids.is_empty() {
         return Ok(());
     }
-    let mut v7 = crate::webhooks::outbox::V7Ids::new();
-    let ids: Vec<Uuid> = rows.webhook_ids.iter().map(|_| v7.next()).collect();
+    // The delivery ids and `webhook-id`s are made by the fan-out (once: it moves a row once).
     sqlx::query(
-        r#"insert into webhook_outbox (org_id, delivery_ids, webhook_ids, message_ids,
-                                       event_types, ordering_keys, payload_index, payloads)
+        r#"insert into webhook_outbox (seq, org_id, webhook_ids, event_types, ordering_keys,
+                                       payload_index, payloads, message_times)
+           overriding system value
            values ($1, $2, $3, $4, $5, $6, $7, $8)"#,
     )
+    .bind(rows.seq)
     .bind(org.get())
-    .bind(&ids)
     .bind(&rows.webhook_ids)
-    .bind(&rows.message_ids)
     .bind(&rows.event_types)
     .bind(&rows.ordering_keys)
     .bind(&rows.payload_index)
     .bind(&rows.payloads)
+    .bind(&rows.message_times)
     .execute(conn)
     .await?;
     Ok(())
@@ -453,19 +530,27 @@ async fn fan_out_through(
         r#"delete from webhook_outbox
            where seq in (select seq from webhook_outbox where seq <= $2 order by seq limit $1)
            returning seq, org_id, created_at, delivery_ids, webhook_ids, message_ids,
-                     event_types, ordering_keys, payload_index, payloads"#,
+                     event_types, ordering_keys, payload_index, payloads, message_times"#,
     )
     .bind(batches)
     .bind(through)
     .fetch_all(&mut *conn)
     .await?;
-    let mut batches: Vec<(i64, PgRow)> = rows
-        .into_iter()
-        .map(|r| Ok((r.try_get::<i64, _>("seq")?, r)))
+    let mut batches: Vec<OutboxRow> = rows
+        .iter()
+        .map(OutboxRow::of)
         .collect::<sqlx::Result<_>>()?;
-    batches.sort_by_key(|(seq, _)| *seq);
+    if batches.is_empty() {
+        return Ok(0);
+    }
+    batches.sort_by_key(|b| b.seq);
+    render(&mut *conn, &mut batches).await?;
+    let mut v7 = crate::webhooks::outbox::V7Ids::new();
+    for b in &mut batches {
+        b.make_ids(&mut v7);
+    }
     let mut moved = 0;
-    for (_, r) in &batches {
+    for b in &batches {
         moved += sqlx::query(
             r#"insert into webhook_deliveries (org_id, id, webhook_id, message_id, event_type,
                                                ordering_key, payload, next_attempt_at, created_at)
@@ -477,22 +562,167 @@ async fn fan_out_through(
                                          payload_index, n)
                where exists (select 1 from webhooks w
                              where w.org_id = $1 and w.id = r.webhook_id)
+                 and ($8::text[])[r.payload_index] is not null
                order by r.n"#,
         )
-        .bind(r.try_get::<Uuid, _>("org_id")?)
-        .bind(r.try_get::<Vec<Uuid>, _>("delivery_ids")?)
-        .bind(r.try_get::<Vec<Uuid>, _>("webhook_ids")?)
-        .bind(r.try_get::<Vec<String>, _>("message_ids")?)
-        .bind(r.try_get::<Vec<String>, _>("event_types")?)
-        .bind(r.try_get::<Vec<String>, _>("ordering_keys")?)
-        .bind(r.try_get::<Vec<i32>, _>("payload_index")?)
-        .bind(r.try_get::<Vec<String>, _>("payloads")?)
-        .bind(r.try_get::<DateTime<Utc>, _>("created_at")?)
+        .bind(b.org_id)
+        .bind(&b.delivery_ids)
+        .bind(&b.webhook_ids)
+        .bind(&b.message_ids)
+        .bind(&b.event_types)
+        .bind(&b.ordering_keys)
+        .bind(&b.payload_index)
+        .bind(&b.payloads)
+        .bind(b.created_at)
         .execute(&mut *conn)
         .await?
         .rows_affected();
     }
     Ok(moved)
+}
+
+/// An outbox row taken by a fan-out.
+struct OutboxRow {
+    seq: i64,
+    org_id: Uuid,
+    created_at: DateTime<Utc>,
+    /// Made at ingest in rows written before the fan-out made them.
+    delivery_ids: Option<Vec<Uuid>>,
+    webhook_ids: Vec<Uuid>,
+    /// The same.
+    message_ids: Option<Vec<String>>,
+    event_types: Vec<String>,
+    ordering_keys: Vec<String>,
+    payload_index: Vec<i32>,
+    /// One per message: the body, or `None` until [`render`] makes it.
+    payloads: Vec<Option<String>>,
+    /// One per message (`None` in rows written before messages were rendered at fan-out).
+    message_times: Option<Vec<DateTime<Utc>>>,
+}
+
+impl OutboxRow {
+    fn of(r: &PgRow) -> sqlx::Result<OutboxRow> {
+        Ok(OutboxRow {
+            seq: r.try_get("seq")?,
+            org_id: r.try_get("org_id")?,
+            created_at: r.try_get("created_at")?,
+            delivery_ids: r.try_get("delivery_ids")?,
+            webhook_ids: r.try_get("webhook_ids")?,
+            message_ids: r.try_get("message_ids")?,
+            event_types: r.try_get("event_types")?,
+            ordering_keys: r.try_get("ordering_keys")?,
+            payload_index: r.try_get("payload_index")?,
+            payloads: r.try_get("payloads")?,
+            message_times: r.try_get("message_times")?,
+        })
+    }
+
+    /// A delivery id for each delivery and a `webhook-id` for each message (shared by its
+    /// endpoints), where ingest did not make them.
+    fn make_ids(&mut self, v7: &mut crate::webhooks::outbox::V7Ids) {
+        if self.delivery_ids.is_none() {
+            self.delivery_ids = Some(self.webhook_ids.iter().map(|_| v7.next()).collect());
+        }
+        if self.message_ids.is_none() {
+            let per_message: Vec<String> = (0..self.payloads.len())
+                .map(|_| format!("msg_{}", v7.next().simple()))
+                .collect();
+            self.message_ids = Some(
+                self.payload_index
+                    .iter()
+                    .map(|&pi| {
+                        usize::try_from(pi)
+                            .ok()
+                            .and_then(|p| per_message.get(p.checked_sub(1)?))
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            );
+        }
+    }
+
+    /// Each message without a body: `(index, subject, event type)`.
+    fn unrendered(&self) -> Vec<(usize, &str, &str)> {
+        let mut seen = vec![false; self.payloads.len()];
+        let mut out = Vec::new();
+        for (d, &pi) in self.payload_index.iter().enumerate() {
+            let Some(i) = usize::try_from(pi).ok().and_then(|p| p.checked_sub(1)) else {
+                continue;
+            };
+            if i < self.payloads.len() && self.payloads[i].is_none() && !seen[i] {
+                seen[i] = true;
+                out.push((
+                    i,
+                    self.ordering_keys[d].as_str(),
+                    self.event_types[d].as_str(),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Renders the bodies the rows' messages carry: each record as its batch left it. That is the
+/// snapshot a later batch kept before changing it, if any, else the record as it is now (no
+/// batch changed it since). The snapshots are read after the records: a batch that commits in
+/// between kept its snapshot in the same transaction as its change, so a record read after that
+/// change always has a snapshot to replace it. A message whose record no longer exists is
+/// dropped (its deliveries are not created).
+async fn render(conn: &mut PgConnection, batches: &mut [OutboxRow]) -> sqlx::Result<()> {
+    let mut wanted: HashMap<Uuid, Vec<&str>> = HashMap::new();
+    for b in batches.iter() {
+        for (_, key, _) in b.unrendered() {
+            wanted.entry(b.org_id).or_default().push(key);
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut current: HashMap<(Uuid, String), String> = HashMap::new();
+    for (org, keys) in wanted {
+        let records =
+            crate::webhooks::outbox::records(&mut *conn, OrgId::of_stored_row(org), &keys).await?;
+        current.extend(records.into_iter().map(|(k, v)| ((org, k), v)));
+    }
+    // The snapshots of these rows come out with any left for rows moved before (a batch can keep
+    // a snapshot for a row that a fan-out is moving at that moment): both are snapshots whose
+    // row is gone (this transaction deleted these). A snapshot is written only for a row its
+    // writer saw committed, so a row not yet committed (a lower `seq` can commit after a higher
+    // one) has none to lose.
+    let max_seq = batches.iter().map(|b| b.seq).max().unwrap_or(0);
+    let kept: HashMap<(i64, String), String> = sqlx::query_as::<_, (i64, String, String)>(
+        r#"delete from webhook_snapshots s
+           where s.outbox_seq <= $1
+             and not exists (select 1 from webhook_outbox o where o.seq = s.outbox_seq)
+           returning s.outbox_seq, s.subject, s.data"#,
+    )
+    .bind(max_seq)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|(seq, subject, data)| ((seq, subject), data))
+    .collect();
+    for b in batches.iter_mut() {
+        let rendered: Vec<(usize, Option<String>)> = b
+            .unrendered()
+            .into_iter()
+            .map(|(i, key, event_type)| {
+                let data = kept
+                    .get(&(b.seq, key.to_owned()))
+                    .or_else(|| current.get(&(b.org_id, key.to_owned())));
+                let at = b.message_times.as_ref().and_then(|t| t.get(i)).copied();
+                let body = data
+                    .zip(at)
+                    .map(|(data, at)| crate::webhooks::outbox::body(event_type, at, data));
+                (i, body)
+            })
+            .collect();
+        for (i, body) in rendered {
+            b.payloads[i] = body;
+        }
+    }
+    Ok(())
 }
 
 /// Fans out, on `conn` (in its transaction), every outbox row committed before the call,

@@ -1,12 +1,14 @@
 //! Webhooks: signed pushes of the handoff lifecycle to the organization's endpoints.
 //!
 //! Policy:
-//! - **Outbox.** Ingest writes the batch's messages (one delivery per message and subscribed
-//!   endpoint) as one outbox row in the batch's own transaction ([`outbox::enqueue`]): an
-//!   acknowledged event will be delivered, a refused batch delivers nothing. The payload is
-//!   rendered then, so every attempt sends the same bytes under the same `webhook-id`. The
-//!   workers fan the row out into one delivery row each (one fan-out at a time across servers,
-//!   oldest batch first, the row deleted in the same transaction: once, in order).
+//! - **Outbox.** Ingest writes the batch's messages (what each is about: type, time, subject;
+//!   one delivery per message and subscribed endpoint) as one outbox row in the batch's own
+//!   transaction ([`outbox::prepare`], [`outbox::enqueue`]): an acknowledged event will be
+//!   delivered, a refused batch delivers nothing. The workers fan the row out into one delivery
+//!   row each (one fan-out at a time across servers, oldest batch first, the row deleted in the
+//!   same transaction: once, in order), rendering each body then: the record as the batch left
+//!   it (a later batch that changes a record a waiting message shows keeps it first, see
+//!   [`outbox`]). Every attempt sends the same bytes under the same `webhook-id`.
 //! - **Delivery.** Every server runs a [`worker::Deliverer`] (unless its concurrency is 0);
 //!   workers coordinate only through PostgreSQL (`for update skip locked` plus a lease on
 //!   `next_attempt_at`), so N servers make each attempt once, and a server killed mid-attempt

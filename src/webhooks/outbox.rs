@@ -1,16 +1,26 @@
-//! The outbox: the deliveries of a batch, written in the batch's own transaction.
+//! The outbox: the messages of a batch, written in the batch's own transaction, rendered when
+//! the workers fan them out.
 //!
 //! Driven by what the batch stored, not by a list of event kinds: every new event whose wire
 //! `type` is a webhook event type becomes one message, keyed (for ordering) by the object its body
-//! names (`handoff_id`, else `session_id`, else `call_id`), with `data` read back from the
-//! projections the batch has just written, in the same transaction. So a new `handoff.*` event
-//! type flows through as soon as it is listed in [`super::EVENT_TYPES`].
+//! names (`handoff_id`, else `session_id`, else `call_id`). So a new `handoff.*` event type flows
+//! through as soon as it is listed in [`super::EVENT_TYPES`].
 //!
-//! Cost: nothing when the organization subscribes to nothing (ingest knows it from its first
-//! round trip); otherwise two statements to read the handoffs, one for sessions, the insert of
-//! one outbox row for the whole batch, and after the commit one notification ([`wake`]). The
-//! workers turn that row into one delivery row per message and endpoint later
-//! ([`crate::store::webhooks::fan_out`]), outside the ingest transaction.
+//! What a message carries: the record as its batch left it (`GET /v1/handoffs/{id}`'s record for
+//! `handoff.*`, the session for `session.ended`, the event's call for `call.completed`). The batch
+//! stores only what each message is ([`prepare`], [`enqueue`]); the fan-out renders the current
+//! record ([`records`], from `store::webhooks::fan_out`), which is the record as the batch left it
+//! unless a later batch changed it. A later batch that is about to change such a record first
+//! renders it as it is into `webhook_snapshots` ([`keep_snapshots`]), and the fan-out prefers the
+//! snapshot. It knows which records to keep without a lookup per message: each handoff names the
+//! outbox row of its latest message (`handoffs.webhook_seq`, written with the row), and a row is
+//! still waiting when its `seq` is not below the smallest `seq` of the organization's rows in the
+//! outbox (read with the ingest lock; rows leave the outbox oldest first).
+//!
+//! Cost: nothing when the organization subscribes to nothing and has nothing waiting (ingest
+//! knows it from its first round trip); otherwise one `nextval` and the insert of one outbox row
+//! per batch, and after the commit one notification ([`wake`]). Snapshots are rendered only for
+//! records changed while a message about them waits: not when the workers keep up.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,6 +30,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::auth::OrgId;
+use crate::domain::projection::Changes;
 use crate::http::handoffs::{HandoffResponse, HandoffSessionDto};
 use crate::store::events::NewEvent;
 use crate::store::webhooks::{self as store, NewDeliveries};
@@ -52,103 +63,265 @@ impl Enqueued {
     pub const NOTHING: Enqueued = Enqueued(false);
 }
 
-/// Writes the outbox row of the events `new` of `batch` (just applied on `conn`). Once the
-/// transaction has committed, pass the answer to [`wake`].
-pub async fn enqueue(
+/// What ingest read, for the outbox: with the lock, whether the organization subscribes and
+/// where its waiting outbox rows start; with the stored rows the batch touches, the latest outbox
+/// row with a message about each handoff (`handoffs.webhook_seq`) and each agent's name.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// The organization has an enabled subscription.
+    pub subscribed: bool,
+    /// The smallest `seq` of its rows waiting in the outbox.
+    pub waiting_from: Option<i64>,
+    /// `handoff_id → webhook_seq`, for the handoffs that have one.
+    pub handoff_seqs: HashMap<String, i64>,
+    /// `agent_id → name`.
+    pub agent_names: HashMap<String, String>,
+}
+
+/// One message of a batch.
+#[derive(Debug)]
+struct Message {
+    /// Index of its event in the batch.
+    index: usize,
+    /// Its event type.
+    event_type: &'static str,
+    /// Its subject and ordering key: `handoff:<id>`, `session:<id>` or `call:<id>`.
+    key: String,
+    /// Its whole body when it is rendered at ingest (a call: the event is the data).
+    body: Option<String>,
+}
+
+/// The messages of a batch, planned after its events were applied and before the projections
+/// are written ([`prepare`]); written by [`enqueue`] once they are.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The outbox row's `seq` (taken before the row is written, so that the handoffs can point
+    /// at it).
+    seq: Option<i64>,
+    subscriptions: Vec<(Uuid, Vec<String>)>,
+    messages: Vec<Message>,
+    /// The handoffs with a message in this batch.
+    marked: HashSet<String>,
+}
+
+impl Plan {
+    /// The `webhook_seq` ingest writes with the handoff: this batch's outbox row when the batch
+    /// has a message about it.
+    pub fn marker(&self, handoff_id: &str) -> Option<i64> {
+        self.seq.filter(|_| self.marked.contains(handoff_id))
+    }
+}
+
+/// Plans the outbox row of the events `new` of `batch` (applied in memory as `changes`, not yet
+/// written), and first keeps the records that messages still waiting in the outbox show, where
+/// this batch is about to change them ([`keep_snapshots`]).
+pub async fn prepare(
     conn: &mut PgConnection,
     org: OrgId,
     batch: &[NewEvent],
     new: &[usize],
-) -> sqlx::Result<Enqueued> {
-    if new.is_empty() {
-        return Ok(Enqueued(false));
+    stored: &Stored,
+    changes: &Changes,
+) -> sqlx::Result<Plan> {
+    if let Some(from) = stored.waiting_from {
+        keep_snapshots(&mut *conn, org, from, stored, changes).await?;
+    }
+    if !stored.subscribed || new.is_empty() {
+        return Ok(Plan::default());
     }
     let subscriptions = store::subscriptions(&mut *conn, org).await?;
     if subscriptions.is_empty() {
-        return Ok(Enqueued(false));
+        return Ok(Plan::default());
     }
     let wanted = |t: &str| {
         subscriptions
             .iter()
             .any(|(_, types)| types.iter().any(|x| x == t))
     };
-    let events: Vec<(usize, &'static str, Subject<'_>)> = new
+    let mut marked = HashSet::new();
+    let messages: Vec<Message> = new
         .iter()
         .filter_map(|&i| {
             let t = batch[i].event.type_name();
             if !super::is_event_type(t) || !wanted(t) {
                 return None;
             }
-            subject(&batch[i].body).map(|s| (i, t, s))
+            let (key, body) = match subject(&batch[i].body)? {
+                Subject::Handoff(id) => {
+                    marked.insert(id.to_owned());
+                    (format!("handoff:{id}"), None)
+                }
+                Subject::Session(id) => (format!("session:{id}"), None),
+                Subject::Call(id) => (
+                    format!("call:{id}"),
+                    Some(body(t, batch[i].event.occurred_at, &call(&batch[i].body))),
+                ),
+            };
+            Some(Message {
+                index: i,
+                event_type: t,
+                key,
+                body,
+            })
         })
         .collect();
-    if events.is_empty() {
-        return Ok(Enqueued(false));
+    if messages.is_empty() {
+        return Ok(Plan::default());
     }
-    let mut handoff_ids: Vec<&str> = Vec::new();
-    let mut session_ids: Vec<&str> = Vec::new();
-    let (mut seen_h, mut seen_s) = (HashSet::new(), HashSet::new());
-    for (_, _, s) in &events {
-        match s {
-            Subject::Handoff(id) if seen_h.insert(*id) => handoff_ids.push(id),
-            Subject::Session(id) if seen_s.insert(*id) => session_ids.push(id),
-            _ => {}
+    let seq = store::next_outbox_seq(&mut *conn).await?;
+    Ok(Plan {
+        seq: Some(seq),
+        subscriptions,
+        messages,
+        marked,
+    })
+}
+
+/// Before a batch changes records that messages still waiting in the outbox show, renders them
+/// as they are (as the batch of the latest such message left them) into `webhook_snapshots`, so
+/// that the fan-out sends what that batch acknowledged. A record changes when:
+/// - its handoff changes (the handoff's `webhook_seq` names its latest message);
+/// - its session ends (the handoffs of the session with a waiting message);
+/// - its agent is declared or renamed (rare: every waiting message of the organization).
+///
+/// Earlier messages about the same record were kept by the batches that changed it since, by
+/// induction; a snapshot already kept for a message is left as it is (it was taken first).
+async fn keep_snapshots(
+    conn: &mut PgConnection,
+    org: OrgId,
+    from: i64,
+    stored: &Stored,
+    changes: &Changes,
+) -> sqlx::Result<()> {
+    let mut wanted: Vec<(i64, String)> = changes
+        .handoffs
+        .iter()
+        .filter(|h| changes.handoffs_before.contains_key(&h.handoff_id))
+        .filter_map(|h| {
+            let seq = *stored.handoff_seqs.get(&h.handoff_id)?;
+            (seq >= from).then(|| (seq, format!("handoff:{}", h.handoff_id)))
+        })
+        .collect();
+    let ended: Vec<&str> = changes
+        .sessions
+        .iter()
+        .filter(|s| changes.sessions_before.contains_key(&s.session_id))
+        .map(|s| s.session_id.as_str())
+        .collect();
+    if !ended.is_empty() {
+        for (handoff_id, seq) in
+            store::waiting_handoffs_of_sessions(&mut *conn, org, &ended, from).await?
+        {
+            wanted.push((seq, format!("handoff:{handoff_id}")));
         }
     }
-    // Each record is rendered once, straight to JSON text (no value tree), and shared by the
-    // messages about it (a batch that initiates and completes a handoff sends its record twice).
-    let handoffs: HashMap<String, String> =
-        crate::store::handoffs::details(&mut *conn, org, &handoff_ids)
-            .await?
-            .into_iter()
-            .map(|(id, d)| (id, to_json(&HandoffResponse::from(d))))
-            .collect();
-    let sessions = sessions(&mut *conn, org, &session_ids).await?;
-    let mut rows = NewDeliveries::default();
-    let mut ids = V7Ids::new();
-    let mut payload = String::new();
-    for (i, t, s) in events {
-        let e = &batch[i];
-        let call_data;
-        let (key, data) = match s {
-            Subject::Handoff(id) => (format!("handoff:{id}"), handoffs.get(id)),
-            Subject::Session(id) => (format!("session:{id}"), sessions.get(id)),
-            Subject::Call(id) => {
-                call_data = call(&e.body);
-                (format!("call:{id}"), Some(&call_data))
-            }
-        };
-        let Some(data) = data else { continue };
-        // `{"type":…,"timestamp":…,"data":…}`: the type is one of [`super::EVENT_TYPES`] and the
-        // timestamp RFC 3339, neither needs escaping.
-        payload.clear();
-        payload.reserve(data.len() + 80);
-        payload.push_str(r#"{"type":""#);
-        payload.push_str(t);
-        payload.push_str(r#"","timestamp":""#);
-        payload.push_str(
-            &e.event
-                .occurred_at
-                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        );
-        payload.push_str(r#"","data":"#);
-        payload.push_str(data);
-        payload.push('}');
-        let index = i32::try_from(rows.payloads.len() + 1).unwrap_or(i32::MAX);
-        rows.payloads.push(payload.clone());
-        let message_id = format!("msg_{}", ids.next().simple());
-        for (webhook, types) in &subscriptions {
-            if types.iter().any(|x| x == t) {
+    let renamed = changes
+        .agents
+        .iter()
+        .any(|a| stored.agent_names.get(&a.agent_id) != Some(&a.name));
+    if renamed {
+        wanted.extend(store::waiting_subjects(&mut *conn, org).await?);
+    }
+    wanted.retain(|(_, key)| !key.starts_with("call:"));
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    wanted.sort();
+    wanted.dedup();
+    let keys: Vec<&str> = wanted.iter().map(|(_, k)| k.as_str()).collect();
+    let records = records(&mut *conn, org, &keys).await?;
+    let (mut seqs, mut subjects, mut data) = (Vec::new(), Vec::new(), Vec::new());
+    for (seq, key) in &wanted {
+        if let Some(record) = records.get(key) {
+            seqs.push(*seq);
+            subjects.push(key.as_str());
+            data.push(record.as_str());
+        }
+    }
+    store::keep_snapshots(conn, org, &seqs, &subjects, &data).await
+}
+
+/// Writes the outbox row planned by [`prepare`] (after the batch's projections are written).
+/// Once the transaction has committed, pass the answer to [`wake`].
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    org: OrgId,
+    batch: &[NewEvent],
+    plan: Plan,
+) -> sqlx::Result<Enqueued> {
+    let Some(seq) = plan.seq else {
+        return Ok(Enqueued(false));
+    };
+    let mut rows = NewDeliveries {
+        seq,
+        ..NewDeliveries::default()
+    };
+    for (n, m) in plan.messages.into_iter().enumerate() {
+        let index = i32::try_from(n + 1).unwrap_or(i32::MAX);
+        for (webhook, types) in &plan.subscriptions {
+            if types.iter().any(|x| x == m.event_type) {
                 rows.webhook_ids.push(*webhook);
-                rows.message_ids.push(message_id.clone());
-                rows.event_types.push(t);
-                rows.ordering_keys.push(key.clone());
+                rows.event_types.push(m.event_type);
+                rows.ordering_keys.push(m.key.clone());
                 rows.payload_index.push(index);
             }
         }
+        rows.message_times.push(batch[m.index].event.occurred_at);
+        rows.payloads.push(m.body);
     }
     store::enqueue(conn, org, &rows).await?;
     Ok(Enqueued(!rows.webhook_ids.is_empty()))
+}
+
+/// A message body: `{"type":…,"timestamp":…,"data":…}` around `data` (JSON text). The type is
+/// one of [`super::EVENT_TYPES`] and the timestamp RFC 3339: neither needs escaping.
+pub(crate) fn body(event_type: &str, at: chrono::DateTime<chrono::Utc>, data: &str) -> String {
+    let mut payload = String::with_capacity(data.len() + 80);
+    payload.push_str(r#"{"type":""#);
+    payload.push_str(event_type);
+    payload.push_str(r#"","timestamp":""#);
+    payload.push_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+    payload.push_str(r#"","data":"#);
+    payload.push_str(data);
+    payload.push('}');
+    payload
+}
+
+/// The current records of `keys` (`handoff:<id>`: the handoff as `GET /v1/handoffs/{id}`
+/// answers it; `session:<id>`: the session as that record shows it), as JSON text by key; keys
+/// of records that do not exist are left out. Each record is rendered once, straight to JSON
+/// text. Three statements whatever the number of keys.
+pub(crate) async fn records(
+    conn: &mut PgConnection,
+    org: OrgId,
+    keys: &[&str],
+) -> sqlx::Result<HashMap<String, String>> {
+    let mut handoff_ids: Vec<&str> = Vec::new();
+    let mut session_ids: Vec<&str> = Vec::new();
+    for key in keys {
+        if let Some(id) = key.strip_prefix("handoff:") {
+            handoff_ids.push(id);
+        } else if let Some(id) = key.strip_prefix("session:") {
+            session_ids.push(id);
+        }
+    }
+    handoff_ids.sort_unstable();
+    handoff_ids.dedup();
+    session_ids.sort_unstable();
+    session_ids.dedup();
+    let mut out: HashMap<String, String> =
+        crate::store::handoffs::details(&mut *conn, org, &handoff_ids)
+            .await?
+            .into_iter()
+            .map(|(id, d)| (format!("handoff:{id}"), to_json(&HandoffResponse::from(d))))
+            .collect();
+    out.extend(
+        sessions(&mut *conn, org, &session_ids)
+            .await?
+            .into_iter()
+            .map(|(id, s)| (format!("session:{id}"), s)),
+    );
+    Ok(out)
 }
 
 /// Wakes the delivery workers of every server after a batch that enqueued deliveries has

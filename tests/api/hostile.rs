@@ -736,3 +736,51 @@ async fn json_bodies_must_be_objects() {
     assert_eq!(after["url"], webhook["url"]);
     assert_eq!(after["updated_at"], webhook["updated_at"]);
 }
+
+/// Whether a parameter schema of the document admits the empty string (formats checked, its
+/// references resolved in the document's components).
+fn admits_empty(doc: &Value, schema: &Value) -> bool {
+    let mut schema = schema.clone();
+    schema["components"] = doc["components"].clone();
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap()
+        .is_valid(&json!(""))
+}
+
+/// A query parameter sent empty (`?name=`) is either refused or documented as admitting the
+/// empty string: a server that takes it as "absent" while `/openapi.json` types it as an enum,
+/// a date or a UUID tells a schema-driven client that the request is invalid when it is not.
+#[tokio::test]
+async fn an_empty_query_parameter_is_answered_only_where_the_document_admits_it() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme", None, Some("UTC")).await;
+    let token = app.writer(&org).await;
+    let doc = serde_json::to_value(baton::http::openapi()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let Some(op) = item.get("get") else { continue };
+        if path.contains('{') {
+            continue;
+        }
+        for param in op["parameters"].as_array().unwrap() {
+            if param["in"] != "query" {
+                continue;
+            }
+            let name = param["name"].as_str().unwrap();
+            let res = app.get(&format!("{path}?{name}="), &token).await;
+            let status = res.status().as_u16();
+            assert!(status < 500, "{path}?{name}=: {status}");
+            if status == 200 {
+                assert!(
+                    admits_empty(&doc, &param["schema"]),
+                    "{path}?{name}= is answered 200 but its schema does not admit \"\": {}",
+                    param["schema"]
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} parameters checked");
+}
