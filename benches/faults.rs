@@ -94,6 +94,9 @@ fn blocks_touched(from: usize, n: usize) -> [usize; 4] {
 const ANALYTICS: &str =
     "/handoff-analytics?start_date=2026-08-30T00:00:00Z&end_date=2026-11-28T00:00:00Z";
 
+const LIFECYCLE: &str =
+    "/v1/handoff-lifecycle?start_date=2026-08-30T00:00:00Z&end_date=2026-11-28T00:00:00Z";
+
 struct Bench {
     dir: tempfile::TempDir,
     pool: sqlx::PgPool,
@@ -380,6 +383,14 @@ async fn main() {
         "  CPU for those 40,000 completions: Baton {:.1} s, PostgreSQL {:.1} s",
         common::cpu_secs(server.pid()) - cpu_before.0,
         common::cluster_cpu_secs(postmaster) - cpu_before.1
+    );
+    // A lifecycle read over the 90 days while the step's changes are still pending: it computes
+    // their deltas in its own snapshot (store::lifecycle::read).
+    let pending_for_read = pending_after(&bench.pool, Duration::ZERO).await;
+    let (status, read_ms) = bench.get(&server.base, &fresh, LIFECYCLE).await;
+    assert_eq!(status, 200);
+    println!(
+        "  /v1/handoff-lifecycle over the 90 days with {pending_for_read} pending rows: {read_ms:.1} ms"
     );
     // Batches that moved many lifecycle rollup rows deferred them: how long the server's
     // folder takes to apply them (store::lifecycle::pending).

@@ -47,6 +47,9 @@ pub mod blocks {
             .map(move |g| (g.seconds(), g.floor(t)))
     }
 
+    /// The grain of the 15-minute blocks, in seconds.
+    pub const QUARTER: i32 = 900;
+
     /// The 15-minute block holding `t` (the finest of the ladder: every block of [`of`] is a
     /// union of them).
     pub fn quarter_of(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -295,14 +298,14 @@ async fn fixed_of(
     Ok(fixed)
 }
 
-/// The deltas of handoff changes, each `(before, after)` (`before` `None`: first initiated in the
-/// batch), in key order, rows whose delta is zero left out. One definition for the direct path
-/// and the folder, so a batch's deltas are the same whichever applies them.
-fn deltas_of(changes: impl IntoIterator<Item = (Option<Facts>, Facts)>) -> pending::Deltas {
-    // Each handoff moves its keys in the 15-minute block of its first initiation; the coarser
-    // blocks then take the sum of the 15-minute blocks they hold (blocks nest), so a handoff costs
-    // one map entry per key rather than one per key and grain.
-    let mut quarters: HashMap<(&'static str, DateTime<Utc>, String), Tally> = HashMap::new();
+/// What handoff changes, each `(before, after)` (`before` `None`: first initiated in the batch),
+/// add to each `(dim, quarter-hour, key)`: a handoff moves its keys in the 15-minute block of
+/// its first initiation, and every coarser block's delta is the sum of the quarter-hours it holds
+/// (blocks nest).
+type QuarterDeltas = HashMap<(&'static str, DateTime<Utc>, String), Tally>;
+
+fn quarter_deltas(changes: impl IntoIterator<Item = (Option<Facts>, Facts)>) -> QuarterDeltas {
+    let mut quarters = QuarterDeltas::new();
     let mut add = |f: &Facts, sign: i64| {
         let quarter = blocks::quarter_of(f.initiated_at);
         for (dim, key) in f.keys() {
@@ -321,9 +324,18 @@ fn deltas_of(changes: impl IntoIterator<Item = (Option<Facts>, Facts)>) -> pendi
         }
         add(&after, 1);
     }
-    // Gathered in a hash map, then sorted once: a batch of completions spread over weeks has
-    // ~20,000 block entries for ~10,000 rows, and inserting each into an ordered map compared
-    // its key's strings ~40 times (measured: most of the batch's CPU in Baton).
+    quarters
+}
+
+/// The deltas of handoff changes (as [`quarter_deltas`] takes them) in every grain, in key order,
+/// rows whose delta is zero left out. One definition for the direct path and the folder, so a
+/// batch's deltas are the same whichever applies them.
+fn deltas_of(changes: impl IntoIterator<Item = (Option<Facts>, Facts)>) -> pending::Deltas {
+    // A handoff costs one quarter-hour entry per key rather than one per key and grain. Gathered
+    // in a hash map, then sorted once: a batch of completions spread over weeks has ~20,000
+    // block entries for ~10,000 rows, and inserting each into an ordered map compared its key's
+    // strings ~40 times (measured: most of the batch's CPU in Baton).
+    let quarters = quarter_deltas(changes);
     let mut gathered: HashMap<RowKey, Tally> = HashMap::with_capacity(quarters.len() * 2);
     for ((dim, quarter, key), t) in quarters {
         for (grain, bucket) in blocks::of(quarter) {
@@ -741,23 +753,26 @@ pub async fn read(
     sqlx::query("set transaction isolation level repeatable read, read only")
         .execute(&mut *tx)
         .await?;
-    let deltas = pending::load(&mut tx, org).await?;
+    let deltas = pending::load_quarters(&mut tx, org).await?;
     let (figures, _) = read_with(&mut tx, org, range, group_by, Some(&deltas)).await?;
     tx.commit().await?;
     Ok(figures)
 }
 
-/// The pending deltas of `dim` in the block run `seg` (a range of the map: its keys are ordered
-/// by dimension, grain, bucket, then key).
+/// The pending deltas of `dim` in the block run `seg`: those of the quarter-hours it holds
+/// (the map holds quarter-hours only, see [`pending::load_quarters`]; its keys are ordered by
+/// dimension, grain, bucket, then key, so they are a range of it).
 fn pending_in<'a>(
     deltas: &'a pending::Deltas,
     dim: Dim,
     seg: &'a blocks::Segment,
 ) -> impl Iterator<Item = (&'a RowKey, &'a Tally)> + 'a {
-    let (grain, from, to) = *seg;
+    let (_, from, to) = *seg;
+    let quarter = blocks::QUARTER;
     let range = (from < to).then(|| {
         deltas.range(
-            (dim.as_str(), grain, from, String::new())..(dim.as_str(), grain, to, String::new()),
+            (dim.as_str(), quarter, from, String::new())
+                ..(dim.as_str(), quarter, to, String::new()),
         )
     });
     range.into_iter().flatten()
@@ -1003,6 +1018,16 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_quarter_grain_is_the_finest_of_the_ladder() {
+        assert_eq!(super::blocks::QUARTER, HANDOFF_GRAINS[0].seconds());
+        assert!(
+            HANDOFF_GRAINS
+                .iter()
+                .all(|g| g.seconds() % super::blocks::QUARTER == 0)
+        );
     }
 
     /// Every 15-minute slot around the day is counted once if it is in the day, else not at

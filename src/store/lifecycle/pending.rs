@@ -25,16 +25,17 @@
 //!
 //! Reads (`super::read`) see pending changes without waiting: each rollup statement also tells
 //! whether the organization has pending rows; if one does, the read is made again in one
-//! `REPEATABLE READ` snapshot with the deltas of the pending rows ([`load`]) merged into the
+//! `REPEATABLE READ` snapshot with the deltas of the pending rows ([`load_quarters`]) merged into the
 //! answer, so a fold committing meanwhile can neither hide a delta nor count it twice.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use super::{Fixed, Moved, RowKey, deltas_of, fixed_of, write};
+use super::blocks::QUARTER;
+use super::{Fixed, Moved, RowKey, deltas_of, fixed_of, quarter_deltas, write};
 use crate::auth::OrgId;
 use crate::domain::events::Reason;
 use crate::domain::lifecycle::{Facts, Tally};
@@ -82,15 +83,30 @@ pub(super) async fn defer(
     Ok(())
 }
 
-/// The deltas of every pending row of `org`, merged (for a read; in the caller's snapshot).
-pub async fn load(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Deltas> {
+/// The deltas of every pending row of `org` at the quarter-hour grain only, merged, zeros left
+/// out (for a read; in the caller's snapshot). A coarser block's delta is the sum of its
+/// quarter-hours' (blocks nest), so a read sums the quarter-hours of the blocks it reads instead
+/// of every row being expanded into every grain and merged row by row (the fold's way, which
+/// keeps zero rows; a read has no use for them).
+pub async fn load_quarters(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Deltas> {
     let rows: Vec<Vec<u8>> = sqlx::query_scalar(
         "select changes from handoff_lifecycle_pending where org_id = $1 order by id",
     )
     .bind(org.get())
     .fetch_all(&mut *conn)
     .await?;
-    deltas_of_rows(conn, org, &rows).await
+    let (decoded, fixed) = decode_rows(conn, org, &rows).await?;
+    let quarters = quarter_deltas(
+        decoded
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.facts(&fixed)),
+    );
+    Ok(quarters
+        .into_iter()
+        .filter(|(_, t)| !t.is_zero())
+        .map(|((dim, quarter, key), t)| ((dim, QUARTER, quarter, key), t))
+        .collect())
 }
 
 /// A handoff's counted fields as stored in a pending row (its [`Fixed`] ones are looked up).
@@ -128,14 +144,21 @@ pub struct Change {
     after: Fields,
 }
 
-/// The deltas of stored pending rows, merged: each row's deltas computed on their own, as its
-/// batch would have written them (see the module docs), the handoffs' fixed attributes looked up
-/// once for all rows.
-async fn deltas_of_rows(
+impl Change {
+    /// The change as `(before, after)` facts, given the fixed attributes of the handoffs (`None`:
+    /// the handoff has none, it counts nowhere).
+    fn facts(self, fixed: &HashMap<String, Fixed>) -> Option<(Option<Facts>, Facts)> {
+        let fx = fixed.get(&self.handoff_id)?;
+        Some((self.before.map(|b| b.facts(fx)), self.after.facts(fx)))
+    }
+}
+
+/// Pending rows decoded, with the fixed attributes of their handoffs (looked up once for all).
+async fn decode_rows(
     conn: &mut PgConnection,
     org: OrgId,
     rows: &[Vec<u8>],
-) -> sqlx::Result<Deltas> {
+) -> sqlx::Result<(Vec<Vec<Change>>, HashMap<String, Fixed>)> {
     let decoded = rows
         .iter()
         .map(|bytes| decode(bytes))
@@ -148,15 +171,7 @@ async fn deltas_of_rows(
         .into_iter()
         .collect();
     let fixed = fixed_of(&mut *conn, org, &ids).await?;
-    let mut all = Deltas::new();
-    for changes in decoded {
-        let deltas = deltas_of(changes.into_iter().filter_map(|c| {
-            let fx = fixed.get(&c.handoff_id)?;
-            Some((c.before.map(|b| b.facts(fx)), c.after.facts(fx)))
-        }));
-        merge_into(&mut all, deltas);
-    }
-    Ok(all)
+    Ok((decoded, fixed))
 }
 
 /// Adds `deltas` to `all`, keeping every key of either. Both are in key order, so they are
@@ -206,7 +221,16 @@ pub async fn fold_locked(conn: &mut PgConnection, org: OrgId, limit: i64) -> sql
         return Ok(0);
     }
     let (ids, bytes): (Vec<i64>, Vec<Vec<u8>>) = rows.into_iter().unzip();
-    let all = deltas_of_rows(&mut *conn, org, &bytes).await?;
+    // Each row's deltas computed on their own, as its batch would have written them (see the
+    // module docs), then merged into one write.
+    let (decoded, fixed) = decode_rows(&mut *conn, org, &bytes).await?;
+    let mut all = Deltas::new();
+    for changes in decoded {
+        merge_into(
+            &mut all,
+            deltas_of(changes.into_iter().filter_map(|c| c.facts(&fixed))),
+        );
+    }
     write(&mut *conn, org, all).await?;
     let deleted =
         sqlx::query("delete from handoff_lifecycle_pending where org_id = $1 and id = any($2)")
