@@ -94,6 +94,9 @@ fn blocks_touched(from: usize, n: usize) -> [usize; 4] {
 const ANALYTICS: &str =
     "/handoff-analytics?start_date=2026-08-30T00:00:00Z&end_date=2026-11-28T00:00:00Z";
 
+const LIFECYCLE: &str =
+    "/v1/handoff-lifecycle?start_date=2026-08-30T00:00:00Z&end_date=2026-11-28T00:00:00Z";
+
 struct Bench {
     dir: tempfile::TempDir,
     pool: sqlx::PgPool,
@@ -246,6 +249,21 @@ async fn rollup_table_stats(pool: &sqlx::PgPool) -> [i64; 3] {
     [i, u, h]
 }
 
+/// The pending lifecycle rows left once none are, or after `limit`.
+async fn pending_after(pool: &sqlx::PgPool, limit: Duration) -> i64 {
+    let t = Instant::now();
+    loop {
+        let n: i64 = sqlx::query_scalar("select count(*) from handoff_lifecycle_pending")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if n == 0 || t.elapsed() >= limit {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn rate(events: usize, elapsed: Duration) -> f64 {
     events as f64 / elapsed.as_secs_f64()
 }
@@ -321,6 +339,15 @@ async fn main() {
             .await;
         assert_eq!(s, 200);
     }
+    // Those batches initiate handoffs spread over 90 days: their lifecycle deltas were deferred
+    // (store::lifecycle::pending); the server folds them before it is restarted, as the direct
+    // writes of before had applied them within the load.
+    let t = Instant::now();
+    let n = pending_after(&bench.pool, Duration::from_secs(300)).await;
+    println!(
+        "  (the load's deferred lifecycle deltas folded {:.2} s after it; {n} left)",
+        t.elapsed().as_secs_f64()
+    );
     server.stop();
     let server = common::Server::start_with(bench.dir.path(), &stale).await;
     common::create_statement_stats(&bench.pool).await;
@@ -356,6 +383,29 @@ async fn main() {
         "  CPU for those 40,000 completions: Baton {:.1} s, PostgreSQL {:.1} s",
         common::cpu_secs(server.pid()) - cpu_before.0,
         common::cluster_cpu_secs(postmaster) - cpu_before.1
+    );
+    // A lifecycle read over the 90 days while the step's changes are still pending: it computes
+    // their deltas in its own snapshot (store::lifecycle::read).
+    let pending_for_read = pending_after(&bench.pool, Duration::ZERO).await;
+    let (status, read_ms) = bench.get(&server.base, &fresh, LIFECYCLE).await;
+    assert_eq!(status, 200);
+    println!(
+        "  /v1/handoff-lifecycle over the 90 days with {pending_for_read} pending rows: {read_ms:.1} ms"
+    );
+    // Batches that moved many lifecycle rollup rows deferred them: how long the server's
+    // folder takes to apply them (store::lifecycle::pending).
+    let cpu_step = (
+        common::cpu_secs(server.pid()),
+        common::cluster_cpu_secs(postmaster),
+    );
+    let t = Instant::now();
+    let pending_at_end = pending_after(&bench.pool, Duration::ZERO).await;
+    let n = pending_after(&bench.pool, Duration::from_secs(120)).await;
+    println!(
+        "  lifecycle folder: {pending_at_end} pending rows at the end of the step, {n} left after {:.2} s (CPU meanwhile: Baton {:.1} s, PostgreSQL {:.1} s)",
+        t.elapsed().as_secs_f64(),
+        common::cpu_secs(server.pid()) - cpu_step.0,
+        common::cluster_cpu_secs(postmaster) - cpu_step.1
     );
     common::print_statement_stats(&mut bench.pool.acquire().await.unwrap()).await;
     // After the server's backends exit, which flushes their table counters.

@@ -121,6 +121,8 @@ async fn serve(
             state.monitoring.clone(),
         )
     });
+    // Folds deferred lifecycle rollup deltas while the server runs.
+    let folder = crate::db::lifecycle_fold::Folder::start(db.pool.clone(), Default::default());
     let app = http::router(state, &options.http);
     if options.demo {
         let (org, token) = demo::prepare(&db.pool, &keys).await?;
@@ -157,6 +159,14 @@ async fn serve(
             }
         }
     };
+    // So does the lifecycle folder (a fold in progress ends first: short transactions).
+    let folding = {
+        let stopped = stopped.clone();
+        async move {
+            wait_for(stopped).await;
+            folder.shutdown().await;
+        }
+    };
     let admin = async {
         if let Some(admin) = admin {
             let admin_addr = admin.local_addr().ok();
@@ -174,7 +184,7 @@ async fn serve(
         signals.recv().await;
         let _ = stop.send(true);
     };
-    tokio::join!(api, admin, signal, webhooks);
+    tokio::join!(api, admin, signal, webhooks, folding);
     if let Some(replica) = replica {
         replica.close().await;
     }

@@ -22,6 +22,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::pg::{Cluster, ClusterOptions};
 
 pub mod health;
+pub mod lifecycle_fold;
 pub mod replica;
 pub mod retention;
 pub mod stats;

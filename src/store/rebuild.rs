@@ -41,6 +41,7 @@ const ORG_TABLES: &[&str] = &[
     "handoff_session_reasons",
     "handoff_lifecycle",
     "handoff_lifecycle_rollups",
+    "handoff_lifecycle_pending",
     "call_metric_rollups",
     "call_escalation_rollups",
     "call_volume_days",
@@ -56,6 +57,9 @@ const RESELLER_TABLES: &[&str] = &[
 
 /// Events replayed per step.
 const STEP: i64 = 1_000;
+
+/// Pending lifecycle rows folded per statement after a replay.
+const FOLD_STEP: i64 = 16;
 
 /// What a rebuild did (printed by `baton rebuild` as one JSON line).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -226,7 +230,11 @@ pub async fn rebuild(pool: &PgPool, orgs: &[Uuid], all: bool) -> Result<Rebuilt,
         ..Rebuilt::default()
     };
     for &org in &orgs {
-        done.events += replay(&mut *conn, OrgId::for_admin(org)).await?;
+        let org = OrgId::for_admin(org);
+        done.events += replay(&mut *conn, org).await?;
+        // Replayed steps that moved many lifecycle rollup rows deferred them: folded here, under
+        // the same locks, so a rebuild leaves nothing pending.
+        while super::lifecycle::pending::fold_locked(&mut *conn, org, FOLD_STEP).await? > 0 {}
     }
     let counts = sqlx::query(
         r#"select (select count(*) from sessions where org_id = any($1)) as sessions,

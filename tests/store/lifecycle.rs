@@ -172,3 +172,146 @@ async fn rollup_rows_do_not_depend_on_how_events_are_batched() {
     assert!(a.iter().any(|r| r.6.len() > 50));
     assert_eq!(a, b);
 }
+
+/// Pending rows of an organization.
+async fn pending(pool: &sqlx::PgPool, org: uuid::Uuid) -> i64 {
+    sqlx::query_scalar("select count(*) from handoff_lifecycle_pending where org_id = $1")
+        .bind(org)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The figures `GET /v1/handoff-lifecycle` is made of, for 120 days from the events' first, in
+/// UTC and in Asia/Kolkata (whose days are read with subtracted blocks), grouped by reason.
+async fn figures(pool: &sqlx::PgPool, org: baton::auth::OrgId) -> Vec<String> {
+    use baton::domain::lifecycle::Dim;
+    use baton::domain::timerange::TimeRange;
+    let start: DateTime<Utc> = "2026-08-01T00:00:00Z".parse().unwrap();
+    let mut out = Vec::new();
+    let mut conn = pool.acquire().await.unwrap();
+    for tz in [chrono_tz::UTC, chrono_tz::Asia::Kolkata] {
+        for group_by in [None, Some(Dim::Reason), Some(Dim::Agent)] {
+            let range = TimeRange {
+                start: start - Duration::hours(5),
+                end: start + Duration::days(120) + Duration::minutes(30),
+                tz,
+            };
+            let f = baton::store::lifecycle::read(&mut conn, org, &range, group_by)
+                .await
+                .unwrap();
+            out.push(format!("{:?} {:?} {:?}", f.total, f.days, f.groups));
+        }
+    }
+    out
+}
+
+/// The same batches applied directly and deferred (every batch's deltas stored pending, then
+/// folded) leave the same rollup rows, byte for byte: deltas that subtract, histograms that
+/// change width across batches, rows brought back to zero. Before the fold, reads already
+/// answer exactly what the direct rows answer; a fold that rolls back leaves its rows pending.
+#[tokio::test]
+async fn deferred_deltas_fold_into_the_rows_direct_writes_leave() {
+    use baton::store::lifecycle::pending;
+    let db = TestDb::new().await;
+    let (direct, direct_id) = db.org("direct", None, None).await;
+    let (deferred, deferred_id) = db.org("deferred", None, None).await;
+    let mut events = events();
+    // A handoff alone in its 15-minute block whose retry changes its destination: that block's
+    // row of the first destination goes back to zeros.
+    let at = |m: i64| {
+        ("2026-09-22T10:07:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::minutes(m))
+            .to_rfc3339()
+    };
+    events.extend([
+        (
+            0,
+            event(
+                "z-start",
+                "session.started",
+                &at(0),
+                json!({"session_id": "z", "channel": "web"}),
+            ),
+        ),
+        (
+            0,
+            event(
+                "z",
+                "handoff.initiated",
+                &at(1),
+                json!({"handoff_id": "z", "session_id": "z",
+            "reasons": ["prohibited_topic"], "destination": "lonely_queue"}),
+            ),
+        ),
+        (
+            1,
+            event("z-f", "handoff.failed", &at(2), json!({"handoff_id": "z"})),
+        ),
+        (
+            2,
+            event(
+                "z-r",
+                "handoff.initiated",
+                &at(3),
+                json!({"handoff_id": "z", "session_id": "z",
+            "reasons": ["prohibited_topic"], "destination": "desk"}),
+            ),
+        ),
+    ]);
+    for (org, threshold) in [(direct_id, usize::MAX), (deferred_id, 0)] {
+        pending::set_defer_blocks(threshold);
+        for step in 0..4 {
+            let part: Vec<Value> = events
+                .iter()
+                .filter(|(s, _)| *s == step)
+                .map(|(_, e)| e.clone())
+                .collect();
+            for chunk in part.chunks(37) {
+                store(&db.pool, org, chunk).await.unwrap();
+            }
+        }
+    }
+    pending::set_defer_blocks(pending::DEFER_BLOCKS);
+    let expected = rows(&db.pool, direct.id).await;
+    assert_eq!(pending(&db.pool, direct.id).await, 0);
+    let waiting = pending(&db.pool, deferred.id).await;
+    assert!(waiting > 10, "{waiting} pending rows");
+    assert!(rows(&db.pool, deferred.id).await.is_empty());
+
+    // Read before any fold: the same answers.
+    let answers = figures(&db.pool, direct_id).await;
+    assert_eq!(figures(&db.pool, deferred_id).await, answers);
+
+    // A fold that does not commit (a crash mid-fold) changes nothing.
+    let mut tx = db.pool.begin().await.unwrap();
+    let n = pending::fold_locked(&mut tx, deferred_id, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(n as i64, waiting);
+    tx.rollback().await.unwrap();
+    assert_eq!(pending(&db.pool, deferred.id).await, waiting);
+    assert!(rows(&db.pool, deferred.id).await.is_empty());
+
+    // Folded a few at a time (several pending rows merged into one write).
+    let mut folded = 0;
+    loop {
+        let n = pending::fold(&db.pool, deferred_id, 3).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        folded += n;
+    }
+    assert_eq!(folded as i64, waiting);
+    assert_eq!(pending(&db.pool, deferred.id).await, 0);
+    let got = rows(&db.pool, deferred.id).await;
+    assert!(expected.len() > 100, "{} rows", expected.len());
+    assert!(expected.iter().any(|r| r.6.first() == Some(&2)));
+    // Rows a batch moved back to all zeros are kept, as the direct writes keep them.
+    assert!(
+        expected
+            .iter()
+            .any(|r| r.3 == "lonely_queue" && r.4.iter().all(|v| *v == 0))
+    );
+    assert_eq!(got, expected);
+    assert_eq!(figures(&db.pool, deferred_id).await, answers);
+}
