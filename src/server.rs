@@ -121,7 +121,7 @@ async fn serve(
             state.monitoring.clone(),
         )
     });
-    // Folds deferred lifecycle rollup deltas while the server runs.
+    // Folds the lifecycle changes large batches left pending while the server runs.
     let folder = crate::db::lifecycle_fold::Folder::start(db.pool.clone(), Default::default());
     let app = http::router(state, &options.http);
     if options.demo {

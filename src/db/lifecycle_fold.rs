@@ -1,5 +1,5 @@
-//! The lifecycle folder every server runs: applies deferred lifecycle rollup deltas
-//! (`store::lifecycle::pending`) to the rollups in the background.
+//! The lifecycle folder every server runs: folds the changes that large batches left pending
+//! (`store::lifecycle::pending`) into the lifecycle rollups, in the background.
 //!
 //! Policy: every [`FoldOptions::every`] the task asks which organizations have pending rows due
 //! (the newest at least [`FoldOptions::quiet`] old, so that a burst of large batches is not
@@ -115,11 +115,11 @@ async fn run(pool: PgPool, options: FoldOptions, mut stopped: watch::Receiver<bo
         pause = options.every;
         match run_once(&pool, options, &stopped).await {
             Ok(0) => {}
-            Ok(folded) => tracing::debug!(folded, "lifecycle: pending rollup deltas folded"),
+            Ok(folded) => tracing::debug!(folded, "lifecycle: pending rollup changes folded"),
             Err(e) => {
                 // The database may be down: one warning per `overdue`, not per look.
                 pause = options.overdue.max(options.every);
-                tracing::warn!(error = %e, "lifecycle: folding pending rollup deltas failed; retrying later")
+                tracing::warn!(error = %e, "lifecycle: folding pending rollup changes failed; retrying later")
             }
         }
         if *stopped.borrow() {
