@@ -229,7 +229,7 @@ pub async fn apply(
     if moved.is_empty() {
         return Ok(());
     }
-    if blocks_moved(&moved) > pending::defer_blocks() {
+    if blocks_moved(&moved) > pending::defer_blocks(org) {
         return pending::defer(conn, org, &moved).await;
     }
     let stored: Vec<&str> = moved

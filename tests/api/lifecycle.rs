@@ -647,13 +647,12 @@ async fn deferred_deltas_are_read_before_they_are_folded() {
         let org = app.org(slug, None, None).await;
         let token = app.writer(&org).await;
         put_configuration(&app, &token, &config).await;
-        pending::set_defer_blocks(threshold);
+        pending::set_defer_blocks(org.id, Some(threshold));
         for chunk in kolkata_events().chunks(3) {
             app.post_events_ok(&token, chunk).await;
         }
         tokens.push((org.id, token));
     }
-    pending::set_defer_blocks(pending::DEFER_BLOCKS);
     let count = |org: uuid::Uuid, table: &'static str| {
         let pool = app.pool.clone();
         async move {
@@ -690,11 +689,9 @@ async fn deferred_deltas_are_read_before_they_are_folded() {
     // `baton rebuild` replays with the threshold in force (here every step deferred) and folds
     // what it deferred in its own transaction: nothing is left pending, the rows are the direct
     // ones.
-    pending::set_defer_blocks(0);
     baton::admin::rebuild(&app.pool, Some("deferred"))
         .await
         .unwrap();
-    pending::set_defer_blocks(pending::DEFER_BLOCKS);
     assert_eq!(count(*deferred, "handoff_lifecycle_pending").await, 0);
     let rollups = |org: uuid::Uuid| {
         let pool = app.pool.clone();

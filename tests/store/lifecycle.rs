@@ -258,8 +258,9 @@ async fn deferred_deltas_fold_into_the_rows_direct_writes_leave() {
             ),
         ),
     ]);
-    for (org, threshold) in [(direct_id, usize::MAX), (deferred_id, 0)] {
-        pending::set_defer_blocks(threshold);
+    pending::set_defer_blocks(direct.id, Some(usize::MAX));
+    pending::set_defer_blocks(deferred.id, Some(0));
+    for org in [direct_id, deferred_id] {
         for step in 0..4 {
             let part: Vec<Value> = events
                 .iter()
@@ -271,7 +272,8 @@ async fn deferred_deltas_fold_into_the_rows_direct_writes_leave() {
             }
         }
     }
-    pending::set_defer_blocks(pending::DEFER_BLOCKS);
+    pending::set_defer_blocks(direct.id, None);
+    pending::set_defer_blocks(deferred.id, None);
     let expected = rows(&db.pool, direct.id).await;
     assert_eq!(pending(&db.pool, direct.id).await, 0);
     let waiting = pending(&db.pool, deferred.id).await;

@@ -29,10 +29,11 @@
 //! answer, so a fold committing meanwhile can neither hide a delta nor count it twice.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 use super::blocks::QUARTER;
 use super::{Fixed, Moved, RowKey, deltas_of, fixed_of, quarter_deltas, write};
@@ -49,17 +50,30 @@ use crate::domain::projection::HandoffRow;
 /// faults`). See BENCHMARKS.md.
 pub const DEFER_BLOCKS: usize = 800;
 
-static THRESHOLD: AtomicUsize = AtomicUsize::new(DEFER_BLOCKS);
+/// Thresholds changed for single organizations ([`set_defer_blocks`]).
+static OVERRIDES: Mutex<Option<HashMap<Uuid, usize>>> = Mutex::new(None);
 
-/// The threshold in force ([`DEFER_BLOCKS`] unless [`set_defer_blocks`] changed it).
-pub fn defer_blocks() -> usize {
-    THRESHOLD.load(Ordering::Relaxed)
+/// The threshold in force for `org`: [`DEFER_BLOCKS`] unless [`set_defer_blocks`] changed it for
+/// that organization.
+pub fn defer_blocks(org: OrgId) -> usize {
+    let overrides = OVERRIDES.lock().unwrap_or_else(|e| e.into_inner());
+    overrides
+        .as_ref()
+        .and_then(|m| m.get(&org.get()).copied())
+        .unwrap_or(DEFER_BLOCKS)
 }
 
-/// Changes the threshold for this process (tests and benchmarks: 0 defers every batch that
-/// changes what a handoff counts, `usize::MAX` none).
-pub fn set_defer_blocks(blocks: usize) {
-    THRESHOLD.store(blocks, Ordering::Relaxed);
+/// Changes the threshold of one organization for this process (tests and benchmarks: `Some(0)`
+/// defers every batch that changes what a handoff counts, `Some(usize::MAX)` none, `None`
+/// restores [`DEFER_BLOCKS`]). Per organization, so that tests running side by side in one
+/// process never change each other's batches.
+pub fn set_defer_blocks(org: Uuid, blocks: Option<usize>) {
+    let mut overrides = OVERRIDES.lock().unwrap_or_else(|e| e.into_inner());
+    let map = overrides.get_or_insert_with(HashMap::new);
+    match blocks {
+        Some(n) => map.insert(org, n),
+        None => map.remove(&org),
+    };
 }
 
 /// Deltas by rollup row.
