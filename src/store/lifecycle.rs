@@ -161,22 +161,47 @@ struct Fixed {
     outside: bool,
 }
 
-fn facts(h: &HandoffRow, f: &Fixed) -> Facts {
-    Facts {
-        initiated_at: h.initiated_at,
-        state: h.state.clone(),
-        attempts: h.attempts,
-        reasons: h.reasons.clone(),
-        destination: h.destination.clone(),
-        channel: f.channel.clone(),
-        agent_id: f.agent_id.clone(),
-        outside_working_hours: f.outside,
-        completed_at: h.completed_at,
+/// A handoff's counted fields: what [`Facts`] takes from the handoff itself (the rest is
+/// [`Fixed`]). Also the form a pending row stores ([`pending`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fields {
+    initiated_at: DateTime<Utc>,
+    state: String,
+    attempts: i32,
+    reasons: Vec<Reason>,
+    destination: Option<String>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl Fields {
+    fn of(h: &HandoffRow) -> Fields {
+        Fields {
+            initiated_at: h.initiated_at,
+            state: h.state.clone(),
+            attempts: h.attempts,
+            reasons: h.reasons.clone(),
+            destination: h.destination.clone(),
+            completed_at: h.completed_at,
+        }
+    }
+
+    fn facts(self, f: &Fixed) -> Facts {
+        Facts {
+            initiated_at: self.initiated_at,
+            state: self.state,
+            attempts: self.attempts,
+            reasons: self.reasons,
+            destination: self.destination,
+            channel: f.channel.clone(),
+            agent_id: f.agent_id.clone(),
+            outside_working_hours: f.outside,
+            completed_at: self.completed_at,
+        }
     }
 }
 
-/// Whether two versions of a handoff count the same (the fields [`Facts`] takes from the
-/// handoff; the others are [`Fixed`]).
+/// Whether two versions of a handoff count the same (their [`Fields`] are equal; compared in
+/// place, without copying them).
 fn counts_the_same(a: &HandoffRow, b: &HandoffRow) -> bool {
     a.initiated_at == b.initiated_at
         && a.state == b.state
@@ -240,7 +265,10 @@ pub async fn apply(
     fixed.extend(fixed_of(&mut *conn, org, &stored).await?);
     let deltas = deltas_of(moved.iter().filter_map(|(before, after)| {
         let fx = fixed.get(&after.handoff_id)?;
-        Some((before.map(|b| facts(b, fx)), facts(after, fx)))
+        Some((
+            before.map(|b| Fields::of(b).facts(fx)),
+            Fields::of(after).facts(fx),
+        ))
     }));
     write(conn, org, deltas).await
 }

@@ -36,7 +36,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::blocks::QUARTER;
-use super::{Fixed, Moved, RowKey, deltas_of, fixed_of, quarter_deltas, write};
+use super::{Fields, Fixed, Moved, RowKey, deltas_of, fixed_of, quarter_deltas, write};
 use crate::auth::OrgId;
 use crate::domain::events::Reason;
 use crate::domain::lifecycle::{Facts, Tally};
@@ -121,33 +121,6 @@ pub async fn load_quarters(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<
         .filter(|(_, t)| !t.is_zero())
         .map(|((dim, quarter, key), t)| ((dim, QUARTER, quarter, key), t))
         .collect())
-}
-
-/// A handoff's counted fields as stored in a pending row (its [`Fixed`] ones are looked up).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fields {
-    initiated_at: DateTime<Utc>,
-    state: String,
-    attempts: i32,
-    reasons: Vec<Reason>,
-    destination: Option<String>,
-    completed_at: Option<DateTime<Utc>>,
-}
-
-impl Fields {
-    fn facts(self, f: &Fixed) -> Facts {
-        Facts {
-            initiated_at: self.initiated_at,
-            state: self.state,
-            attempts: self.attempts,
-            reasons: self.reasons,
-            destination: self.destination,
-            channel: f.channel.clone(),
-            agent_id: f.agent_id.clone(),
-            outside_working_hours: f.outside,
-            completed_at: self.completed_at,
-        }
-    }
 }
 
 /// One handoff's change in a pending row.
@@ -535,17 +508,6 @@ mod tests {
         }
     }
 
-    fn fields(h: &HandoffRow) -> Fields {
-        Fields {
-            initiated_at: h.initiated_at,
-            state: h.state.clone(),
-            attempts: h.attempts,
-            reasons: h.reasons.clone(),
-            destination: h.destination.clone(),
-            completed_at: h.completed_at,
-        }
-    }
-
     #[test]
     fn changes_round_trip() {
         let before = row("h-é", "handoff_initiated", vec![Reason::ALL[0]], None);
@@ -564,13 +526,13 @@ mod tests {
             vec![
                 Change {
                     handoff_id: "h-é".to_owned(),
-                    before: Some(fields(&before)),
-                    after: fields(&after),
+                    before: Some(Fields::of(&before)),
+                    after: Fields::of(&after),
                 },
                 Change {
                     handoff_id: String::new(),
                     before: None,
-                    after: fields(&fresh),
+                    after: Fields::of(&fresh),
                 },
             ]
         );
